@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.salus-installed
+LEROBOT_STAMP := $(VENV)/.salus-lerobot-installed
+PIP_FLAGS := --disable-pip-version-check -q
+# LeRobot 0.4.4 pins torch<2.11, so it is installed --no-deps next to the dependencies it needs.
+LEROBOT_VERSION := 0.4.4
+LEROBOT_DEPS := transformers==4.57.1 tokenizers accelerate einops huggingface-hub draccus==0.10.0 jsonlines num2words \
+	datasets deepdiff termcolor pyserial packaging torchvision==0.28.0 av imageio-ffmpeg cmake opencv-python-headless pynput
+
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: all install install-lerobot system-deps demo test bench lint clean
+
+all: test
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) $(PIP_FLAGS) install --upgrade pip
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+$(STAMP): $(PY) pyproject.toml constraints.txt Makefile scripts/install_system_deps.sh
+	@bash scripts/install_system_deps.sh
+	$(PIP) $(PIP_FLAGS) install torch==2.13.0
+	$(PIP) $(PIP_FLAGS) install -c constraints.txt -e ".[dev,ray]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(LEROBOT_STAMP): $(STAMP)
+	$(PIP) $(PIP_FLAGS) install -c constraints.txt $(LEROBOT_DEPS)
+	$(PIP) $(PIP_FLAGS) install --no-deps lerobot==$(LEROBOT_VERSION)
+	@touch $(LEROBOT_STAMP)
+
+install-lerobot: $(LEROBOT_STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/salus demo
+
+test: $(STAMP) $(LEROBOT_STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP) $(LEROBOT_STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

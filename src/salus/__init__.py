@@ -1,0 +1,53 @@
+"""salus: predict, while a robot manipulation policy runs, that it is about to fail.
+
+The package has six parts, one sub-package each: ``salus.policies`` (adapters that expose a
+policy's internals), ``salus.signals`` (per-step failure signals and published baseline scores),
+``salus.sim`` (MuJoCo Franka Panda tasks with physics failure labels), ``salus.collect`` and
+``salus.data`` (zarr episode datasets), ``salus.predictor`` (training and honest evaluation) and
+``salus.monitor`` (runtime monitor and reports). Heavy modules are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from salus.errors import (
+    CheckpointError,
+    DatasetError,
+    InvalidInputError,
+    InvalidNameError,
+    MissingDependencyError,
+    NotFittedError,
+    SalusError,
+)
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it; resolved on first access.
+_LAZY: dict[str, str] = {
+    "StepInternals": "salus.policies.base",
+    "PolicyAdapter": "salus.policies.base",
+    "make_env": "salus.sim",
+    "SignalExtractor": "salus.signals",
+    "SalusDataset": "salus.data",
+    "Monitor": "salus.monitor",
+}
+
+__all__ = [
+    "__version__",
+    "SalusError",
+    "InvalidNameError",
+    "InvalidInputError",
+    "DatasetError",
+    "CheckpointError",
+    "NotFittedError",
+    "MissingDependencyError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'salus' has no attribute {name!r}")
