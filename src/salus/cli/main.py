@@ -33,7 +33,7 @@ def main() -> None:
     from salus.errors import SalusError
 
     try:
-        app(standalone_mode=False)
+        exit_code = app(standalone_mode=False)
     except SalusError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
@@ -49,6 +49,8 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         raise
+    if isinstance(exit_code, int) and exit_code:
+        sys.exit(exit_code)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ class StepInternals:
     chunk_id: np.ndarray  # (B,) int64, increases by one per computed chunk, per environment
     chunk_offset: np.ndarray  # (B,) int64, index of this step inside its chunk
     new_chunk: np.ndarray  # (B,) bool, a chunk was computed at this step
-    hidden_step: np.ndarray  # (B, H) input to the output layer at this step's chunk position, last denoising step
-    hidden_mean: np.ndarray  # (B, H) input to the output layer averaged over chunk positions and denoising steps
+    # (B, H) input to the output layer at this step's chunk position, last denoising step
+    hidden_step: np.ndarray
+    # (B, H) input to the output layer averaged over chunk positions and denoising steps
+    hidden_mean: np.ndarray
     velocities: np.ndarray  # (B, S, A_m) output layer at this step's chunk position, per denoising step
     obs_embedding: np.ndarray  # (B, E) trunk / prefix output for the observation that produced the chunk
     chunk: np.ndarray  # (B, C, A) the full predicted chunk, env action units

@@ -1,1 +1,59 @@
-"""salus.sim"""
+"""salus.sim: MuJoCo Franka Panda tabletop tasks with physics failure labels.
+
+Cheap names (task list, texts, failure types, perturbation names) import without MuJoCo; the
+environment, expert and wrappers load MuJoCo (and choose an offscreen GL backend) on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from salus.sim.spec import CAMERA_NAMES, CONTROL_HZ, STATE_DIM
+from salus.sim.tasks import TASK_SPECS, TASKS, TaskSpec, get_task, task_text, task_texts
+
+FAILURE_TYPES = ("drop", "miss", "collision", "timeout")
+PERTURBATION_NAMES = (
+    "object_pose",
+    "obs_noise",
+    "action_noise",
+    "push",
+    "friction",
+    "mass",
+    "camera_shift",
+    "lighting",
+    "distractor",
+)
+
+_LAZY: dict[str, str] = {
+    "make_env": "salus.sim.env",
+    "PandaEnv": "salus.sim.env",
+    "ScriptedExpert": "salus.sim.expert",
+    "PERTURBATIONS": "salus.sim.perturbations",
+    "Perturbation": "salus.sim.perturbations",
+    "apply_perturbations": "salus.sim.perturbations",
+    "parse_perturbation": "salus.sim.perturbations",
+    "RolloutResult": "salus.sim.rollout",
+    "run_rollouts": "salus.sim.rollout",
+}
+
+__all__ = [
+    "TASKS",
+    "TASK_SPECS",
+    "TaskSpec",
+    "get_task",
+    "FAILURE_TYPES",
+    "PERTURBATION_NAMES",
+    "CAMERA_NAMES",
+    "CONTROL_HZ",
+    "STATE_DIM",
+    "task_text",
+    "task_texts",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'salus.sim' has no attribute {name!r}")
