@@ -1,0 +1,171 @@
+"""`salus collect`: run a policy in the simulator and collect episodes into a zarr dataset."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["register", "normalize_ray_argv"]
+
+
+def normalize_ray_argv(argv: list[str]) -> list[str]:
+    """Let ``--ray`` take an optional value: a bare ``--ray`` becomes ``--ray=local``."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out[i] = "--ray=local"
+    return out
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _fmt_failures(counter: Any) -> str:
+    if not counter:
+        return "-"
+    return " ".join(f"{k}:{v}" for k, v in sorted(counter.items()))
+
+
+def collect_command(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset to write (DATA.zarr); an existing one is resumed."
+    ),
+    policy: str = typer.Option(
+        "builtin", "--policy", help="Policy spec: builtin, builtin:DIR or smolvla:PATH."
+    ),
+    episodes: int = typer.Option(24, "--episodes", "-n", help="Episodes the dataset should hold at the end."),
+    tasks: list[str] | None = typer.Option(
+        None, "--tasks", help="Tasks (repeat or comma-separate); default: all tasks, rotating."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Base seed: episode i's seed, task and perturbations derive from it."
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="Control steps per episode; default: the simulator's limit per task."
+    ),
+    perturb: list[str] | None = typer.Option(
+        None,
+        "--perturb",
+        help="NAME=STRENGTH applied to every episode (repeatable); replaces the default mix.",
+    ),
+    perturb_mix: Path | None = typer.Option(
+        None,
+        "--perturb-mix",
+        help='JSON file: a list of {"weight": w, "perturb": {NAME: STRENGTH or a lo-hi pair}} (docs/dataset.md).',
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", help="Local worker processes (or Ray actors with --ray)."
+    ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Run workers as Ray actors: bare --ray starts a local Ray instance, --ray ADDRESS joins a cluster.",
+    ),
+    save_images: bool = typer.Option(False, "--save-images", help="Store camera images (uint8) per step."),
+    save_hidden: bool = typer.Option(
+        False, "--save-hidden", help="Store the policy's hidden state (f16) per step."
+    ),
+    samples: int = typer.Option(
+        4, "--samples", help="K chunks sampled per computed chunk (K >= 2 for sample signals)."
+    ),
+    signal_stats: str | None = typer.Option(
+        None,
+        "--signal-stats",
+        help="Fitted signal statistics (PATH for PATH.json + PATH.safetensors), or 'none'; default: "
+        "the statistics beside the policy's weights if there are any.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing dataset at --out first."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
+) -> None:
+    """Collect episodes (resumable: rerun the same command after a crash or Ctrl-C)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from salus.collect import CollectConfig, PerturbationMix, parse_perturb_arg
+    from salus.collect.collector import CollectStats, collect
+    from salus.errors import InvalidInputError
+
+    if perturb and perturb_mix is not None:
+        raise InvalidInputError("use either --perturb NAME=STRENGTH or --perturb-mix FILE, not both")
+    mix = None
+    if perturb:
+        mix = PerturbationMix.fixed([parse_perturb_arg(p) for p in _split(perturb)])
+    elif perturb_mix is not None:
+        mix = PerturbationMix.load(perturb_mix)
+    config = CollectConfig(
+        policy=policy,
+        episodes=episodes,
+        tasks=tuple(_split(tasks)),
+        seed=seed,
+        max_steps=max_steps,
+        mix=mix,
+        save_images=save_images,
+        save_hidden=save_hidden,
+        num_samples=samples,
+        signal_stats=signal_stats,
+    )
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be >= 1, got {workers}")
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]collect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} steps/s"),
+        TextColumn("success {task.fields[success]}"),
+        TextColumn("failures {task.fields[failures]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    task_id = progress.add_task("collect", total=episodes, rate="-", success="-", failures="-")
+
+    def on_start(stats: CollectStats) -> None:
+        progress.update(task_id, completed=stats.committed)
+
+    def on_progress(stats: CollectStats) -> None:
+        rate = stats.success_rate
+        progress.update(
+            task_id,
+            completed=stats.committed,
+            rate=f"{stats.steps_per_second:.0f}",
+            success="-" if rate is None else f"{rate:.0%}",
+            failures=_fmt_failures(stats.failure_types),
+        )
+
+    with progress:
+        result = collect(
+            config,
+            out,
+            workers=workers,
+            use_ray=ray is not None,
+            ray_address=ray,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            on_start=on_start,
+        )
+    summary = result.as_dict()
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        rate = "-" if result.success_rate is None else f"{result.success_rate:.0%}"
+        console.print(
+            f"{result.path}: {result.episodes} episodes ({result.new_episodes} new, {result.steps} steps in "
+            f"{result.seconds:.1f} s, backend {result.backend}); success {rate}; failures "
+            f"{_fmt_failures(result.failure_types)}"
+        )
+    if result.interrupted:
+        console.print(
+            "[yellow]interrupted: every finished episode is committed; run the same command to resume"
+        )
+        raise typer.Exit(130)
+
+
+def register(app: typer.Typer) -> None:
+    if len(sys.argv) > 1 and "collect" in sys.argv[1:2]:
+        sys.argv[:] = normalize_ray_argv(sys.argv)
+    app.command("collect")(collect_command)

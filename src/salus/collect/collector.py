@@ -1,0 +1,314 @@
+"""The collection loop: plan episodes, run them on a backend, commit them in episode order.
+
+Resumable: episode i is a pure function of (config, i), so a rerun of the same command continues
+at the first uncommitted episode and ends with the dataset an uninterrupted run would have made.
+Episodes that finish before an earlier one are spilled to ``DATA.zarr.pending/`` (atomic file
+writes) until their turn, so a kill loses no finished episode either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salus.collect.config import CollectConfig
+from salus.collect.plan import EpisodeSpec, plan_episode
+from salus.data.format import pending_dir
+from salus.data.record import EpisodeRecord
+from salus.errors import DatasetError, SalusError
+
+__all__ = ["CollectStats", "CollectResult", "collect", "collection_attrs", "resolve_signal_stats"]
+
+
+@dataclass
+class CollectStats:
+    """Progress of a run (passed to the ``on_progress`` callback after every commit)."""
+
+    total: int
+    committed: int  # episodes in the dataset
+    resumed_from: int  # episodes already there when this run started
+    steps: int = 0  # steps committed by this run
+    successes: int = 0
+    failure_types: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def new_episodes(self) -> int:
+        return self.committed - self.resumed_from
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / max(self.elapsed, 1e-9)
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.new_episodes if self.new_episodes else None
+
+
+@dataclass
+class CollectResult:
+    path: str
+    episodes: int  # in the dataset at the end
+    new_episodes: int
+    steps: int  # committed by this run
+    seconds: float
+    interrupted: bool
+    success_rate: float | None
+    failure_types: dict[str, int]
+    backend: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def resolve_signal_stats(config: CollectConfig) -> CollectConfig:
+    """Fill ``signal_stats`` from the statistics shipped beside the policy's weights when the config
+    leaves it unset (``None``); ``"none"`` keeps the extractor unfitted (OOD signal invalid)."""
+    from dataclasses import replace
+
+    if config.signal_stats is not None:
+        return replace(config, signal_stats=None) if config.signal_stats == "none" else config
+    try:
+        from salus.signals import signal_stats_path
+
+        base = signal_stats_path(config.policy)
+    except SalusError:
+        return config
+    if base.with_suffix(".json").is_file() and base.with_suffix(".safetensors").is_file():
+        return replace(config, signal_stats=str(base.resolve()))
+    return config
+
+
+def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Root attributes and fitted state (``{"extractor": ...}``) of a dataset collected with ``config``."""
+    import salus
+    from salus.collect.worker import build_extractor
+    from salus.signals import ONLINE_BASELINE_NAMES, SIGNAL_NAMES
+    from salus.sim import CONTROL_HZ
+
+    extractor = build_extractor(config)
+    attrs = {
+        "salus_version": salus.__version__,
+        "signal_names": list(SIGNAL_NAMES),
+        "baseline_names": list(ONLINE_BASELINE_NAMES),
+        "control_hz": CONTROL_HZ,
+        "env": {
+            "simulator": "salus.sim",
+            "tasks": list(config.task_list),
+            "max_steps": config.max_steps,
+            "control_hz": CONTROL_HZ,
+            "image_size": config.image_size,
+            "perturbation_mix": config.mix.to_obj() if config.mix is not None else None,
+        },
+        "policy": {"spec": config.policy, "num_samples": config.num_samples, "kwargs": config.policy_kwargs},
+        "extractor": {"config": extractor.config.to_dict(), "fitted": bool(extractor.fitted)},
+        "collect": {**config.spec_dict(), "episodes": config.episodes},
+    }
+    return attrs, {"extractor": extractor.state_dict()}
+
+
+# --------------------------------------------------------------------------- pending episodes
+def _pending_file(directory: Path, index: int) -> Path:
+    return directory / f"episode_{index:09d}.npz"
+
+
+def save_pending(directory: Path, record: EpisodeRecord, spec_hash: str) -> Path:
+    """Write a finished episode atomically (temporary file + rename); no pickles."""
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "spec_hash": spec_hash,
+        "episode_index": record.episode_index,
+        "success": record.success,
+        "failure_step": record.failure_step,
+        "failure_type": record.failure_type,
+        "task": record.task,
+        "seed": record.seed,
+        "perturbations": record.perturbations,
+    }
+    arrays: dict[str, Any] = {f"step__{k}": v for k, v in record.steps.items()}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    path = _pending_file(directory, record.episode_index)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_pending(directory: Path, spec_hash: str, start: int, stop: int) -> dict[int, EpisodeRecord]:
+    """Finished episodes in ``[start, stop)`` spilled by an earlier run of the same config."""
+    out: dict[int, EpisodeRecord] = {}
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("episode_*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["__meta__"]))
+                steps = {k[len("step__") :]: z[k] for k in z.files if k.startswith("step__")}
+        except Exception:  # unreadable leftover: it will simply be re-run
+            path.unlink(missing_ok=True)
+            continue
+        index = int(meta["episode_index"])
+        if meta.get("spec_hash") != spec_hash or not start <= index < stop:
+            if index < start or meta.get("spec_hash") != spec_hash:
+                path.unlink(missing_ok=True)
+            continue
+        meta.pop("spec_hash")
+        out[index] = EpisodeRecord(steps=steps, **meta)
+    for tmp in directory.glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+class _DeferSigint:
+    """Hold off Ctrl-C while an episode is being committed, then raise KeyboardInterrupt."""
+
+    def __enter__(self) -> _DeferSigint:
+        self.received = False
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+            if self.received:
+                raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------- the loop
+def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -> None:
+    old = existing.get("collect")
+    if not isinstance(old, dict):
+        raise DatasetError(
+            f"{path} is a salus dataset that was not written by `salus collect`; choose another --out"
+        )
+    new = {**config.spec_dict(), "episodes": config.episodes}
+    new = json.loads(json.dumps(new))
+    diffs = [k for k in new if k != "episodes" and old.get(k) != new[k]]
+    if diffs:
+        detail = "; ".join(f"{k}: dataset {old.get(k)!r}, now {new[k]!r}" for k in diffs)
+        raise DatasetError(
+            f"{path} was collected with different settings ({detail}). Resume with the same options, "
+            "or write to a new --out (or pass --overwrite to start over)."
+        )
+
+
+def collect(
+    config: CollectConfig,
+    out: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[CollectStats], None] | None = None,
+    on_start: Callable[[CollectStats], None] | None = None,
+) -> CollectResult:
+    """Collect ``config.episodes`` episodes into the zarr dataset ``out`` (created or resumed).
+
+    Ctrl-C stops after committing every finished episode; run the same call again to resume.
+    """
+    from salus.collect.backends import make_backend
+    from salus.data.writer import DatasetWriter
+
+    path = Path(out)
+    config = resolve_signal_stats(config)
+    attrs, state = collection_attrs(config)
+    writer = DatasetWriter(path, attrs, state=state, overwrite=overwrite)
+    interrupted = False
+    backend_name = "ray" if use_ray else ("serial" if workers == 1 else "processes")
+    try:
+        if writer.num_episodes == 0 and "collect" not in writer.attrs:
+            writer.update_attrs(attrs)  # an empty dataset made by other code: adopt it
+        else:
+            _check_resume(writer.attrs, config, path)
+            old = dict(writer.attrs["collect"])
+            if int(old.get("episodes", 0)) < config.episodes:
+                writer.update_attrs({"collect": {**old, "episodes": config.episodes}})
+        total = config.episodes
+        start = writer.num_episodes
+        stats = CollectStats(total=total, committed=start, resumed_from=start)
+        spec_hash = config.spec_hash()
+        pdir = pending_dir(path)
+        buffer = load_pending(pdir, spec_hash, start, total)
+        if on_start is not None:
+            on_start(stats)
+        tasks = config.task_list
+        assert config.mix is not None
+        mix = config.mix
+
+        def specs() -> Iterator[EpisodeSpec]:
+            for i in range(start, total):
+                if i not in buffer:
+                    yield plan_episode(i, config.seed, tasks, mix)
+
+        def commit_ready() -> None:
+            while stats.committed in buffer:
+                record = buffer.pop(stats.committed)
+                with _DeferSigint():
+                    writer.append(record)
+                    stats.committed += 1
+                    stats.steps += record.length
+                    stats.successes += int(record.success)
+                    if not record.success:
+                        stats.failure_types[record.failure_type] += 1
+                _pending_file(pdir, record.episode_index).unlink(missing_ok=True)
+                if on_progress is not None:
+                    on_progress(stats)
+
+        try:
+            commit_ready()
+            if stats.committed < total:
+                with make_backend(config, workers, ray_address, use_ray) as backend:
+                    backend_name = backend.name
+                    for spec, record in backend.run(specs()):
+                        record.episode_index = spec.index
+                        if record.seed != spec.seed:  # pragma: no cover - a worker bug
+                            raise DatasetError(
+                                f"episode {spec.index} came back with seed {record.seed} != {spec.seed}"
+                            )
+                        buffer[spec.index] = record
+                        if spec.index != stats.committed:
+                            save_pending(pdir, record, spec_hash)
+                        commit_ready()
+        except KeyboardInterrupt:
+            interrupted = True
+        if not interrupted and pdir.is_dir():
+            with contextlib.suppress(OSError):
+                for leftover in pdir.iterdir():
+                    leftover.unlink()
+                pdir.rmdir()
+    finally:
+        writer.close()
+    return CollectResult(
+        path=str(path),
+        episodes=stats.committed,
+        new_episodes=stats.new_episodes,
+        steps=stats.steps,
+        seconds=stats.elapsed,
+        interrupted=interrupted,
+        success_rate=stats.success_rate,
+        failure_types=dict(stats.failure_types),
+        backend=backend_name,
+    )

@@ -1,0 +1,101 @@
+"""The salus zarr episode-dataset layout: names, dtypes, chunking and compression (cheap: numpy only).
+
+Layout (diffusion_policy style, zarr format 3)::
+
+    DATA.zarr/
+      zarr.json                 root attributes: salus_format_version, the commit record
+                                (salus_committed_episodes, salus_committed_steps), step-key schema,
+                                signal and baseline names, env / policy / extractor / collect configs
+      data/<key>                (N, ...) all steps of all committed episodes, concatenated
+      meta/episode_ends         (E,) int64, exclusive end step of each episode
+      meta/<field>              (E,) one value per episode (see META_FIELDS)
+      state/<owner>/<name>      small fitted arrays (e.g. the signal extractor's statistics)
+
+Arrays may be longer than the commit record says (an append interrupted after its chunks were
+written): readers slice to the committed counts and writers truncate on open.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FORMAT_VERSION_ATTR",
+    "COMMITTED_EPISODES_ATTR",
+    "COMMITTED_STEPS_ATTR",
+    "STEP_KEYS_ATTR",
+    "STEP_KEY_DTYPES",
+    "REQUIRED_STEP_KEYS",
+    "META_FIELDS",
+    "chunk_rows",
+    "data_compressors",
+    "meta_compressors",
+    "pending_dir",
+]
+
+FORMAT_VERSION = 1
+FORMAT_VERSION_ATTR = "salus_format_version"
+COMMITTED_EPISODES_ATTR = "salus_committed_episodes"
+COMMITTED_STEPS_ATTR = "salus_committed_steps"
+STEP_KEYS_ATTR = "salus_step_keys"  # {key: {"dtype": str, "shape": [trailing dims]}}
+
+# Step keys with a fixed storage dtype (values are cast on append); other numeric keys keep their own.
+STEP_KEY_DTYPES: dict[str, np.dtype] = {
+    "signals": np.dtype(np.float32),  # (T, 12)
+    "signal_valid": np.dtype(np.bool_),  # (T, 12)
+    "baselines": np.dtype(np.float32),  # (T, nb), names in attrs["baseline_names"]
+    "action": np.dtype(np.float32),  # (T, 4)
+    "state": np.dtype(np.float32),  # (T, 22)
+    "obs_embedding": np.dtype(np.float16),  # (T, E)
+    "hidden": np.dtype(np.float16),  # (T, H), optional (--save-hidden)
+    "image_front": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
+    "image_wrist": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
+}
+REQUIRED_STEP_KEYS: tuple[str, ...] = ()  # the writer accepts any non-empty set of keys
+
+# Per-episode metadata arrays under meta/ (episode_ends is written last of all of them).
+META_FIELDS: dict[str, np.dtype | type] = {
+    "episode_index": np.dtype(np.int64),  # index i of the episode in its collection run
+    "success": np.dtype(np.bool_),
+    "failure_step": np.dtype(np.int64),  # -1 for successful episodes
+    "failure_type": str,  # "none" for successful episodes
+    "task": str,
+    "seed": np.dtype(np.int64),
+    "perturbations": str,  # JSON list of {"name", "strength", "params"}
+    "episode_ends": np.dtype(np.int64),
+}
+
+_TARGET_CHUNK_BYTES = 1 << 18  # ~256 KiB uncompressed per chunk: fast sequential reads, cheap appends
+_MIN_CHUNK_ROWS = 64
+_MAX_CHUNK_ROWS = 16384
+META_CHUNK_ROWS = 4096
+
+
+def chunk_rows(row_bytes: int) -> int:
+    """Steps per chunk along the time axis for rows of ``row_bytes`` bytes (a power of two)."""
+    rows = max(1, _TARGET_CHUNK_BYTES // max(1, row_bytes))
+    rows = 1 << (rows.bit_length() - 1)
+    return int(min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, rows)))
+
+
+def data_compressors() -> tuple:
+    """zstd with a content checksum, so a corrupt chunk fails to decode instead of reading as garbage."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=3, checksum=True),)
+
+
+def meta_compressors() -> tuple:
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=3, checksum=True),)
+
+
+def pending_dir(path: str | os.PathLike[str]) -> Path:
+    """Beside the store: finished episodes that wait for an earlier one before they can be committed."""
+    p = Path(path)
+    return p.with_name(p.name + ".pending")

@@ -1,0 +1,424 @@
+"""Read a salus episode dataset: per-episode arrays and metadata, episode-level splits, horizon
+labels and windows of past signals."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from salus.data.format import (
+    COMMITTED_EPISODES_ATTR,
+    COMMITTED_STEPS_ATTR,
+    FORMAT_VERSION,
+    FORMAT_VERSION_ATTR,
+    META_FIELDS,
+    STEP_KEYS_ATTR,
+)
+from salus.data.record import EpisodeRecord
+from salus.errors import DatasetError, InvalidInputError, InvalidNameError
+
+__all__ = ["SalusDataset", "Split", "Windows", "open_store"]
+
+
+def open_store(path: str | os.PathLike[str]) -> Any:
+    """Open ``path`` read-only as a salus zarr group, or raise a DatasetError saying what is wrong."""
+    import zarr
+
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"no dataset at {p}: the path does not exist")
+    if not p.is_dir():
+        raise DatasetError(f"{p} is a file, not a zarr dataset directory")
+    if not (p / "zarr.json").is_file():
+        if (p / ".zgroup").is_file():
+            raise DatasetError(f"{p} is a zarr v2 store; salus datasets are zarr v3 (not a salus dataset)")
+        raise DatasetError(f"{p} is not a zarr store (no zarr.json); not a salus dataset")
+    try:
+        root = zarr.open_group(str(p), mode="r")
+    except Exception as exc:
+        raise DatasetError(
+            f"{p}: cannot open the zarr root ({type(exc).__name__}: {exc}); corrupt store"
+        ) from None
+    if FORMAT_VERSION_ATTR not in root.attrs:
+        raise DatasetError(
+            f"{p} is a zarr store but not a salus dataset (no {FORMAT_VERSION_ATTR!r} root attribute)"
+        )
+    version = root.attrs[FORMAT_VERSION_ATTR]
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise DatasetError(
+            f"{p} has salus format version {version!r}; this salus reads versions 1..{FORMAT_VERSION}"
+        )
+    return root
+
+
+@dataclass
+class Split:
+    """Episode indices of each part of an episode-level split (disjoint, sorted)."""
+
+    train: np.ndarray
+    calibration: np.ndarray
+    test: np.ndarray
+    unseen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {k: getattr(self, k).tolist() for k in ("train", "calibration", "test", "unseen")}
+
+
+@dataclass
+class Windows:
+    """Windows of past per-step values ending at every step of the chosen episodes.
+
+    ``x`` (B, W, D): row b holds steps ``step[b]-W+1 .. step[b]`` of episode ``episode[b]``, left
+    padded (before the episode start) with ``pad``; ``mask`` (B, W) is False on padding.
+    """
+
+    x: np.ndarray
+    mask: np.ndarray
+    episode: np.ndarray  # (B,) dataset episode index
+    step: np.ndarray  # (B,) step within the episode
+
+
+class SalusDataset:
+    """A committed view of the dataset at ``path`` (anything past the last commit is ignored)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        root = open_store(self.path)
+        self._root = root
+        self.attrs: dict[str, Any] = dict(root.attrs)
+        try:
+            self.num_episodes = int(self.attrs[COMMITTED_EPISODES_ATTR])
+            self.num_steps = int(self.attrs[COMMITTED_STEPS_ATTR])
+            self.schema: dict[str, dict[str, Any]] = dict(self.attrs[STEP_KEYS_ATTR])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(
+                f"{self.path}: the commit record in the root attributes is missing or invalid"
+            ) from None
+        try:
+            meta = root["meta"]
+            data = root["data"]
+            self._meta_arrays = {name: meta[name] for name in META_FIELDS}
+            self._data_arrays = {key: data[key] for key in self.schema}
+        except KeyError as exc:
+            raise DatasetError(
+                f"{self.path}: missing array {exc}; the store is truncated or corrupt"
+            ) from None
+        for name, arr in self._meta_arrays.items():
+            if arr.shape[0] < self.num_episodes:
+                raise DatasetError(
+                    f"{self.path}: meta/{name} has {arr.shape[0]} entries but {self.num_episodes} episodes are "
+                    "committed; the store is truncated"
+                )
+        for key, arr in self._data_arrays.items():
+            if arr.shape[0] < self.num_steps:
+                raise DatasetError(
+                    f"{self.path}: data/{key} has {arr.shape[0]} steps but {self.num_steps} are committed; the "
+                    "store is truncated"
+                )
+        n = self.num_episodes
+        try:
+            self._meta = {name: arr[:n] for name, arr in self._meta_arrays.items()}
+        except Exception as exc:
+            raise DatasetError(f"{self.path}: cannot decode meta/ arrays ({exc}); corrupt store") from None
+        ends = self._meta["episode_ends"].astype(np.int64)
+        if n and (int(ends[-1]) != self.num_steps or np.any(np.diff(np.concatenate([[0], ends])) <= 0)):
+            raise DatasetError(
+                f"{self.path}: meta/episode_ends is not strictly increasing up to the {self.num_steps} committed "
+                "steps; corrupt store"
+            )
+        self.episode_ends = ends
+        self.episode_starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if n else ends.copy()
+        self._perturbations: list[list[dict[str, Any]]] | None = None
+
+    # ------------------------------------------------------------------ metadata
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def __repr__(self) -> str:
+        return f"SalusDataset({str(self.path)!r}, episodes={self.num_episodes}, steps={self.num_steps})"
+
+    @property
+    def keys(self) -> list[str]:
+        """Step keys stored under ``data/``."""
+        return list(self.schema)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(E,) steps per episode."""
+        return self.episode_ends - self.episode_starts
+
+    @property
+    def success(self) -> np.ndarray:
+        return self._meta["success"].astype(bool)
+
+    @property
+    def failure_step(self) -> np.ndarray:
+        """(E,) step of the failure, -1 for successful episodes."""
+        return self._meta["failure_step"].astype(np.int64)
+
+    @property
+    def failure_type(self) -> np.ndarray:
+        return np.asarray(self._meta["failure_type"], dtype=object)
+
+    @property
+    def task(self) -> np.ndarray:
+        return np.asarray(self._meta["task"], dtype=object)
+
+    @property
+    def seed(self) -> np.ndarray:
+        return self._meta["seed"].astype(np.int64)
+
+    @property
+    def episode_index(self) -> np.ndarray:
+        """(E,) each episode's index in its collection run (seed, task and perturbations derive from it)."""
+        return self._meta["episode_index"].astype(np.int64)
+
+    @property
+    def perturbations(self) -> list[list[dict[str, Any]]]:
+        """Per episode, the list of ``{"name", "strength", "params"}`` applied."""
+        if self._perturbations is None:
+            self._perturbations = [json.loads(str(s)) for s in self._meta["perturbations"]]
+        return self._perturbations
+
+    @property
+    def tasks(self) -> list[str]:
+        """Distinct task names, sorted."""
+        return sorted({str(t) for t in self.task})
+
+    @property
+    def signal_names(self) -> list[str]:
+        return list(self.attrs.get("signal_names", []))
+
+    @property
+    def baseline_names(self) -> list[str]:
+        return list(self.attrs.get("baseline_names", []))
+
+    def state(self, owner: str) -> dict[str, Any]:
+        """A fitted state stored with the dataset (e.g. ``state("extractor")``), as a nested dict of arrays."""
+        if "state" not in self._root or owner not in self._root["state"]:
+            have = list(self._root["state"].group_keys()) if "state" in self._root else []
+            raise InvalidNameError("state owner", owner, have)
+        return _read_state(self._root["state"][owner])
+
+    # ------------------------------------------------------------------ arrays
+    def _check_key(self, key: str) -> Any:
+        if key not in self._data_arrays:
+            raise InvalidNameError("step key", key, self.keys)
+        return self._data_arrays[key]
+
+    def _check_episode(self, i: int) -> int:
+        i = int(i)
+        if not -self.num_episodes <= i < self.num_episodes:
+            raise InvalidInputError(f"episode {i} out of range; the dataset has {self.num_episodes} episodes")
+        return i % self.num_episodes
+
+    def _episode_list(self, episodes: Iterable[int] | None) -> np.ndarray:
+        if episodes is None:
+            return np.arange(self.num_episodes, dtype=np.int64)
+        eps = np.asarray(list(episodes) if not isinstance(episodes, np.ndarray) else episodes, dtype=np.int64)
+        if eps.ndim != 1:
+            raise InvalidInputError(f"episodes must be a 1-D list of indices, got shape {eps.shape}")
+        if eps.size and (eps.min() < 0 or eps.max() >= self.num_episodes):
+            raise InvalidInputError(
+                f"episode indices must be in [0, {self.num_episodes}), got {eps.min()}..{eps.max()}"
+            )
+        return eps
+
+    def steps(self, key: str) -> np.ndarray:
+        """(N, ...) all committed steps of ``key`` (one sequential read)."""
+        arr = self._check_key(key)
+        try:
+            return np.asarray(arr[: self.num_steps])
+        except Exception as exc:
+            raise DatasetError(
+                f"{self.path}: cannot decode data/{key} ({type(exc).__name__}: {exc}); corrupt"
+            ) from None
+
+    def episode_arrays(self, key: str, episodes: Iterable[int] | None = None) -> list[np.ndarray]:
+        """Per-episode arrays of ``key``: a list of (T_i, ...) arrays, in the order of ``episodes``."""
+        eps = self._episode_list(episodes)
+        arr = self._check_key(key)
+        if eps.size > max(1, self.num_episodes // 4):
+            full = self.steps(key)
+            return [full[self.episode_starts[i] : self.episode_ends[i]] for i in eps]
+        return [np.asarray(arr[self.episode_starts[i] : self.episode_ends[i]]) for i in eps]
+
+    def episode(self, i: int, keys: Sequence[str] | None = None) -> EpisodeRecord:
+        """Episode ``i`` with all (or the given) step keys."""
+        i = self._check_episode(i)
+        s, e = int(self.episode_starts[i]), int(self.episode_ends[i])
+        keys = self.keys if keys is None else list(keys)
+        steps = {k: np.asarray(self._check_key(k)[s:e]) for k in keys}
+        return EpisodeRecord(
+            steps=steps,
+            success=bool(self.success[i]),
+            failure_step=int(self.failure_step[i]),
+            failure_type=str(self.failure_type[i]),
+            task=str(self.task[i]),
+            seed=int(self.seed[i]),
+            perturbations=self.perturbations[i],
+            episode_index=int(self.episode_index[i]),
+        )
+
+    # ------------------------------------------------------------------ splits
+    def split_by_seed(
+        self,
+        fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        *,
+        seed: int = 0,
+        episodes: Iterable[int] | None = None,
+    ) -> Split:
+        """Random episode-level train / calibration / test split, grouped by environment seed.
+
+        Episodes sharing an environment seed (same initial state) always land in the same part, so
+        no initial condition leaks between parts. ``fractions`` are of the groups, in that order.
+        Deterministic for a given ``seed``.
+        """
+        fr = _check_fractions(fractions)
+        eps = self._episode_list(episodes)
+        seeds = self.seed[eps]
+        groups = np.unique(seeds)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(groups.size)
+        cuts = np.round(np.cumsum(fr)[:-1] * groups.size).astype(int)
+        parts = np.split(groups[order], cuts)
+        out = [np.sort(eps[np.isin(seeds, p)]) for p in parts]
+        return Split(train=out[0], calibration=out[1], test=out[2])
+
+    def split_by_task(
+        self,
+        held_out_tasks: Sequence[str],
+        fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        *,
+        seed: int = 0,
+    ) -> Split:
+        """Hold out whole tasks for "unseen" evaluation (``unseen``); the other tasks' episodes are
+        split by :meth:`split_by_seed` into train / calibration / test ("seen")."""
+        if isinstance(held_out_tasks, str):
+            held_out_tasks = [held_out_tasks]
+        have = set(self.tasks)
+        for t in held_out_tasks:
+            if t not in have:
+                raise InvalidNameError("task", t, have)
+        if set(held_out_tasks) == have:
+            raise InvalidInputError(f"holding out every task ({sorted(have)}) leaves nothing to train on")
+        task = self.task
+        unseen = np.isin(task, list(held_out_tasks))
+        seen_split = self.split_by_seed(fractions, seed=seed, episodes=np.flatnonzero(~unseen))
+        seen_split.unseen = np.flatnonzero(unseen).astype(np.int64)
+        return seen_split
+
+    # ------------------------------------------------------------------ labels and windows
+    def horizon_labels(
+        self,
+        horizons: Sequence[int] | int,
+        episodes: Iterable[int] | None = None,
+        *,
+        after_failure: Literal["positive", "ignore"] = "positive",
+    ) -> np.ndarray:
+        """(N, K) int8 labels "a failure happens within the next h steps" for every step of the episodes.
+
+        Step t of an episode failing at ``failure_step`` f is 1 for horizon h when t <= f < t + h.
+        Successful episodes are 0 everywhere (the episode end is never a failure). Steps after the
+        failure (t > f) are 1 with ``after_failure="positive"`` (the robot is in a failed state)
+        or -1 with ``"ignore"`` (mask them out of training and metrics). Rows follow ``episodes``
+        order, steps in time order, as in :meth:`signal_windows`.
+        """
+        hs = np.atleast_1d(np.asarray(horizons, dtype=np.int64))
+        if hs.ndim != 1 or hs.size == 0 or np.any(hs < 1):
+            raise InvalidInputError(f"horizons must be positive step counts, got {horizons!r}")
+        if after_failure not in ("positive", "ignore"):
+            raise InvalidNameError("after_failure mode", after_failure, ["positive", "ignore"])
+        eps = self._episode_list(episodes)
+        lengths = self.lengths[eps]
+        fail = self.failure_step[eps]
+        total = int(lengths.sum())
+        # Per-row: time index within its episode and the episode's failure step.
+        t = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        f = np.repeat(fail, lengths)
+        failed = f >= 0
+        until = f - t  # steps until the failure
+        labels = ((until[:, None] >= 0) & (until[:, None] < hs[None, :]) & failed[:, None]).astype(np.int8)
+        after = failed & (until < 0)
+        labels[after] = 1 if after_failure == "positive" else -1
+        return labels
+
+    def signal_windows(
+        self,
+        window: int,
+        episodes: Iterable[int] | None = None,
+        *,
+        key: str = "signals",
+        pad: Literal["zero", "edge"] = "zero",
+        invalid_as_zero: bool = True,
+    ) -> Windows:
+        """Windows (B, W, D) of past values of ``key`` ending at every step of the episodes.
+
+        B is the total number of steps of ``episodes``; row order matches :meth:`horizon_labels`.
+        Left padding uses zeros (``pad="zero"``) or the episode's first step (``"edge"``). With
+        ``invalid_as_zero`` signal entries flagged invalid in ``signal_valid`` are set to 0.
+        """
+        if window < 1:
+            raise InvalidInputError(f"window must be >= 1, got {window}")
+        if pad not in ("zero", "edge"):
+            raise InvalidNameError("pad mode", pad, ["zero", "edge"])
+        eps = self._episode_list(episodes)
+        values = self.episode_arrays(key, eps)
+        valid = (
+            self.episode_arrays("signal_valid", eps)
+            if invalid_as_zero and key == "signals" and "signal_valid" in self.schema
+            else None
+        )
+        xs, masks, ep_idx, step_idx = [], [], [], []
+        for j, (i, v) in enumerate(zip(eps, values, strict=True)):
+            v = np.asarray(v, dtype=np.float32).reshape(v.shape[0], -1)
+            if valid is not None:
+                v = np.where(valid[j].reshape(v.shape), v, 0.0).astype(np.float32)
+            T = v.shape[0]
+            head = (
+                np.zeros((window - 1, v.shape[1]), np.float32)
+                if pad == "zero"
+                else np.repeat(v[:1], window - 1, 0)
+            )
+            padded = np.concatenate([head, v], axis=0)
+            win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (T, D, W)
+            xs.append(np.ascontiguousarray(win.transpose(0, 2, 1)))
+            pos = np.arange(T)[:, None] - (window - 1) + np.arange(window)[None, :]
+            masks.append(pos >= 0)
+            ep_idx.append(np.full(T, i, np.int64))
+            step_idx.append(np.arange(T, dtype=np.int64))
+        if not xs:
+            d = int(np.prod(self.schema[key]["shape"])) if key in self.schema else 0
+            return Windows(
+                np.zeros((0, window, d), np.float32),
+                np.zeros((0, window), bool),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+            )
+        return Windows(
+            np.concatenate(xs), np.concatenate(masks), np.concatenate(ep_idx), np.concatenate(step_idx)
+        )
+
+
+def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
+        raise InvalidInputError(
+            f"fractions must be three non-negative numbers (train, calibration, test) summing to 1, got {fractions!r}"
+        )
+    return fr
+
+
+def _read_state(group: Any) -> dict[str, Any]:
+    out: dict[str, Any] = dict(group.attrs)
+    for name, arr in group.arrays():
+        out[name] = np.asarray(arr[...])
+    for name, sub in group.groups():
+        out[name] = _read_state(sub)
+    return out
