@@ -1,0 +1,217 @@
+"""Typed, validated configurations of the failure predictor (cheap to import: no torch).
+
+Horizons are in control steps (20 Hz): 6, 10, 13, 16 steps = 0.3, 0.5, 0.65, 0.8 s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from salus.errors import InvalidInputError, InvalidNameError
+
+__all__ = [
+    "MODEL_NAMES",
+    "SIGNAL_MODELS",
+    "EMBEDDING_MODELS",
+    "DEFAULT_HORIZONS",
+    "DEFAULT_FAILURE_TYPES",
+    "DEFAULT_ALPHAS",
+    "ModelConfig",
+    "TrainConfig",
+    "SplitConfig",
+    "ConformalConfig",
+    "check_model_name",
+]
+
+# Our predictors read the 12-signal vector; SAFE's read the policy's observation embedding.
+SIGNAL_MODELS = ("salus-mlp", "salus-tcn")
+EMBEDDING_MODELS = ("safe-mlp", "safe-lstm")
+MODEL_NAMES = SIGNAL_MODELS + EMBEDDING_MODELS
+DEFAULT_HORIZONS = (6, 10, 13, 16)
+DEFAULT_FAILURE_TYPES = ("drop", "miss", "collision", "timeout")
+DEFAULT_ALPHAS = (0.05, 0.1, 0.2)
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is a registered model, else raise ``InvalidNameError``."""
+    if name not in MODEL_NAMES:
+        raise InvalidNameError("model", name, MODEL_NAMES)
+    return name
+
+
+def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise InvalidInputError(f"unknown {cls.__name__} fields {sorted(unknown)}; valid: {sorted(known)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one predictor.
+
+    ``salus-mlp``: per-step MLP ``mlp_hidden`` over (normalised signals, valid flags) (24,) with
+    ``len(horizons) x (1 + n_types)`` sigmoid outputs (any failure, then one per failure type).
+    ``salus-tcn``: causal dilated temporal convolution over the past ``receptive_field`` steps,
+    same outputs. ``safe-mlp``: per-step score MLP ``safe_hidden`` on the observation embedding,
+    accumulated by running mean (or sum). ``safe-lstm``: one LSTM layer (``lstm_hidden``) on the
+    embedding sequence, one sigmoid score per step.
+    """
+
+    name: str = "salus-mlp"
+    mlp_hidden: tuple[int, ...] = (128, 256, 128)
+    tcn_channels: int = 64
+    tcn_kernel: int = 3
+    tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    safe_hidden: tuple[int, ...] = (256, 256)
+    safe_accumulate: str = "mean"
+    safe_threshold: float = 0.5
+    lstm_hidden: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_model_name(self.name)
+        for name in ("mlp_hidden", "safe_hidden", "tcn_dilations"):
+            value = getattr(self, name)
+            if not value or any(int(v) < 1 for v in value):
+                raise InvalidInputError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
+        if self.tcn_channels < 1 or self.tcn_kernel < 2 or self.lstm_hidden < 1:
+            raise InvalidInputError("tcn_channels and lstm_hidden must be >= 1 and tcn_kernel >= 2")
+        if self.safe_accumulate not in ("mean", "sum"):
+            raise InvalidNameError("safe_accumulate", self.safe_accumulate, ("mean", "sum"))
+        if not self.safe_threshold > 0.0:
+            raise InvalidInputError(f"safe_threshold must be > 0, got {self.safe_threshold}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def input_kind(self) -> str:
+        """``"signals"`` or ``"embedding"``."""
+        return "signals" if self.name in SIGNAL_MODELS else "embedding"
+
+    @property
+    def receptive_field(self) -> int:
+        """Steps of history the temporal convolution sees (1 for the others)."""
+        if self.name != "salus-tcn":
+            return 1
+        return 1 + (self.tcn_kernel - 1) * sum(self.tcn_dilations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Episode-level split. Episodes of ``holdout_tasks`` are only ever test ("unseen").
+
+    The remaining ("seen") episodes are grouped by seed, stratified by outcome and task, and divided
+    calib / val / test by the given fractions (train gets the rest). ``calib`` successes calibrate
+    the conformal band.
+    """
+
+    val_fraction: float = 0.1
+    calib_fraction: float = 0.2
+    test_fraction: float = 0.25
+    holdout_tasks: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "calib_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise InvalidInputError(f"{name} must be in (0, 1), got {v}")
+        if self.val_fraction + self.calib_fraction + self.test_fraction >= 0.9:
+            raise InvalidInputError("val + calib + test fractions must leave at least 10% for training")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitConfig:
+        return _from_dict(cls, data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ConformalConfig:
+    """Functional conformal band (Diquigiovanni et al.): ``modulation`` "std" (per-step standard
+    deviation) or "constant"; ``two_sided`` uses max |s - mu| / h as nonconformity (SAFE), else
+    max (s - mu) / h (tighter, one-sided). ``fit_fraction`` of calibration successes estimate
+    mu and h, the rest give the nonconformity scores. ``alpha`` is the checkpoint's default."""
+
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    alpha: float = 0.1
+    modulation: str = "std"
+    two_sided: bool = True
+    fit_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.alphas or any(not 0.0 < a < 1.0 for a in self.alphas):
+            raise InvalidInputError(f"alphas must be in (0, 1), got {self.alphas}")
+        if self.alpha not in self.alphas:
+            raise InvalidInputError(f"alpha {self.alpha} must be one of alphas {self.alphas}")
+        if self.modulation not in ("std", "constant"):
+            raise InvalidNameError("modulation", self.modulation, ("std", "constant"))
+        if not 0.0 < self.fit_fraction < 1.0:
+            raise InvalidInputError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConformalConfig:
+        return _from_dict(cls, data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Early stopping on validation loss with ``patience`` epochs; the best
+    epoch's weights are kept. ``batch_episodes`` episodes (padded) per step."""
+
+    seed: int = 0
+    max_epochs: int = 60
+    patience: int = 8
+    batch_episodes: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    focal_gamma: float = 2.0
+    horizons: tuple[int, ...] = DEFAULT_HORIZONS
+    score_horizon: int = -1
+    max_embedding_fit: int = 20000
+    split: SplitConfig = field(default_factory=SplitConfig)
+    conformal: ConformalConfig = field(default_factory=ConformalConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.patience < 1 or self.batch_episodes < 1:
+            raise InvalidInputError("max_epochs, patience and batch_episodes must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0 or self.focal_gamma < 0:
+            raise InvalidInputError("lr must be > 0; weight_decay and focal_gamma >= 0")
+        if (
+            not self.horizons
+            or any(h < 1 for h in self.horizons)
+            or list(self.horizons) != sorted(set(self.horizons))
+        ):
+            raise InvalidInputError(f"horizons must be increasing positive steps, got {self.horizons}")
+        if not -len(self.horizons) <= self.score_horizon < len(self.horizons):
+            raise InvalidInputError(
+                f"score_horizon {self.score_horizon} is not an index into horizons {self.horizons}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        split = SplitConfig.from_dict(data.pop("split", {}))
+        conformal = ConformalConfig.from_dict(data.pop("conformal", {}))
+        cfg = _from_dict(cls, data)
+        return TrainConfig(
+            **{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, "split": split, "conformal": conformal}
+        )

@@ -1,0 +1,349 @@
+"""Per-episode arrays the predictor works on, the adapter from ``SalusDataset``, episode-level
+splits, horizon labels and a synthetic episode generator (tests and benchmarks).
+
+Everything here is numpy only: the core of training and evaluation never needs zarr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from salus.errors import DatasetError, InvalidInputError
+
+from .config import DEFAULT_FAILURE_TYPES, SplitConfig
+
+__all__ = [
+    "Episode",
+    "EpisodeSet",
+    "EpisodeSplit",
+    "episodes_from_dataset",
+    "split_episodes",
+    "horizon_labels",
+    "synthetic_episodes",
+    "N_SIGNALS",
+]
+
+N_SIGNALS = 12
+
+
+@dataclass
+class Episode:
+    """One rollout. ``T`` control steps; ``failure_step`` is -1 for a success."""
+
+    signals: np.ndarray  # (T, 12) float32
+    valid: np.ndarray  # (T, 12) bool
+    success: bool
+    failure_step: int
+    failure_type: str = "none"
+    task: str = "task"
+    seed: int = 0
+    baselines: np.ndarray | None = None  # (T, nb) float32, online baseline scores
+    embedding: np.ndarray | None = None  # (T, E) observation embedding
+
+    def __post_init__(self) -> None:
+        self.signals = np.asarray(self.signals, dtype=np.float32)
+        self.valid = np.asarray(self.valid, dtype=bool)
+        if self.signals.ndim != 2 or self.signals.shape[1] != N_SIGNALS or self.signals.shape[0] < 1:
+            raise InvalidInputError(f"signals must be (T>=1, {N_SIGNALS}), got {self.signals.shape}")
+        if self.valid.shape != self.signals.shape:
+            raise InvalidInputError(
+                f"signal_valid {self.valid.shape} must match signals {self.signals.shape}"
+            )
+        T = self.signals.shape[0]
+        self.success = bool(self.success)
+        self.failure_step = int(self.failure_step)
+        if self.success and self.failure_step != -1:
+            raise InvalidInputError(f"a successful episode has failure_step -1, got {self.failure_step}")
+        if not self.success and not 0 <= self.failure_step <= T:
+            raise InvalidInputError(
+                f"a failed episode needs 0 <= failure_step <= T={T}, got {self.failure_step}"
+            )
+        for name in ("baselines", "embedding"):
+            arr = getattr(self, name)
+            if arr is not None:
+                arr = np.asarray(arr, dtype=np.float32)
+                if arr.ndim != 2 or arr.shape[0] != T:
+                    raise InvalidInputError(f"{name} must be (T={T}, D), got {arr.shape}")
+                setattr(self, name, arr)
+
+    @property
+    def length(self) -> int:
+        return int(self.signals.shape[0])
+
+    @property
+    def failed(self) -> bool:
+        return not self.success
+
+
+@dataclass
+class EpisodeSet:
+    """A list of episodes plus what describes them (names, extractor statistics, control rate)."""
+
+    episodes: list[Episode]
+    signal_names: tuple[str, ...] = tuple(f"signal_{i}" for i in range(N_SIGNALS))
+    baseline_names: tuple[str, ...] = ()
+    extractor_statistics: dict[str, Any] = field(default_factory=dict)
+    control_hz: float = 20.0
+    source: str = ""
+    info: dict[str, Any] = field(default_factory=dict)  # how the data was made (dataset attrs)
+
+    def __post_init__(self) -> None:
+        if not self.episodes:
+            raise DatasetError("the episode set is empty")
+        if len(self.signal_names) != N_SIGNALS:
+            raise InvalidInputError(f"need {N_SIGNALS} signal names, got {len(self.signal_names)}")
+        for ep in self.episodes:
+            nb = 0 if ep.baselines is None else ep.baselines.shape[1]
+            if nb != len(self.baseline_names):
+                raise InvalidInputError(
+                    f"episode has {nb} baseline columns but {len(self.baseline_names)} baseline names"
+                )
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getitem__(self, i: int) -> Episode:
+        return self.episodes[i]
+
+    @property
+    def has_embedding(self) -> bool:
+        return all(ep.embedding is not None for ep in self.episodes)
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({ep.task for ep in self.episodes})
+
+    def fingerprint(self) -> str:
+        """Hash of (seed, task, length, label) of every episode, in order: checkpoints record it so
+        evaluation can refuse a different dataset than the one the split was made on."""
+        h = hashlib.sha256()
+        for ep in self.episodes:
+            h.update(f"{ep.seed}|{ep.task}|{ep.length}|{ep.failure_step}|{ep.failure_type};".encode())
+        return h.hexdigest()[:16]
+
+
+def _extractor_statistics(dataset: Any) -> dict[str, Any]:
+    """The signal extractor's fitted statistics stored with the dataset (``state("extractor")``)."""
+    try:
+        return dict(dataset.state("extractor"))
+    except Exception as exc:  # InvalidNameError when the owner is absent
+        raise DatasetError(
+            f"{getattr(dataset, 'path', 'the dataset')} carries no signal-extractor statistics "
+            f"(state 'extractor'): {exc}. Collect with `salus collect`, which stores them."
+        ) from exc
+
+
+def episodes_from_dataset(dataset: Any, *, embeddings: bool = True) -> EpisodeSet:
+    """Read every episode of a ``salus.data.SalusDataset`` into an ``EpisodeSet``.
+
+    Needs step keys ``signals`` and ``signal_valid``; ``baselines`` and ``obs_embedding`` are used
+    when present (``embeddings=False`` skips the embedding, e.g. for signal-only models).
+    """
+    keys = set(dataset.keys)
+    for key in ("signals", "signal_valid"):
+        if key not in keys:
+            raise DatasetError(f"{dataset.path} has no step key {key!r}; step keys: {sorted(keys)}")
+    n = len(dataset)
+    if n == 0:
+        raise DatasetError(f"{dataset.path} has no committed episodes")
+    sig = dataset.episode_arrays("signals")
+    val = dataset.episode_arrays("signal_valid")
+    base = dataset.episode_arrays("baselines") if "baselines" in keys else [None] * n
+    if "baselines" in keys and "baseline_valid" in keys:  # invalid steps -> NaN (methods fill them)
+        bval = dataset.episode_arrays("baseline_valid")
+        base = [
+            np.where(np.asarray(v, dtype=bool), b, np.nan).astype(np.float32)
+            for b, v in zip(base, bval, strict=True)
+        ]
+    emb = dataset.episode_arrays("obs_embedding") if embeddings and "obs_embedding" in keys else [None] * n
+    success, fstep, ftype = dataset.success, dataset.failure_step, dataset.failure_type
+    task, seed = dataset.task, dataset.seed
+    episodes = [
+        Episode(
+            signals=sig[i],
+            valid=val[i],
+            success=bool(success[i]),
+            failure_step=int(fstep[i]),
+            failure_type=str(ftype[i]),
+            task=str(task[i]),
+            seed=int(seed[i]),
+            baselines=base[i],
+            embedding=None if emb[i] is None else np.asarray(emb[i], dtype=np.float32),
+        )
+        for i in range(n)
+    ]
+    attrs = dict(getattr(dataset, "attrs", {}) or {})
+    names = list(dataset.signal_names)
+    baseline_names = tuple(dataset.baseline_names) if "baselines" in keys else ()
+    return EpisodeSet(
+        episodes=episodes,
+        signal_names=tuple(names)
+        if len(names) == N_SIGNALS
+        else tuple(f"signal_{i}" for i in range(N_SIGNALS)),
+        baseline_names=baseline_names,
+        extractor_statistics=_extractor_statistics(dataset),
+        control_hz=float(attrs.get("control_hz") or (attrs.get("env") or {}).get("control_hz") or 20.0),
+        source=str(dataset.path),
+        info={k: attrs[k] for k in ("policy", "collect") if k in attrs},
+    )
+
+
+@dataclass(frozen=True)
+class EpisodeSplit:
+    """Episode indices of each part. ``test_seen``: training tasks; ``test_unseen``: held-out tasks."""
+
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    calib: tuple[int, ...]
+    test_seen: tuple[int, ...]
+    test_unseen: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {k: list(getattr(self, k)) for k in ("train", "val", "calib", "test_seen", "test_unseen")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Sequence[int]]) -> EpisodeSplit:
+        try:
+            return cls(
+                **{
+                    k: tuple(int(i) for i in data[k])
+                    for k in ("train", "val", "calib", "test_seen", "test_unseen")
+                }
+            )
+        except KeyError as exc:
+            raise InvalidInputError(f"split lacks part {exc}") from exc
+
+
+def split_episodes(episodes: EpisodeSet, config: SplitConfig) -> EpisodeSplit:
+    """Split by episode (all episodes sharing a seed stay together), stratified by outcome and task."""
+    unknown = set(config.holdout_tasks) - set(episodes.tasks)
+    if unknown:
+        raise InvalidInputError(
+            f"holdout tasks {sorted(unknown)} are not in the dataset; tasks: {episodes.tasks}"
+        )
+    rng = np.random.default_rng(config.seed)
+    parts: dict[str, list[int]] = {k: [] for k in ("train", "val", "calib", "test_seen", "test_unseen")}
+    by_seed: dict[int, list[int]] = {}
+    for i, ep in enumerate(episodes.episodes):
+        if ep.task in config.holdout_tasks:
+            parts["test_unseen"].append(i)
+            continue
+        by_seed.setdefault(ep.seed, []).append(i)
+    # Strata: outcome (successes calibrate the bands, so every part must get its share of them even
+    # when they are rare), and within an outcome, task. Seeds are ordered by (task, random) and take
+    # parts from a golden-ratio sequence, so every task and the whole stratum are split close to the
+    # fractions even for a handful of seeds.
+    strata: dict[bool, list[tuple[str, float, int]]] = {}
+    for seed, members in by_seed.items():
+        ok = all(episodes[i].success for i in members)
+        strata.setdefault(ok, []).append((episodes[members[0]].task, 0.0, seed))
+    cuts = np.cumsum([config.calib_fraction, config.val_fraction, config.test_fraction])
+    names = ("calib", "val", "test_seen", "train")
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    for ok in sorted(strata):
+        items = sorted(strata[ok], key=lambda x: (x[0], x[2]))
+        noise = rng.random(len(items))
+        items = sorted(((t, float(u), sd) for (t, _, sd), u in zip(items, noise, strict=True)))
+        offset = float(rng.random())
+        for k, (_, _, sd) in enumerate(items):
+            u = (offset + k * golden) % 1.0
+            parts[names[int(np.searchsorted(cuts, u, side="right"))]].extend(by_seed[sd])
+    split = EpisodeSplit(**{k: tuple(sorted(v)) for k, v in parts.items()})
+    if not split.train:
+        raise DatasetError(f"the split left no training episodes ({len(episodes)} episodes in all)")
+    return split
+
+
+def horizon_labels(episode: Episode, horizons: Sequence[int], failure_types: Sequence[str]) -> np.ndarray:
+    """Per-step targets ``(T, n_horizons, 1 + n_types)`` float32.
+
+    ``[t, j, 0]`` = 1 when the episode fails at f and ``f - t < horizons[j]`` (a failure within the
+    next ``horizons[j]`` steps, or already failed: the same definition as
+    ``SalusDataset.horizon_labels``); ``[t, j, 1 + k]`` the same restricted to failure type k.
+    """
+    T = episode.length
+    y = np.zeros((T, len(horizons), 1 + len(failure_types)), dtype=np.float32)
+    if episode.success:
+        return y
+    t = np.arange(T)[:, None]
+    within = (episode.failure_step - t < np.asarray(horizons)[None, :]).astype(np.float32)
+    y[:, :, 0] = within
+    if episode.failure_type in failure_types:
+        y[:, :, 1 + list(failure_types).index(episode.failure_type)] = within
+    return y
+
+
+def synthetic_episodes(
+    n: int,
+    *,
+    seed: int = 0,
+    failure_rate: float = 0.4,
+    tasks: Sequence[str] = ("pick_place", "push", "stack"),
+    embedding_dim: int = 32,
+    n_baselines: int = 2,
+    success_len: tuple[int, int] = (60, 100),
+    failure_len: tuple[int, int] = (90, 160),
+    informative: float = 1.0,
+    hz: float = 20.0,
+) -> EpisodeSet:
+    """Synthetic rollouts at the dataset's shapes, for tests and benchmarks (not for results).
+
+    Failed episodes are longer than successes (as real timeouts are). With ``informative`` > 0,
+    signals 0-2, the first baseline and the embedding drift upwards from an onset between the
+    episode start and ``failure_step`` (so failures are partly predictable before the shortest
+    success ends); signal 11 is invalid on 10% of steps.
+    """
+    if n < 1:
+        raise InvalidInputError(f"n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    episodes = []
+    types = DEFAULT_FAILURE_TYPES
+    for i in range(n):
+        fail = bool(rng.random() < failure_rate)
+        lo, hi = failure_len if fail else success_len
+        T = int(rng.integers(lo, hi + 1))
+        sig = rng.normal(0.0, 1.0, size=(T, N_SIGNALS)).astype(np.float32)
+        sig[:, 3] += np.arange(T, dtype=np.float32) / 100.0  # elapsed time only: uninformative at T
+        valid = np.ones((T, N_SIGNALS), dtype=bool)
+        valid[:, 11] = rng.random(T) > 0.1
+        sig[~valid] = np.nan
+        emb = rng.normal(0.0, 1.0, size=(T, embedding_dim)).astype(np.float32)
+        base = rng.normal(0.0, 1.0, size=(T, n_baselines)).astype(np.float32) if n_baselines else None
+        failure_step, ftype = -1, "none"
+        if fail:
+            failure_step = T - 1 - int(rng.integers(0, 10))
+            ftype = str(types[int(rng.integers(0, len(types)))])
+            onset = int(rng.integers(0, max(1, failure_step - 5)))
+            ramp = np.clip((np.arange(T) - onset) / 15.0, 0.0, 1.0).astype(np.float32) * informative
+            sig[:, 0] += 2.0 * ramp
+            sig[:, 1] += 1.5 * ramp
+            sig[:, 2] -= 1.0 * ramp
+            emb[:, :4] += 2.0 * ramp[:, None]
+            if base is not None:
+                base[:, 0] += 1.5 * ramp
+        episodes.append(
+            Episode(
+                signals=sig,
+                valid=valid,
+                success=not fail,
+                failure_step=failure_step,
+                failure_type=ftype,
+                task=str(tasks[i % len(tasks)]),
+                seed=seed * 1_000_003 + i,
+                baselines=base,
+                embedding=emb,
+            )
+        )
+    return EpisodeSet(
+        episodes=episodes,
+        baseline_names=tuple(f"baseline_{j}" for j in range(n_baselines)),
+        extractor_statistics={"synthetic": True},
+        control_hz=hz,
+        source="synthetic",
+    )

@@ -1,0 +1,339 @@
+"""Training: episode-level splits, class-balanced losses, early stopping on validation loss,
+seeded and reproducible, then functional conformal calibration on held-out successes.
+
+Losses. Our models: focal loss (gamma from the config) on every (horizon, head) output with a
+per-output positive weight ``alpha = clip(1 - positive rate, 0.5, 0.98)`` from the training steps.
+SAFE-MLP: for a successful rollout ``relu(S_t)``, for a failed one ``relu(threshold - S_t)`` on the
+accumulated score S_t at every step; SAFE-LSTM: binary cross-entropy of every step's score against
+the rollout's label. SAFE's losses weight rollouts by inverse class frequency.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from salus.errors import DatasetError, InvalidInputError
+
+from .checkpoint import FORMAT_VERSION, TrainedPredictor, embedding_features, signal_features
+from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
+from .conformal import fit_functional_bands
+from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes
+from .metrics import running_max
+
+__all__ = [
+    "train_model",
+    "EpochLog",
+    "fit_normalization",
+    "calibrate",
+    "seed_everything",
+    "deterministic",
+    "check_split_matches",
+]
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    best: bool
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and make its kernels deterministic (CPU)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """``seed_everything`` for the block, then restore torch's previous determinism setting."""
+    import torch
+
+    prev = torch.are_deterministic_algorithms_enabled()
+    warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    seed_everything(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=warn)
+
+
+def fit_normalization(
+    episodes: Sequence[Episode], kind: str, max_rows: int = 20000, seed: int = 0
+) -> dict[str, Any]:
+    """Per-feature mean and std over training steps (signals: valid, finite entries only)."""
+    if kind == "signals":
+        x = np.concatenate([ep.signals for ep in episodes]).astype(np.float64)
+        ok = np.concatenate([ep.valid for ep in episodes]) & np.isfinite(x)
+        cnt = ok.sum(axis=0)
+        xs = np.where(ok, x, 0.0)
+        mean = np.where(cnt > 0, xs.sum(axis=0) / np.maximum(cnt, 1), 0.0)
+        var = np.where(ok, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt, 1)
+        std = np.sqrt(var)
+    else:
+        if any(ep.embedding is None for ep in episodes):
+            raise DatasetError("the dataset has no obs_embedding; SAFE models need it")
+        x = np.concatenate([ep.embedding for ep in episodes])  # type: ignore[misc]
+        if len(x) > max_rows:
+            x = x[np.random.default_rng(seed).choice(len(x), max_rows, replace=False)]
+        x = np.nan_to_num(x.astype(np.float64))
+        mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    return {"kind": kind, "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+
+
+def _features(ep: Episode, kind: str, norm: dict[str, Any]) -> np.ndarray:
+    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    if kind == "signals":
+        return signal_features(ep.signals, ep.valid, mean, std)
+    return embedding_features(ep.embedding, mean, std)  # type: ignore[arg-type]
+
+
+def _pad(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    L = max(len(a) for a in arrays)
+    out = np.zeros((len(arrays), L, *arrays[0].shape[1:]), dtype=np.float32)
+    mask = np.zeros((len(arrays), L), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+        mask[i, : len(a)] = 1.0
+    return out, mask
+
+
+class _Batcher:
+    """Features and targets of a list of episodes, padded per batch."""
+
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        kind: str,
+        norm: dict[str, Any],
+        name: str,
+        horizons: Sequence[int],
+        types: Sequence[str],
+    ):
+        self.x = [_features(ep, kind, norm) for ep in episodes]
+        if name in ("salus-mlp", "salus-tcn"):
+            self.y = [horizon_labels(ep, horizons, types) for ep in episodes]
+        else:
+            self.y = [np.full((ep.length,), float(ep.failed), dtype=np.float32) for ep in episodes]
+        self.label = np.array([float(ep.failed) for ep in episodes], dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batch(self, idx: Sequence[int]) -> tuple[Any, Any, Any, Any]:
+        import torch
+
+        x, mask = _pad([self.x[i] for i in idx])
+        y, _ = _pad([self.y[i] for i in idx])
+        return (
+            torch.from_numpy(x),
+            torch.from_numpy(y),
+            torch.from_numpy(mask),
+            torch.from_numpy(self.label[list(idx)]),
+        )
+
+
+def _loss_fn(name: str, cfg: ModelConfig, tcfg: TrainConfig, train: _Batcher) -> Callable[..., Any]:
+    import torch
+    from torch.nn import functional as F
+
+    if name in ("salus-mlp", "salus-tcn"):
+        ys = np.concatenate(train.y)  # (N, H, O)
+        pos = ys.mean(axis=0)
+        alpha = torch.from_numpy(np.clip(1.0 - pos, 0.5, 0.98).astype(np.float32))
+        gamma = tcfg.focal_gamma
+
+        def focal(raw: Any, y: Any, mask: Any, label: Any) -> Any:
+            p = torch.sigmoid(raw)
+            ce = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
+            p_t = p * y + (1 - p) * (1 - y)
+            a_t = alpha * y + (1 - alpha) * (1 - y)
+            loss = (a_t * (1 - p_t) ** gamma * ce).mean(dim=(-1, -2))
+            return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+        return focal
+    n = len(train.label)
+    n_pos = float(train.label.sum())
+    w_pos = n / (2 * max(n_pos, 1.0))
+    w_neg = n / (2 * max(n - n_pos, 1.0))
+
+    def weights(label: Any) -> Any:
+        return (label * w_pos + (1 - label) * w_neg)[:, None]
+
+    if name == "safe-mlp":
+        thr = cfg.safe_threshold
+
+        def safe_mlp(raw: Any, y: Any, mask: Any, label: Any) -> Any:
+            s = torch.cumsum(torch.sigmoid(raw), dim=-1)
+            if cfg.safe_accumulate == "mean":
+                s = s / torch.arange(1, raw.shape[-1] + 1, dtype=s.dtype)
+            lab = label[:, None]
+            per = lab * F.relu(thr - s) + (1 - lab) * F.relu(s)
+            w = weights(label) * mask
+            return (per * w).sum() / w.sum().clamp(min=1e-8)
+
+        return safe_mlp
+
+    def safe_lstm(raw: Any, y: Any, mask: Any, label: Any) -> Any:
+        per = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
+        w = weights(label) * mask
+        return (per * w).sum() / w.sum().clamp(min=1e-8)
+
+    return safe_lstm
+
+
+def calibrate(predictor: TrainedPredictor, episodes: Sequence[Episode], tcfg: TrainConfig) -> dict[str, Any]:
+    """Functional conformal bands of the running-max score on the calibration successes."""
+    succ = [ep for ep in episodes if ep.success]
+    if len(succ) < 2:
+        raise DatasetError(
+            f"conformal calibration needs >= 2 successful calibration episodes, got {len(succ)}"
+        )
+    traj = [running_max(s) for s in predictor.episode_scores(succ)]
+    c = tcfg.conformal
+    bands = fit_functional_bands(
+        traj,
+        c.alphas,
+        modulation=c.modulation,
+        two_sided=c.two_sided,
+        fit_fraction=c.fit_fraction,
+        seed=tcfg.seed,
+    )
+    return {**c.to_dict(), "bands": {str(a): b.to_dict() for a, b in bands.items()}}
+
+
+def train_model(
+    episodes: EpisodeSet,
+    model_config: ModelConfig,
+    train_config: TrainConfig | None = None,
+    *,
+    split: EpisodeSplit | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> TrainedPredictor:
+    """Train one predictor on ``split.train``, early-stop on ``split.val``, calibrate on
+    ``split.calib`` successes. Same data and seeds -> the same weights and numbers."""
+    import torch
+
+    tcfg = train_config or TrainConfig()
+    split = split or split_episodes(episodes, tcfg.split)
+    if not split.val:
+        raise DatasetError("the split has no validation episodes; use more episodes or a larger val_fraction")
+    name, kind = model_config.name, model_config.input_kind
+    train_eps = [episodes[i] for i in split.train]
+    val_eps = [episodes[i] for i in split.val]
+    if not any(ep.failed for ep in train_eps) or not any(ep.success for ep in train_eps):
+        raise DatasetError("training episodes need both successes and failures")
+    n_cal = sum(episodes[i].success for i in split.calib)
+    if n_cal < 2:
+        raise DatasetError(
+            f"the calibration split holds {n_cal} successful episodes; the conformal band needs >= 2 "
+            f"(and >= 1/alpha - 1 for a finite band). Collect more episodes or raise the calibration fraction."
+        )
+    if kind == "embedding" and not episodes.has_embedding:
+        raise DatasetError(f"{name} needs obs_embedding in every episode")
+    extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
+    types = (*DEFAULT_FAILURE_TYPES, *extra)
+    norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
+    train = _Batcher(train_eps, kind, norm, name, tcfg.horizons, types)
+    val = _Batcher(val_eps, kind, norm, name, tcfg.horizons, types)
+    in_dim = train.x[0].shape[1]
+
+    from .models import build_model
+
+    with deterministic(tcfg.seed):
+        model = build_model(model_config, in_dim, len(tcfg.horizons), len(types))
+        opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        loss_fn = _loss_fn(name, model_config, tcfg, train)
+        rng = np.random.default_rng(tcfg.seed)
+        best, best_state, best_epoch, bad = math.inf, copy.deepcopy(model.state_dict()), 0, 0
+        history: list[dict[str, float]] = []
+        for epoch in range(1, tcfg.max_epochs + 1):
+            model.train()
+            order = [int(i) for i in rng.permutation(len(train))]
+            total, count = 0.0, 0
+            for start in range(0, len(order), tcfg.batch_episodes):
+                x, y, mask, label = train.batch(order[start : start + tcfg.batch_episodes])
+                loss = loss_fn(model(x), y, mask, label)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                total += float(loss.detach()) * float(mask.sum())
+                count += int(mask.sum())
+            model.eval()
+            vtotal, vcount = 0.0, 0
+            with torch.no_grad():
+                for start in range(0, len(val), 64):
+                    x, y, mask, label = val.batch(range(start, min(start + 64, len(val))))
+                    vtotal += float(loss_fn(model(x), y, mask, label)) * float(mask.sum())
+                    vcount += int(mask.sum())
+            tl, vl = total / max(count, 1), vtotal / max(vcount, 1)
+            improved = vl < best - 1e-6
+            if improved:
+                best, best_state, best_epoch, bad = vl, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                bad += 1
+            history.append({"epoch": epoch, "train_loss": tl, "val_loss": vl})
+            if on_epoch is not None:
+                on_epoch(EpochLog(epoch, tl, vl, improved))
+            if bad >= tcfg.patience:
+                break
+        model.load_state_dict(best_state)
+        model.eval()
+    score_index = tcfg.score_horizon % len(tcfg.horizons) if kind == "signals" else 0
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": name, "config": model_config.to_dict(), "in_dim": in_dim},
+        "input_kind": kind,
+        "signal_names": list(episodes.signal_names),
+        "normalization": norm,
+        "extractor_statistics": dict(episodes.extractor_statistics),
+        "horizons": list(tcfg.horizons),
+        "horizons_s": [h / episodes.control_hz for h in tcfg.horizons],
+        "failure_types": list(types),
+        "score_index": score_index,
+        "control_hz": episodes.control_hz,
+        "conformal": {},
+        "split": split.to_dict(),
+        "train_config": tcfg.to_dict(),
+        "training": {
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "best_val_loss": best,
+            "history": history,
+        },
+        "dataset": {
+            "fingerprint": episodes.fingerprint(),
+            "source": episodes.source,
+            "n_episodes": len(episodes),
+        },
+    }
+    predictor = TrainedPredictor(model=model, config=model_config, meta=meta)
+    predictor.meta["conformal"] = calibrate(predictor, [episodes[i] for i in split.calib], tcfg)
+    return predictor
+
+
+def check_split_matches(predictor: TrainedPredictor, episodes: EpisodeSet) -> EpisodeSplit:
+    """The checkpoint's split, after checking it was made on this dataset."""
+    from salus.errors import CheckpointError
+
+    if "split" not in predictor.meta or "dataset" not in predictor.meta:
+        raise CheckpointError(f"checkpoint {predictor.name} records no split/dataset; it cannot be evaluated")
+    fp = predictor.meta["dataset"].get("fingerprint")
+    if fp != episodes.fingerprint():
+        raise InvalidInputError(
+            f"checkpoint {predictor.name} was trained on another dataset (fingerprint {fp}, "
+            f"this one {episodes.fingerprint()}); evaluate on the dataset it was trained on"
+        )
+    return EpisodeSplit.from_dict(predictor.meta["split"])

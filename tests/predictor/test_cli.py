@@ -1,0 +1,97 @@
+"""`salus train` and `salus evaluate` on a real zarr dataset written by salus.data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from salus.cli.main import app
+from salus.errors import InvalidInputError, InvalidNameError
+from salus.predictor import episodes_from_dataset, synthetic_episodes
+
+from .helpers import write_dataset
+
+EPISODES = synthetic_episodes(120, seed=11, embedding_dim=16)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data") / "ds.zarr", EPISODES)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "models"
+    args = ["train", str(dataset), "--model", "all", "--out", str(out), "--epochs", "3", "--patience", "2"]
+    res = CliRunner().invoke(app, [*args, "--holdout-task", "stack", "--json"])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_dataset_adapter_reads_what_was_written(dataset):
+    from salus.data import SalusDataset
+
+    eps = episodes_from_dataset(SalusDataset(dataset))
+    assert eps.fingerprint() == EPISODES.fingerprint()
+    assert eps.baseline_names == EPISODES.baseline_names
+    a, b = eps[7], EPISODES[7]
+    np.testing.assert_array_equal(a.valid, b.valid)
+    np.testing.assert_array_equal(np.isnan(a.signals), np.isnan(b.signals))
+    np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-2)  # stored as float16
+    assert np.isnan(a.baselines[:2, -1]).all() and np.isfinite(a.baselines[2:]).all()  # baseline_valid
+    assert eps.control_hz == 20.0 and eps.info["collect"]["policy"] == "synthetic"
+    assert eps.extractor_statistics["tensors"]["ood.mean"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_train_writes_one_checkpoint_per_model(trained):
+    out, summary = trained
+    assert [m["name"] for m in summary["models"]] == ["salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm"]
+    for m in summary["models"]:
+        assert (out / m["name"] / "model.safetensors").is_file()
+        meta = json.loads((out / m["name"] / "predictor.json").read_text())
+        assert meta["command"] is None or meta["command"].startswith("salus train")
+    assert summary["split"]["test_unseen"] == sum(ep.task == "stack" for ep in EPISODES.episodes)
+
+
+def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
+    out, _ = trained
+    res = CliRunner().invoke(app, ["evaluate", str(out), str(dataset), "--json", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    names = {m["name"] for m in report["methods"]}
+    assert {"salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm"} <= names
+    assert {"baseline:baseline_0", "baseline:baseline_1"} <= names
+    assert {"embedding:mahalanobis", "embedding:knn_euclidean", "embedding:knn_cosine"} <= names
+    assert sum(n.startswith("signal:") for n in names) == 12
+    for m in report["methods"]:
+        assert m["seen"]["n"] > 0 and m["unseen"]["n"] > 0
+        assert set(m["seen"]["alarms"]) == {"0.05", "0.1", "0.2"}
+    by_name = {m["name"]: m for m in report["methods"]}
+    # The planted signal (0 rises before failures) is informative at T on the training episodes.
+    assert by_name["signal:signal_0"]["train_auroc_T"] > 0.6  # fixed data and seeds: deterministic
+    assert by_name["signal:signal_2"]["sign"] == -1.0  # signal 2 falls before failures: sign from training
+    head = report["summary"]["seen"]
+    assert head["ours"]["name"] in ("salus-mlp", "salus-tcn") and head["safe"]["name"] in (
+        "safe-mlp",
+        "safe-lstm",
+    )
+    assert head["single"]["name"].split(":")[0] in ("signal", "baseline", "embedding")
+    lo, hi = head["delta_vs_single"]["ci95"]
+    assert lo <= head["delta_vs_single"]["auroc_T"] <= hi
+    md = (tmp_path / "results.md").read_text()
+    assert "| salus-tcn |" in md and "alpha = 0.05" in md
+    assert json.loads((tmp_path / "results.json").read_text())["split"] == report["split"]
+
+
+def test_bad_inputs_are_clear_errors(trained, dataset, tmp_path):
+    out, _ = trained
+    res = CliRunner().invoke(app, ["train", str(dataset), "--model", "bert", "--out", str(tmp_path / "x")])
+    assert isinstance(res.exception, InvalidNameError) and "salus-tcn" in str(res.exception)
+    res = CliRunner().invoke(app, ["train", str(dataset), "--horizons", "10,5", "--out", str(tmp_path / "x")])
+    assert isinstance(res.exception, InvalidInputError) and "horizons" in str(res.exception)
+    other = write_dataset(tmp_path / "other.zarr", synthetic_episodes(30, seed=2, embedding_dim=16))
+    res = CliRunner().invoke(app, ["evaluate", str(out / "salus-mlp"), str(other)])
+    assert isinstance(res.exception, InvalidInputError) and "another dataset" in str(res.exception)

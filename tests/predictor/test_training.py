@@ -1,0 +1,202 @@
+"""Training learns, is reproducible, checkpoints round-trip (and refuse incomplete ones), and the
+streaming inference API reproduces the evaluation scores and alarms."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from salus.errors import CheckpointError, DatasetError, InvalidInputError
+from salus.predictor import (
+    FailurePredictor,
+    ModelConfig,
+    SplitConfig,
+    TrainConfig,
+    TrainedPredictor,
+    protocol_times,
+    ranking_metrics,
+    running_max,
+    split_episodes,
+    synthetic_episodes,
+    train_model,
+)
+from salus.predictor.checkpoint import REQUIRED_KEYS
+
+from .helpers import extractor_state
+
+SMALL = {"mlp_hidden": (32, 32), "tcn_channels": 16, "safe_hidden": (32,), "lstm_hidden": 16}
+TCFG = TrainConfig(
+    max_epochs=8, patience=3, batch_episodes=16, lr=3e-3, split=SplitConfig(holdout_tasks=("stack",))
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    eps = synthetic_episodes(240, seed=5, embedding_dim=16)
+    eps.extractor_statistics = extractor_state()
+    return eps
+
+
+@pytest.fixture(scope="module")
+def split(data):
+    return split_episodes(data, TCFG.split)
+
+
+@pytest.fixture(scope="module")
+def tcn(data, split):
+    return train_model(data, ModelConfig(name="salus-tcn", **SMALL), TCFG, split=split)
+
+
+def test_split_is_by_episode_and_holds_out_tasks(data, split):
+    parts = split.to_dict()
+    seen = [i for k in ("train", "val", "calib", "test_seen") for i in parts[k]]
+    assert len(seen) == len(set(seen))
+    assert sorted(seen + parts["test_unseen"]) == list(range(len(data)))
+    assert {data[i].task for i in split.test_unseen} == {"stack"}
+    assert "stack" not in {data[i].task for i in split.train + split.val + split.calib}
+
+
+def test_episodes_sharing_a_seed_stay_together():
+    eps = synthetic_episodes(90, seed=9, n_baselines=0, embedding_dim=2)
+    for i, ep in enumerate(eps.episodes):
+        ep.seed = i // 3  # three rollouts (different outcomes) per initial state
+    parts = split_episodes(eps, SplitConfig(seed=3)).to_dict()
+    where = {i: k for k, idx in parts.items() for i in idx}
+    for s in range(30):
+        assert len({where[3 * s + j] for j in range(3)}) == 1
+
+
+def test_rare_successes_reach_every_part_in_proportion():
+    eps = synthetic_episodes(400, seed=2, failure_rate=0.9, n_baselines=0, embedding_dim=2, tasks=("a", "b"))
+    cfg = SplitConfig(calib_fraction=0.3)
+    parts = split_episodes(eps, cfg).to_dict()
+    n_succ = sum(ep.success for ep in eps.episodes)
+    for part, frac in (("calib", 0.3), ("val", 0.1), ("test_seen", 0.25)):
+        got = sum(eps[i].success for i in parts[part])
+        assert abs(got - frac * n_succ) <= 2, (part, got, frac * n_succ)
+        for task in ("a", "b"):  # and per task
+            n_task = sum(ep.success and ep.task == task for ep in eps.episodes)
+            got_task = sum(eps[i].success and eps[i].task == task for i in parts[part])
+            assert abs(got_task - frac * n_task) <= 2
+
+
+def test_temporal_model_learns_failures_before_they_happen(data, split, tcn):
+    test = [data[i] for i in split.test_seen]
+    scores = [running_max(s) for s in tcn.episode_scores(test)]
+    res = ranking_metrics(test, scores, protocol_times(data.episodes))
+    assert res["auroc_T"] > 0.7 and res["auroc_all"] > 0.7
+    hist = tcn.meta["training"]["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert 1 <= tcn.meta["training"]["best_epoch"] <= len(hist)
+
+
+def test_same_seed_same_numbers_other_seed_differs(data, split):
+    cfg = ModelConfig(name="salus-mlp", **SMALL)
+    tc = TrainConfig(max_epochs=2, patience=2, batch_episodes=32)
+    a = train_model(data, cfg, tc, split=split)
+    b = train_model(data, cfg, tc, split=split)
+    c = train_model(data, cfg, TrainConfig(max_epochs=2, patience=2, batch_episodes=32, seed=1), split=split)
+    sa, sb, sc = (p.episode_scores([data[0]])[0] for p in (a, b, c))
+    np.testing.assert_array_equal(sa, sb)
+    assert a.meta["training"]["history"] == b.meta["training"]["history"]
+    assert a.meta["conformal"] == b.meta["conformal"]
+    assert not np.array_equal(sa, sc)
+
+
+@pytest.mark.parametrize("name", ["safe-mlp", "safe-lstm"])
+def test_safe_models_train_on_embeddings(data, split, name):
+    p = train_model(data, ModelConfig(name=name, **SMALL), TrainConfig(max_epochs=3, patience=2), split=split)
+    s = p.episode_scores([data[i] for i in split.test_seen])
+    assert all(np.all((x >= 0) & (x <= 1)) for x in s)
+    assert p.meta["normalization"]["kind"] == "embedding"
+
+
+def test_training_refuses_single_class(data):
+    succ = synthetic_episodes(40, seed=1, failure_rate=0.0)
+    with pytest.raises(DatasetError, match="successes and failures"):
+        train_model(succ, ModelConfig(name="salus-mlp"), TrainConfig(max_epochs=1))
+    with pytest.raises(InvalidInputError, match="holdout"):
+        split_episodes(data, SplitConfig(holdout_tasks=("juggle",)))
+
+
+def test_checkpoint_roundtrip_and_streaming_inference(tmp_path, data, split, tcn):
+    tcn.save(tmp_path / "ck")
+    assert {p.name for p in (tmp_path / "ck").iterdir()} == {
+        "model.safetensors",
+        "predictor.json",
+        "extractor.safetensors",
+    }
+    loaded = TrainedPredictor.load(tmp_path / "ck")
+    eps = [data[i] for i in split.test_seen[:4]]
+    for a, b in zip(tcn.episode_scores(eps), loaded.episode_scores(eps), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    stats = loaded.extractor_statistics
+    np.testing.assert_array_equal(stats["tensors"]["ood.precision"], np.eye(4))
+    assert stats["config"] == {"consistency_window": 5}
+    # Streaming, B=2 environments with different episodes and a reset of one of them.
+    fp = FailurePredictor.load(tmp_path / "ck")
+    assert fp.horizons == (6, 10, 13, 16) and fp.alpha == 0.1
+    fp.reset(batch_size=2)
+    e0, e1 = eps[0], eps[1]
+    n = min(e0.length, e1.length)
+    probs, alarms = [], []
+    for t in range(n):
+        p = fp.predict(np.stack([e0.signals[t], e1.signals[t]]), np.stack([e0.valid[t], e1.valid[t]]))
+        probs.append(p)
+        alarms.append(fp.alarm())
+    probs_arr = np.stack(probs)  # (n, 2, H)
+    types = fp.type_probs()
+    assert set(types) == {"drop", "miss", "collision", "timeout"} and types["drop"].shape == (2, 4)
+    ref0 = loaded.episode_probs([e0])[0][:n]
+    np.testing.assert_allclose(probs_arr[:, 0], ref0, rtol=1e-5, atol=1e-6)
+    band = loaded.band()
+    first = np.flatnonzero(np.stack(alarms)[:, 0])
+    expect = band.alarm_step(running_max(loaded.episode_scores([e0])[0][:n]))
+    assert (first[0] if first.size else -1) == expect
+    fp.reset(env_index=1)
+    p = fp.predict(np.stack([e0.signals[n % e0.length], e0.signals[0]]), np.stack([e0.valid[0], e0.valid[0]]))
+    np.testing.assert_allclose(p[1], ref0[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(InvalidInputError):
+        fp.predict(np.zeros((3, 12)), np.ones((3, 12), bool))
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_checkpoint_missing_field_is_an_error(tmp_path, tcn, key):
+    d = tcn.save(tmp_path / "ck")
+    meta = json.loads((d / "predictor.json").read_text())
+    del meta[key]
+    (d / "predictor.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=key):
+        TrainedPredictor.load(d)
+
+
+def test_checkpoint_missing_files_are_errors(tmp_path, tcn):
+    d = tcn.save(tmp_path / "ck")
+    shutil.copytree(d, tmp_path / "no_ext")
+    (tmp_path / "no_ext" / "extractor.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="extractor"):
+        TrainedPredictor.load(tmp_path / "no_ext")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        TrainedPredictor.load(d)
+    meta = json.loads((tmp_path / "no_ext" / "predictor.json").read_text())
+    meta["conformal"]["bands"] = {}
+    (tmp_path / "no_ext" / "predictor.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError):
+        TrainedPredictor.load(tmp_path / "no_ext")
+
+
+def test_run_evaluation_with_fixed_time_and_subset_of_methods(data, tcn):
+    from salus.predictor import format_markdown, run_evaluation
+
+    rep = run_evaluation(data, [tcn], time=5, include=("salus", "signal"))
+    assert set(rep["protocol"]["T"].values()) == {5}
+    names = [m["name"] for m in rep["methods"]]
+    assert "salus-tcn" in names and len(names) == 13
+    assert rep["split"]["unseen_tasks"] == ["stack"]
+    assert "| salus-tcn | salus |" in format_markdown(rep)
+    with pytest.raises(InvalidInputError):
+        run_evaluation(data, [tcn], time=0)
