@@ -6,10 +6,14 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.salus-installed
 LEROBOT_STAMP := $(VENV)/.salus-lerobot-installed
 PIP_FLAGS := --disable-pip-version-check -q
-# LeRobot 0.4.4 pins torch<2.11, so it is installed --no-deps next to the dependencies it needs.
+# LeRobot 0.4.4 pins torch<2.11, so it is installed --no-deps next to the dependencies that
+# `from lerobot.policies.smolvla...` really imports (checked on a fresh venv; the rest of its
+# requirements -- wandb, rerun-sdk, opencv, pynput, cmake, torchcodec -- are not needed for SmolVLA).
+# torchvision's C++ ops do not load beside the CPU torch: salus.policies.smolvla works around it.
 LEROBOT_VERSION := 0.4.4
-LEROBOT_DEPS := transformers==4.57.1 tokenizers accelerate einops huggingface-hub draccus==0.10.0 jsonlines num2words \
-	datasets deepdiff termcolor pyserial packaging torchvision==0.28.0 av imageio-ffmpeg cmake opencv-python-headless pynput
+LEROBOT_DEPS := 'transformers>=4.57.1,<5' 'huggingface-hub>=0.34.2,<0.36' 'draccus==0.10.0' 'num2words>=0.5.14,<0.6' \
+	'einops>=0.8,<0.9' 'accelerate>=1.10,<2' 'datasets>=4,<5' 'diffusers>=0.27.2,<0.36' 'torchvision==0.28.0' \
+	'av>=15,<16' 'pyserial>=3.5,<4' 'deepdiff>=7.0.1,<9' 'termcolor>=2.4,<4' 'jsonlines>=4,<5'
 
 export OMP_NUM_THREADS ?= 1
 
