@@ -1,0 +1,30 @@
+"""The built-in flow-matching VLA policy (the embedded default policy of salus).
+
+``configuration_builtin`` is cheap to import; the model and adapter (torch) load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from salus.policies.builtin.configuration_builtin import BuiltinConfig, WordTokenizer
+
+_LAZY = {
+    "BuiltinFlowPolicy": "salus.policies.builtin.modeling_builtin",
+    "NormalizationStats": "salus.policies.builtin.modeling_builtin",
+    "BuiltinProcessor": "salus.policies.builtin.modeling_builtin",
+    "save_pretrained": "salus.policies.builtin.modeling_builtin",
+    "load_pretrained": "salus.policies.builtin.modeling_builtin",
+    "BuiltinPolicyAdapter": "salus.policies.builtin.adapter",
+    "load_builtin": "salus.policies.builtin.adapter",
+    "DEFAULT_WEIGHTS_DIR": "salus.policies.builtin.adapter",
+}
+
+__all__ = ["BuiltinConfig", "WordTokenizer", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'salus.policies.builtin' has no attribute {name!r}")
