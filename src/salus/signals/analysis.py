@@ -1,0 +1,415 @@
+"""Fitting the extractor's statistics and checking signal collections (used by ``salus signals``).
+
+- :func:`signal_stats_path` / :func:`load_extractor_for_policy`: where a policy's fitted statistics
+  live (``extractor_stats.safetensors`` + ``.json`` beside its weights) and loading them.
+- :func:`run_policy_rollouts`: single-environment rollouts of a policy in the simulator that stream
+  the internals through an optional extractor and keep what fitting and checking need.
+- :func:`fit_extractor_from_rollouts`, :func:`fit_extractor_from_dataset`.
+- :func:`summarize_signals`, :func:`check_dataset_signals`: per-signal statistics and the checks
+  (finite everywhere, non-zero variance, no two signals identical).
+
+Heavy imports (torch, MuJoCo, zarr) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
+from salus.signals.definitions import SIGNAL_NAMES, SignalConfig
+from salus.signals.extractor import SignalExtractor
+
+__all__ = [
+    "STATS_FILENAME",
+    "signal_stats_path",
+    "load_extractor_for_policy",
+    "policy_weights_fingerprint",
+    "RolloutSignals",
+    "run_policy_rollouts",
+    "fit_extractor_from_rollouts",
+    "fit_extractor_from_dataset",
+    "summarize_signals",
+    "check_dataset_signals",
+    "mixed_perturbations",
+]
+
+STATS_FILENAME = "extractor_stats"
+
+
+def _builtin_weights_dir() -> Path:
+    spec = importlib.util.find_spec("salus.policies.builtin")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("the built-in policy package salus.policies.builtin is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "weights"
+
+
+def signal_stats_path(policy_spec: str) -> Path:
+    """Base path (without suffix) of a policy's fitted signal statistics.
+
+    ``builtin`` -> the package's built-in weights directory; ``NAME:DIR`` -> DIR (or DIR's parent
+    when DIR is a file) / ``extractor_stats``.
+    """
+    name, _, path = policy_spec.partition(":")
+    if not name:
+        raise InvalidInputError(f"policy spec must be NAME or NAME:PATH, got {policy_spec!r}")
+    if not path:
+        if name != "builtin":
+            raise InvalidInputError(
+                f"policy spec {policy_spec!r} has no path; only 'builtin' has statistics in the package"
+            )
+        return _builtin_weights_dir() / STATS_FILENAME
+    p = Path(path)
+    return (p if not p.is_file() else p.parent) / STATS_FILENAME
+
+
+def policy_weights_fingerprint(policy_spec: str) -> str | None:
+    """SHA-256 (first 16 hex digits) of the policy's ``model.safetensors``, or None if there is none.
+
+    Fitted statistics record it, so statistics fitted for other weights are detected as stale.
+    """
+    import hashlib
+
+    name, _, path = policy_spec.partition(":")
+    if path:
+        folder = Path(path) if not Path(path).is_file() else Path(path).parent
+    elif name == "builtin":
+        folder = _builtin_weights_dir()
+    else:
+        return None
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_extractor_for_policy(
+    policy_spec: str, batch_size: int = 1, stats: str | Path | None = None, *, check_weights: bool = True
+) -> SignalExtractor:
+    """The extractor fitted for a policy (from ``stats`` if given, else beside the policy's weights).
+
+    With ``check_weights``, statistics that record a weights fingerprint must match the policy's
+    current ``model.safetensors`` (else CheckpointError: they were fitted for other weights).
+    """
+    base = Path(stats) if stats is not None else signal_stats_path(policy_spec)
+    hint = f"Fit them with `salus signals fit --policy {policy_spec} --out {base}`"
+    try:
+        extractor = SignalExtractor.load(base, batch_size=batch_size)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. {hint}") from None
+    recorded = extractor.meta.get("weights_sha256")
+    if check_weights and recorded:
+        current = policy_weights_fingerprint(policy_spec)
+        if current is not None and current != recorded:
+            raise CheckpointError(
+                f"signal statistics {base} were fitted for policy weights {recorded}, but {policy_spec!r} now has "
+                f"weights {current}; they are stale. {hint}"
+            )
+    return extractor
+
+
+@dataclass
+class RolloutSignals:
+    """What :func:`run_policy_rollouts` kept, per episode."""
+
+    success: list[bool] = field(default_factory=list)
+    perturbations: list[list[tuple[str, float]]] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    signals: list[np.ndarray] = field(default_factory=list)  # (T, 12) float32 (empty without an extractor)
+    valid: list[np.ndarray] = field(default_factory=list)  # (T, 12) bool
+    embeddings: list[np.ndarray] = field(default_factory=list)  # (n_chunks, E) at chunk starts
+    samples: list[np.ndarray | None] = field(default_factory=list)  # (n_chunks, K, C, A); None if K < 2
+
+
+def mixed_perturbations(
+    episode: int, rng: np.random.Generator, names: Sequence[str]
+) -> list[tuple[str, float]]:
+    """A mixed schedule: every third episode unperturbed, else one random perturbation, strength U(0.3, 1)."""
+    if episode % 3 == 0 or not names:
+        return []
+    return [(str(rng.choice(list(names))), float(rng.uniform(0.3, 1.0)))]
+
+
+def run_policy_rollouts(
+    policy_spec: str,
+    episodes: int,
+    *,
+    tasks: Sequence[str] = ("pick_place",),
+    num_samples: int = 1,
+    seed: int = 0,
+    extractor: SignalExtractor | None = None,
+    perturbations: Callable[[int, np.random.Generator], list[tuple[str, float]]] | None = None,
+    keep_internals: bool = False,
+    actor: str = "policy",
+    progress: Callable[[int, bool], None] | None = None,
+) -> RolloutSignals:
+    """Run ``episodes`` single-environment rollouts (tasks cycled, seeds ``seed + i``).
+
+    ``actor="expert"`` executes the scripted expert's actions (the training distribution) while the
+    policy still runs on every observation, so its internals are recorded for the same states.
+
+    With an ``extractor`` (batch size 1) every step's signals are kept; with ``keep_internals`` the
+    observation embedding (and the K samples) of every computed chunk are kept for fitting.
+    ``perturbations(i, rng)`` gives the (name, strength) list of episode i. ``progress(i, success)``
+    is called after each episode.
+    """
+    from salus.policies import load_policy
+    from salus.sim import ScriptedExpert, make_env
+
+    if actor not in ("policy", "expert"):
+        raise InvalidNameError("actor", actor, ("policy", "expert"))
+    if episodes < 1:
+        raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
+    if extractor is not None and extractor.batch_size != 1:
+        raise InvalidInputError("run_policy_rollouts runs one environment: the extractor needs batch_size 1")
+    policy = load_policy(policy_spec, num_samples=num_samples, seed=seed)
+    policy_config = getattr(policy, "config", None)
+    env_kwargs: dict[str, Any] = {}
+    if getattr(policy_config, "image_size", None):
+        env_kwargs["image_size"] = int(policy_config.image_size)  # type: ignore[union-attr]
+    if getattr(policy_config, "cameras", None):
+        env_kwargs["cameras"] = tuple(policy_config.cameras)  # type: ignore[union-attr]
+    rng = np.random.default_rng(seed)
+    out = RolloutSignals()
+    envs: dict[str, Any] = {}
+    for i in range(episodes):
+        task = tasks[i % len(tasks)]
+        perts = perturbations(i, rng) if perturbations is not None else []
+        if perts:
+            env = make_env(task, perturbations=perts, **env_kwargs)
+        else:
+            env = envs.get(task)
+            if env is None:
+                env = envs[task] = make_env(task, **env_kwargs)
+        obs, info = env.reset(seed=seed + i)
+        policy.reset()
+        expert = ScriptedExpert(env) if actor == "expert" else None
+        if expert is not None:
+            expert.reset()
+        if extractor is not None:
+            extractor.reset()
+        sig: list[np.ndarray] = []
+        val: list[np.ndarray] = []
+        emb: list[np.ndarray] = []
+        smp: list[np.ndarray] = []
+        done = False
+        steps = 0
+        while not done:
+            action = policy.act(obs)
+            internals = policy.last_internals
+            if internals is None:
+                raise InvalidInputError(f"policy {policy_spec!r} reported no internals after act()")
+            if extractor is not None:
+                step = extractor.step(internals, np.asarray(obs["state"], dtype=np.float32)[None])
+                sig.append(step.values[0])
+                val.append(step.valid[0])
+            if keep_internals and bool(internals.new_chunk[0]):
+                emb.append(np.asarray(internals.obs_embedding[0], dtype=np.float32))
+                if internals.samples is not None and internals.samples.shape[1] >= 2:
+                    smp.append(np.asarray(internals.samples[0], dtype=np.float32))
+            if expert is not None:
+                action = expert.act(obs)
+            obs, _, terminated, truncated, info = env.step(action)
+            steps += 1
+            done = bool(terminated or truncated)
+        label = info.get("label", {})
+        success = bool(label.get("success", info.get("success", False)))
+        out.success.append(success)
+        out.perturbations.append(perts)
+        out.lengths.append(steps)
+        if extractor is not None:
+            out.signals.append(np.stack(sig))
+            out.valid.append(np.stack(val))
+        if keep_internals:
+            out.embeddings.append(np.stack(emb))  # every episode computes at least one chunk
+            out.samples.append(np.stack(smp) if smp else None)
+        if perts:
+            env.close()
+        if progress is not None:
+            progress(i, success)
+    for env in envs.values():
+        env.close()
+    return out
+
+
+def fit_extractor_from_rollouts(
+    policy_spec: str,
+    episodes: int,
+    *,
+    tasks: Sequence[str] = ("pick_place",),
+    num_samples: int = 4,
+    seed: int = 0,
+    config: SignalConfig | None = None,
+    source: str = "policy",
+    progress: Callable[[int, bool], None] | None = None,
+) -> tuple[SignalExtractor, dict[str, Any]]:
+    """Fit an extractor on the successful, unperturbed rollouts among ``episodes``.
+
+    ``source="policy"``: the policy's own rollouts (SAFE / FAIL-Detect protocol). ``source="expert"``:
+    the scripted expert's successful demonstrations, observed by the policy (its training
+    distribution; for a policy that rarely succeeds). ``num_samples`` >= 2 also fits the cluster
+    radius of sample_entropy. Returns the extractor (``meta`` records the provenance and the
+    weights fingerprint) and a summary.
+    """
+    rollouts = run_policy_rollouts(
+        policy_spec,
+        episodes,
+        tasks=tasks,
+        num_samples=num_samples,
+        seed=seed,
+        keep_internals=True,
+        actor="expert" if source == "expert" else "policy",
+        progress=progress,
+    )
+    keep = [i for i, ok in enumerate(rollouts.success) if ok]
+    if len(keep) < 2:
+        raise InvalidInputError(
+            f"only {len(keep)} of {episodes} {source} rollouts of {policy_spec!r} succeeded; need >= 2 "
+            "successful rollouts to fit the statistics (run more episodes, or --source expert)"
+        )
+    emb = np.concatenate([rollouts.embeddings[i] for i in keep])
+    kept_samples = [s for s in (rollouts.samples[i] for i in keep) if s is not None]
+    samples = np.concatenate(kept_samples) if num_samples >= 2 and kept_samples else None
+    extractor = SignalExtractor(1, config).fit(emb, samples)
+    summary = {
+        "policy": policy_spec,
+        "weights_sha256": policy_weights_fingerprint(policy_spec),
+        "source": source,
+        "episodes": episodes,
+        "successful": len(keep),
+        "tasks": list(tasks),
+        "embedding_rows": int(emb.shape[0]),
+        "embedding_dim": int(emb.shape[1]),
+        "sample_batches": 0 if samples is None else int(samples.shape[0]),
+        "num_samples": num_samples,
+        "cluster_radius": extractor.cluster_radius,
+        "ood_shrinkage": extractor.ood.fitted_shrinkage,
+        "seed": seed,
+    }
+    extractor.meta = {k: v for k, v in summary.items() if k not in ("cluster_radius", "ood_shrinkage")}
+    return extractor, summary
+
+
+def fit_extractor_from_dataset(
+    path: str | Path, config: SignalConfig | None = None
+) -> tuple[SignalExtractor, dict]:
+    """Fit the OOD statistics on the observation embeddings of a dataset's successful, unperturbed episodes.
+
+    The dataset holds no K samples, so the cluster radius stays unfitted (set it in the config).
+    """
+    from salus.data import SalusDataset
+
+    ds = SalusDataset(path)
+    perts = ds.perturbations
+    keep = [i for i in range(len(ds)) if bool(ds.success[i]) and not perts[i]]
+    if len(keep) < 2:
+        raise InvalidInputError(f"{path}: {len(keep)} successful unperturbed episodes; need >= 2 to fit")
+    emb = np.concatenate([e.astype(np.float32) for e in ds.episode_arrays("obs_embedding", keep)])
+    extractor = SignalExtractor(1, config).fit(emb)
+    return extractor, {"dataset": str(path), "successful": len(keep), "embedding_rows": int(emb.shape[0])}
+
+
+def summarize_signals(
+    values: np.ndarray, valid: np.ndarray, names: Sequence[str] = SIGNAL_NAMES, identical_atol: float = 1e-7
+) -> dict[str, Any]:
+    """Per-signal statistics and checks of a collection of signal rows.
+
+    ``values`` (N, S) and ``valid`` (N, S). Mean, std, min and max are over the valid entries;
+    ``nan_count`` counts non-finite values anywhere; ``valid_rate`` is the valid share. Checks:
+    ``finite`` (every value finite), ``nonzero_variance`` (each signal's valid values vary),
+    ``distinct`` (no two signals equal within ``identical_atol`` on every row).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    v = np.asarray(valid, dtype=bool)
+    if x.ndim != 2 or x.shape != v.shape or x.shape[1] != len(names):
+        raise InvalidInputError(
+            f"values and valid must both be (N, {len(names)}), got {x.shape} and {v.shape}"
+        )
+    finite = np.isfinite(x)
+    per: dict[str, dict[str, Any]] = {}
+    zero_var: list[str] = []
+    for j, name in enumerate(names):
+        sel = x[v[:, j] & finite[:, j], j]
+        stats = {
+            "mean": float(sel.mean()) if sel.size else None,
+            "std": float(sel.std()) if sel.size else None,
+            "min": float(sel.min()) if sel.size else None,
+            "max": float(sel.max()) if sel.size else None,
+            "nan_count": int((~finite[:, j]).sum()),
+            "valid_rate": float(v[:, j].mean()) if x.shape[0] else 0.0,
+        }
+        per[name] = stats
+        if not sel.size or not float(sel.std()) > 0:
+            zero_var.append(name)
+    identical: list[list[str]] = []
+    filled = np.where(finite, x, 0.0)
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            if np.allclose(filled[:, i], filled[:, j], rtol=0.0, atol=identical_atol):
+                identical.append([names[i], names[j]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(filled, rowvar=False) if x.shape[0] > 1 else np.zeros((len(names), len(names)))
+    corr = np.nan_to_num(corr)
+    np.fill_diagonal(corr, 0.0)
+    i_max, j_max = np.unravel_index(int(np.abs(corr).argmax()), corr.shape)
+    checks = {
+        "finite": bool(finite.all()),
+        "nonzero_variance": not zero_var,
+        "distinct": not identical,
+    }
+    return {
+        "rows": int(x.shape[0]),
+        "signals": per,
+        "checks": checks,
+        "zero_variance": zero_var,
+        "identical_pairs": identical,
+        "max_abs_correlation": {
+            "pair": [names[int(i_max)], names[int(j_max)]],
+            "value": float(abs(corr[i_max, j_max])),
+        },
+        "passed": all(checks.values()),
+    }
+
+
+def check_dataset_signals(path: str | Path) -> dict[str, Any]:
+    """:func:`summarize_signals` over every committed step of a salus dataset (``data/signals``, ``data/signal_valid``).
+
+    When the dataset stores ``baselines`` (names in its attributes), their mean, std, NaN count and
+    non-zero rate (invalid entries are 0) are added under ``"baselines"``.
+    """
+    from salus.data import SalusDataset
+
+    ds = SalusDataset(path)
+    names = ds.signal_names or list(SIGNAL_NAMES)
+    values = ds.steps("signals")
+    valid = ds.steps("signal_valid") if "signal_valid" in ds.keys else np.isfinite(values)
+    report = summarize_signals(values, valid, names)
+    if "baselines" in ds.keys and ds.baseline_names:
+        base = ds.steps("baselines").astype(np.float64)
+        report["baselines"] = {
+            name: {
+                "mean": float(np.nanmean(base[:, j])) if base.shape[0] else None,
+                "std": float(np.nanstd(base[:, j])) if base.shape[0] else None,
+                "nan_count": int((~np.isfinite(base[:, j])).sum()),
+                "nonzero_rate": float((base[:, j] != 0).mean()) if base.shape[0] else 0.0,
+            }
+            for j, name in enumerate(ds.baseline_names)
+        }
+    report.update(
+        {
+            "source": str(path),
+            "episodes": len(ds),
+            "successful_episodes": int(np.asarray(ds.success).sum()),
+            "perturbed_episodes": int(sum(1 for p in ds.perturbations if p)),
+        }
+    )
+    return report
