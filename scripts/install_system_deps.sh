@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian libraries MuJoCo needs to render offscreen on a CPU (EGL via Mesa, or OSMesa).
+# Installs the Debian libraries MuJoCo needs to render offscreen on a CPU (EGL via Mesa, or OSMesa),
+# and Chromium for the headless report test.
 set -euo pipefail
 have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
 missing=()
@@ -7,6 +8,8 @@ have_lib libEGL_mesa.so || missing+=(libegl-mesa0 libegl1)
 have_lib libOSMesa.so || missing+=(libosmesa6)
 [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/aarch64-linux-gnu/dri/swrast_dri.so ] \
   || ls /usr/lib/*/dri/*swrast* >/dev/null 2>&1 || missing+=(libgl1-mesa-dri)
+# Headless Chromium renders the HTML report in its test (tests/monitor).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 echo "installing rendering libraries: ${missing[*]}"
 SUDO=""

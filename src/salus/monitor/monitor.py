@@ -1,0 +1,730 @@
+"""The runtime monitor: one call per control step in the user's own loop.
+
+``Monitor.load(MODEL_DIR, policy=adapter)`` loads a trained predictor checkpoint (weights, feature
+normalisation, the signal extractor's fitted statistics, horizons and calibrated conformal bands)
+and wraps any :class:`~salus.policies.base.PolicyAdapter`::
+
+    monitor = Monitor.load("runs/model", policy=load_policy("builtin"))
+    monitor.reset()
+    action, risk = monitor.step(observation)          # the monitor calls the policy
+    risk = monitor.observe(observation, action)       # or: you called the policy yourself
+
+Each step runs the extractor (12 signals from the policy's internals and the robot state), the
+predictor's streaming step (per-environment state) and the band test: the per-step score's running
+maximum against the band's upper edge at this step of the episode (the protocol ``salus evaluate``
+uses). The monitor never raises into the control loop: any internal error (bad observation, NaN,
+missing or stale internals, a failing policy call) puts the affected environments into a fail-safe
+state, sticky until their ``reset``, that reports the reason; ``MonitorConfig.failsafe_alarm``
+chooses whether fail-safe also counts as an alarm.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
+from salus.monitor.runners import make_runner
+from salus.sim.spec import STATE_DIM
+
+__all__ = [
+    "ATTRIBUTION_MODES",
+    "MonitorConfig",
+    "SignalContribution",
+    "Risk",
+    "Monitor",
+    "hold_action",
+    "offline_risk",
+    "choose_checkpoint",
+    "PREFERRED_MODELS",
+]
+
+ATTRIBUTION_MODES = ("alarm", "always", "never")
+
+
+def hold_action(previous: np.ndarray | None, action_dim: int) -> np.ndarray:
+    """The default safe action when the policy itself fails: no end-effector motion, gripper
+    command unchanged (salus action layout ``dx, dy, dz, gripper``). (A,) or (B, A)."""
+    if previous is None:
+        return np.zeros(action_dim, dtype=np.float32)
+    out = np.array(previous, dtype=np.float32, copy=True)
+    out[..., :3] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How the monitor turns scores into alarms and explanations.
+
+    ``alpha``: which calibrated band (None: the checkpoint's default). ``attribution``: when to
+    compute the top signals ("alarm": only for environments in alarm, "always", "never").
+    ``top_k``: how many signals to report. ``failsafe_alarm``: a fail-safe environment reports
+    ``alarm`` True. ``safe_action``: what ``step`` returns for environments whose policy call failed
+    ("hold": :func:`hold_action`; "raise": re-raise the policy's error).
+    """
+
+    alpha: float | None = None
+    attribution: str = "alarm"
+    top_k: int = 3
+    failsafe_alarm: bool = True
+    safe_action: str = "hold"
+
+    def __post_init__(self) -> None:
+        if self.attribution not in ATTRIBUTION_MODES:
+            raise InvalidNameError("attribution mode", self.attribution, ATTRIBUTION_MODES)
+        if self.safe_action not in ("hold", "raise"):
+            raise InvalidNameError("safe_action", self.safe_action, ("hold", "raise"))
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise InvalidInputError(f"top_k must be an int >= 0, got {self.top_k!r}")
+        if self.alpha is not None and not 0.0 < float(self.alpha) < 1.0:
+            raise InvalidInputError(f"alpha must be in (0, 1), got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class SignalContribution:
+    """One signal's share of an environment's failure score at this step.
+
+    ``contribution``: how much the score drops if this signal is set to its typical (training-mean)
+    value, all else equal (leave-one-out on the normalised features). ``value``: the raw signal;
+    ``z``: how many training standard deviations it is from the mean.
+    """
+
+    name: str
+    contribution: float
+    value: float
+    z: float
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.contribution:+.3f} (value {self.value:.3g}, {self.z:+.1f} sd)"
+
+
+@dataclass
+class Risk:
+    """The monitor's verdict for one control step of B environments.
+
+    ``probability`` (B, P): failure probability within each horizon (``horizons_s`` seconds; SAFE
+    models: P = 1, their trajectory score). ``score`` (B,): the running maximum of the monitored
+    score over the episode; ``threshold`` (B,): the band's upper edge at this step (inf: the band
+    never alarms). ``exceeded`` (B,): score > threshold. ``alarm`` (B,): exceeded, or fail-safe when
+    ``failsafe_alarm``. ``failsafe`` (B,) and ``reason`` (B strings or None). ``top_signals``: per
+    environment, the signals that drove the score (empty unless attribution ran). ``step`` (B,):
+    the step index inside each environment's episode. ``type_probability`` (B, K): probability of
+    each of ``failure_types`` within the monitored horizon (salus models; None for SAFE models).
+    NaN marks values a fail-safe step lacks.
+    """
+
+    probability: np.ndarray
+    horizons_s: tuple[float, ...]
+    score: np.ndarray
+    threshold: np.ndarray
+    exceeded: np.ndarray
+    alarm: np.ndarray
+    failsafe: np.ndarray
+    reason: list[str | None]
+    top_signals: list[list[SignalContribution]]
+    step: np.ndarray
+    alpha: float
+    failure_types: tuple[str, ...] = ()
+    type_probability: np.ndarray | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.alarm.shape[0])
+
+    @property
+    def any_alarm(self) -> bool:
+        return bool(self.alarm.any())
+
+    def describe(self, env_index: int = 0) -> str:
+        """One line a person can act on, for one environment."""
+        i = env_index
+        if self.failsafe[i]:
+            return f"env {i} step {int(self.step[i])}: FAIL-SAFE ({self.reason[i]})"
+        probs = ", ".join(
+            f"{h:.2f}s {p:.2f}" for h, p in zip(self.horizons_s, self.probability[i], strict=False)
+        )
+        state = "ALARM" if self.alarm[i] else "ok"
+        line = (
+            f"env {i} step {int(self.step[i])}: {state} score {self.score[i]:.3f} / threshold "
+            f"{self.threshold[i]:.3f} (alpha {self.alpha:g}); P(fail within) {probs}"
+        )
+        if self.type_probability is not None and self.failure_types:
+            k = int(np.nanargmax(self.type_probability[i]))
+            line += f"; most likely {self.failure_types[k]} ({self.type_probability[i, k]:.2f})"
+        if self.top_signals[i]:
+            line += "; driven by " + "; ".join(str(c) for c in self.top_signals[i])
+        return line
+
+
+def _as_numpy_state(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The extractor's ``state_dict`` from checkpoint JSON (tensors stored as nested lists)."""
+    state = dict(stats)
+    tensors = state.get("tensors")
+    if isinstance(tensors, Mapping):
+        state["tensors"] = {k: np.asarray(v, dtype=np.float64) for k, v in tensors.items()}
+    return state
+
+
+class Monitor:
+    """Failure monitor for B parallel environments (see the module docstring).
+
+    Construct with :meth:`load`. ``policy`` may be None when the caller passes ``internals`` to
+    :meth:`observe` itself.
+    """
+
+    def __init__(self, predictor: Any, *, policy: Any = None, config: MonitorConfig | None = None) -> None:
+        from salus.signals import SIGNAL_NAMES, SignalExtractor
+
+        self.config = config or MonitorConfig()
+        self.policy = policy
+        self.predictor = predictor
+        self.model = predictor.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.runner = make_runner(self.model)
+        meta = predictor.meta
+        self.input_kind: str = predictor.input_kind
+        self.signal_names: tuple[str, ...] = tuple(meta.get("signal_names") or SIGNAL_NAMES)
+        norm = meta["normalization"]
+        self._mean = np.asarray(norm["mean"], dtype=np.float32)
+        self._std = np.asarray(norm["std"], dtype=np.float32)
+        self.horizons = tuple(int(h) for h in meta["horizons"]) or (0,)
+        hz = float(meta["control_hz"])
+        self.horizons_s = tuple(h / hz for h in self.horizons) if meta["horizons"] else (math.nan,)
+        self.score_index = int(meta["score_index"])
+        self.failure_types: tuple[str, ...] = tuple(meta.get("failure_types", ()))
+        band = predictor.band(self.config.alpha)
+        self.alpha = float(band.alpha)
+        self.band = band
+        self._upper = np.asarray(band.upper(max(len(band.mu), 1)), dtype=np.float64)
+        if not np.isfinite(self._upper).any():
+            warnings.warn(
+                f"the conformal band at alpha {self.alpha:g} never alarms: its calibration had "
+                f"{getattr(band, 'n_cal', '?')} successful episodes, and a finite band needs at least "
+                f"{math.ceil(1 / self.alpha - 1)}; calibrate on more successes or use a larger alpha",
+                UserWarning,
+                stacklevel=3,
+            )
+        self._extractor_state = _as_numpy_state(meta["extractor_statistics"])
+        self._extractor_cls = SignalExtractor
+        if self.input_kind == "signals":
+            probe = SignalExtractor(1)
+            try:
+                probe.load_state_dict(self._extractor_state)
+            except Exception as exc:
+                raise CheckpointError(
+                    f"the checkpoint's signal-extractor statistics do not load: {exc}"
+                ) from exc
+        self._batch_size = 0
+        self._extractor: Any = None
+        self._state: Any = None
+        self._t = np.zeros(0, dtype=np.int64)
+        self._run = np.zeros(0)
+        self._failsafe = np.zeros(0, dtype=bool)
+        self._reason: list[str | None] = []
+        self._last_good_state = np.zeros((0, STATE_DIM), dtype=np.float32)
+        self._last_internals_obj: Any = None
+        self._last_action: np.ndarray | None = None
+        self.last_error: str | None = None  # traceback of the last internal error, for debugging
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        policy: Any = None,
+        *,
+        model: str | None = None,
+        config: MonitorConfig | None = None,
+        **overrides: Any,
+    ) -> Monitor:
+        """Load a predictor checkpoint directory (``salus train --out MODEL_DIR``).
+
+        A directory of several checkpoints (``salus train --model all``) needs ``model`` (a
+        checkpoint's folder name), else the first present of :data:`PREFERRED_MODELS` is used.
+
+        ``overrides`` are ``MonitorConfig`` fields (e.g. ``alpha=0.05``). Load-time problems (missing
+        files, statistics that do not load, an uncalibrated alpha) raise ``salus.errors`` errors:
+        they happen before the control loop starts.
+        """
+        from salus.predictor.checkpoint import TrainedPredictor
+
+        if overrides:
+            base = config or MonitorConfig()
+            config = replace(base, **overrides)
+        predictor = TrainedPredictor.load(choose_checkpoint(model_dir, model))
+        return cls(predictor, policy=policy, config=config)
+
+    # ------------------------------------------------------------------ episode control
+    def _allocate(self, batch_size: int) -> None:
+        b = batch_size
+        self._batch_size = b
+        if self.input_kind == "signals":
+            self._extractor = self._extractor_cls(b)
+            self._extractor.load_state_dict(self._extractor_state)
+        self._state = self.runner.init_state(b)
+        self._t = np.zeros(b, dtype=np.int64)
+        self._run = np.full(b, -np.inf)
+        self._failsafe = np.zeros(b, dtype=bool)
+        self._reason = [None] * b
+        self._last_good_state = np.zeros((b, STATE_DIM), dtype=np.float32)
+        self._last_action = None
+
+    def reset(self, env_index: int | None = None, *, reset_policy: bool = True) -> None:
+        """Start a new episode for every environment, or for ``env_index``; clears fail-safe.
+
+        Also resets the attached policy unless ``reset_policy`` is False.
+        """
+        if reset_policy and self.policy is not None:
+            self.policy.reset(env_index) if env_index is not None else self.policy.reset()
+        if env_index is None:
+            self._batch_size = 0  # re-allocated (for any B) at the next step
+            self._last_internals_obj = None
+            return
+        i = int(env_index)
+        if not 0 <= i < max(self._batch_size, 1):
+            raise InvalidInputError(f"env_index must be in [0, {max(self._batch_size, 1)}), got {env_index}")
+        if self._batch_size == 0:
+            return
+        if self._extractor is not None:
+            self._extractor.reset(i)
+        self._state = self.runner.reset_state(self._state, i)
+        self._t[i] = 0
+        self._run[i] = -np.inf
+        self._failsafe[i] = False
+        self._reason[i] = None
+
+    # ------------------------------------------------------------------ control step
+    def step(self, observation: Mapping[str, Any]) -> tuple[np.ndarray, Risk]:
+        """Run the policy on ``observation`` and monitor the step: ``(action, risk)``.
+
+        Environments whose observation is unusable (NaN or inf in ``state``) are fail-safe; the policy
+        sees their last good state instead (so the other environments still get the policy's action)
+        and they get the safe action. If the policy call itself raises, every environment gets the
+        safe action and is fail-safe. The safe action (``safe_action="hold"``) keeps the arm still
+        with the gripper command unchanged; ``safe_action="raise"`` re-raises the policy's error.
+        """
+        if self.policy is None:
+            raise InvalidInputError("Monitor.step needs a policy: Monitor.load(model_dir, policy=adapter)")
+        obs, pre_bad = self._sanitize(observation)
+        try:
+            action = self.policy.act(obs)
+        except Exception as exc:
+            if self.config.safe_action == "raise":
+                raise
+            single = isinstance(observation, Mapping) and isinstance(observation.get("task"), str)
+            b = max(self._batch_size, _guess_batch(observation))
+            prev = (
+                self._last_action if self._last_action is not None and len(self._last_action) == b else None
+            )
+            held = hold_action(prev, int(getattr(self.policy, "action_dim", 4)))
+            if held.ndim == 1:
+                held = np.repeat(held[None], b, axis=0)
+            self.last_error = traceback.format_exc()
+            risk = self._failsafe_all(observation, f"policy raised {type(exc).__name__}: {exc}")
+            return (held[0] if single else held), risk
+        if pre_bad is not None:
+            action = np.array(action, dtype=np.float32, copy=True)
+            rows = np.array([r is not None for r in pre_bad])
+            act2 = action.reshape(len(pre_bad), -1)
+            prev = (
+                self._last_action
+                if self._last_action is not None and len(self._last_action) == len(rows)
+                else None
+            )
+            act2[rows] = hold_action(None if prev is None else prev[rows], act2.shape[1])
+            action = act2.reshape(action.shape)
+        risk = self._observe_safe(obs, action, None, pre_bad)
+        return action, risk
+
+    def _sanitize(self, observation: Any) -> tuple[Any, list[str | None] | None]:
+        """The observation with non-finite ``state`` rows replaced by the last good state, and the
+        per-environment reasons (None when nothing was replaced or the observation is unreadable)."""
+        try:
+            single = isinstance(observation.get("task"), str)
+            state = np.asarray(observation["state"], dtype=np.float32)
+            state2 = state[None] if single else state
+            if state2.ndim != 2 or state2.shape[1] != STATE_DIM:
+                return observation, None
+            ok: np.ndarray = np.asarray(np.isfinite(state2).all(axis=1))
+            if ok.all():
+                return observation, None
+            b = state2.shape[0]
+            last = (
+                self._last_good_state
+                if len(self._last_good_state) == b
+                else np.zeros((b, STATE_DIM), np.float32)
+            )
+            fixed = np.where(ok[:, None], state2, last).astype(np.float32)
+            obs = dict(observation)
+            obs["state"] = fixed[0] if single else fixed
+            reasons: list[str | None] = [
+                None if k else "observation 'state' contains NaN or inf" for k in ok.tolist()
+            ]
+            return obs, reasons
+        except Exception:
+            return observation, None
+
+    def observe(self, observation: Mapping[str, Any], action: Any = None, *, internals: Any = None) -> Risk:
+        """Monitor one control step whose action was already computed.
+
+        ``internals`` default to ``policy.last_internals`` (they must be this step's: call the
+        policy's ``act`` once before each ``observe``). ``action`` (A,) or (B, A), when given, is
+        what was executed (e.g. after a safety filter) and replaces the policy's action in the
+        signals. Never raises: errors become fail-safe.
+        """
+        return self._observe_safe(observation, action, internals, None)
+
+    def _observe_safe(
+        self, observation: Any, action: Any, internals: Any, pre_bad: list[str | None] | None
+    ) -> Risk:
+        try:
+            return self._observe(observation, action, internals, pre_bad)
+        except Exception as exc:  # the control loop must never see our errors
+            self.last_error = traceback.format_exc()
+            return self._failsafe_all(observation, f"internal error {type(exc).__name__}: {exc}")
+
+    def _observe(
+        self, observation: Mapping[str, Any], action: Any, internals: Any, pre_bad: list[str | None] | None
+    ) -> Risk:
+        from salus.policies.base import batch_observation
+
+        if not isinstance(observation, Mapping):
+            raise InvalidInputError(f"observation must be a dict, got {type(observation).__name__}")
+        batched, _ = batch_observation(observation)
+        state = np.asarray(batched.get("state"), dtype=np.float32) if "state" in batched else None
+        if state is None or state.ndim != 2:
+            raise InvalidInputError(
+                f"observation needs 'state' ({STATE_DIM},) or (B, {STATE_DIM}); got "
+                f"{None if state is None else state.shape}"
+            )
+        b = state.shape[0]
+        if self._batch_size == 0:
+            self._allocate(b)
+        elif b != self._batch_size:
+            raise InvalidInputError(
+                f"batch size changed from {self._batch_size} to {b} without reset(); call monitor.reset()"
+            )
+        bad = self._check_observation(batched, state)
+        if pre_bad is not None and len(pre_bad) == b:
+            bad = [p or q for p, q in zip(pre_bad, bad, strict=True)]
+        if internals is None:
+            if self.policy is None:
+                raise InvalidInputError("no internals: pass internals=... or attach a policy")
+            internals = self.policy.last_internals
+            if internals is None:
+                raise InvalidInputError("the policy has no internals yet (call policy.act before observe)")
+            if internals is self._last_internals_obj:
+                raise InvalidInputError(
+                    "the policy's internals did not change since the last step (call policy.act once per observe)"
+                )
+        self._last_internals_obj = internals
+        if int(internals.action.shape[0]) != b:
+            raise InvalidInputError(f"internals have batch {internals.action.shape[0]}, observation has {b}")
+        if action is not None:
+            act = np.asarray(action, dtype=np.float32).reshape(b, -1)
+            if act.shape != internals.action.shape:
+                raise InvalidInputError(
+                    f"action shape {act.shape} does not match the policy's {internals.action.shape}"
+                )
+            finite = np.isfinite(act)
+            if not finite.all():
+                for i in np.flatnonzero(~finite.all(axis=1)).tolist():
+                    bad[i] = bad[i] or "the executed action contains NaN or inf"
+                act = np.where(finite, act, 0.0).astype(np.float32)
+            if not np.array_equal(act, internals.action):
+                internals = replace(internals, action=act)
+            self._last_action = act
+        else:
+            self._last_action = np.asarray(internals.action, dtype=np.float32).copy()
+        if any(r is not None for r in bad):
+            good_rows = np.array([r is None for r in bad])
+            self._last_good_state[good_rows] = state[good_rows]
+            safe_state = np.where(good_rows[:, None], state, self._last_good_state)
+        else:
+            self._last_good_state[:] = state
+            safe_state = state
+
+        if self.input_kind == "signals":
+            sig = self._extractor.step(internals, safe_state)
+            feats = _signal_features(sig.values, sig.valid, self._mean, self._std)
+            return self._predict(feats, sig.values, bad)
+        emb = np.asarray(internals.obs_embedding, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != self._mean.shape[0]:
+            raise InvalidInputError(
+                f"obs_embedding {emb.shape} does not match the predictor's width {self._mean.shape[0]}"
+            )
+        feats = np.nan_to_num((emb - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
+        return self._predict(feats, None, bad)
+
+    def observe_signals(self, values: Any, valid: Any = None) -> Risk:
+        """Monitor one step from precomputed signals ``values`` (B, 12) or (12,) and ``valid`` (same
+        shape, default: finite entries), e.g. signals logged by another process. Never raises."""
+        try:
+            if self.input_kind != "signals":
+                raise InvalidInputError(f"{self.predictor.name} reads the observation embedding, not signals")
+            v = np.asarray(values, dtype=np.float32)
+            v = v[None] if v.ndim == 1 else v
+            n = len(self.signal_names)
+            if v.ndim != 2 or v.shape[1] != n:
+                raise InvalidInputError(f"signals must have shape ({n},) or (B, {n}), got {np.shape(values)}")
+            ok = np.isfinite(v) if valid is None else np.asarray(valid, dtype=bool).reshape(v.shape)
+            b = v.shape[0]
+            if self._batch_size == 0:
+                self._allocate(b)
+            elif b != self._batch_size:
+                raise InvalidInputError(f"batch size changed from {self._batch_size} to {b} without reset()")
+            finite = np.isfinite(v)
+            broken = (ok & ~finite).any(axis=1)
+            bad: list[str | None] = [None] * b
+            if broken.any():
+                for i in np.flatnonzero(broken).tolist():
+                    bad[i] = "a signal flagged valid is NaN or inf"
+            ok = ok & finite
+            feats = _signal_features(np.where(ok, v, 0.0), ok, self._mean, self._std)
+            return self._predict(feats, np.where(ok, v, 0.0), bad)
+        except Exception as exc:
+            self.last_error = traceback.format_exc()
+            return self._failsafe_all({"signals": values}, f"internal error {type(exc).__name__}: {exc}")
+
+    def _predict(self, feats: np.ndarray, raw: np.ndarray | None, bad: list[str | None]) -> Risk:
+        """Predictor step, band test and attribution for features (B, D) of this step.
+
+        Written for few tiny arrays: the common case (no fail-safe) is a handful of numpy calls.
+        """
+        b = feats.shape[0]
+        prev_state = self._state
+        probs, self._state = self._model_step(feats, prev_state)
+        finite = np.isfinite(probs).all(axis=1)
+        if not finite.all():
+            for k in np.flatnonzero(~finite).tolist():
+                bad[k] = bad[k] or "the predictor produced NaN (corrupt input or weights)"
+        if any(r is not None for r in bad):
+            for i, r in enumerate(bad):
+                if r is not None and not self._failsafe[i]:
+                    self._failsafe[i] = True
+                    self._reason[i] = r
+        col = self._score_col(probs)
+        types = getattr(self.runner, "last_types", None)
+        types = None if types is None or types.shape[1] <= col else types[:, col].astype(np.float64)
+        score = probs[:, col]
+        fs = self._failsafe
+        any_fs = bool(fs.any())
+        if any_fs:
+            self._run = np.where(fs, self._run, np.maximum(self._run, np.where(fs, -np.inf, score)))
+        else:
+            np.maximum(self._run, score, out=self._run)
+        t = self._t.copy()
+        threshold = self._upper[np.minimum(t, self._upper.size - 1)]
+        exceeded = self._run > threshold
+        if any_fs:
+            exceeded &= ~fs
+            alarm = exceeded | (fs & self.config.failsafe_alarm)
+        else:
+            alarm = exceeded.copy()
+        self._t += 1
+        top: list[list[SignalContribution]] = [[] for _ in range(b)]
+        mode = self.config.attribution
+        if (
+            raw is not None
+            and mode != "never"
+            and self.config.top_k > 0
+            and (mode == "always" or exceeded.any())
+        ):
+            rows = np.flatnonzero(~fs & (exceeded if mode == "alarm" else True))
+            for row in rows.tolist():
+                top[row] = self._attribute(row, feats[row], raw[row], prev_state, float(score[row]))
+        return Risk(
+            probability=np.where(fs[:, None], np.nan, probs) if any_fs else probs,
+            horizons_s=self.horizons_s,
+            score=np.where(fs, np.nan, self._run) if any_fs else self._run.copy(),
+            threshold=threshold,
+            exceeded=exceeded,
+            alarm=alarm,
+            failsafe=fs.copy(),
+            reason=list(self._reason),
+            top_signals=top,
+            step=t,
+            alpha=self.alpha,
+            failure_types=self.failure_types if types is not None else (),
+            type_probability=(np.where(fs[:, None], np.nan, types) if any_fs else types)
+            if types is not None
+            else None,
+        )
+
+    def _score_col(self, probs: np.ndarray) -> int:
+        return min(self.score_index, probs.shape[1] - 1)
+
+    def _model_step(self, feats: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """One predictor step: features (B, D) -> probabilities (B, P) float64 and the new state."""
+        return self.runner.step(feats, state)  # type: ignore[no-any-return]
+
+    def _check_observation(self, batched: Mapping[str, Any], state: np.ndarray) -> list[str | None]:
+        """Per-environment reason the observation is unusable, or None."""
+        b = state.shape[0]
+        bad: list[str | None] = [None] * b
+        if state.shape[1] != STATE_DIM:
+            return [f"observation 'state' has {state.shape[1]} values, expected {STATE_DIM}"] * b
+        finite = np.isfinite(state)
+        if not finite.all():
+            for i in np.flatnonzero(~finite.all(axis=1)).tolist():
+                bad[i] = "observation 'state' contains NaN or inf"
+        for key, value in batched.items():
+            if not key.startswith("image_"):
+                continue
+            img = np.asarray(value)
+            if img.ndim != 4 or img.shape[0] != b or img.shape[-1] != 3:
+                return [f"observation {key!r} has shape {img.shape}, expected (B, H, W, 3)"] * b
+            if img.dtype.kind == "f":
+                ok = np.isfinite(img.reshape(b, -1)).all(axis=1)
+                for j in np.flatnonzero(~ok).tolist():
+                    bad[j] = bad[j] or f"observation {key!r} contains NaN or inf"
+        return bad
+
+    def _attribute(
+        self, i: int, feats: np.ndarray, raw: np.ndarray, prev_state: Any, score: float
+    ) -> list[SignalContribution]:
+        """Leave-one-out on environment i's normalised features: one batched predictor call with
+        each valid signal in turn set to its training mean (z = 0), from the state before the step."""
+        n = len(self.signal_names)
+        valid = feats[n:] > 0.5
+        cols = np.flatnonzero(valid & (feats[:n] != 0.0))
+        if cols.size == 0:
+            return []
+        x = np.repeat(feats[None], cols.size, axis=0)
+        x[np.arange(cols.size), cols] = 0.0
+        rep = self.runner.repeat_state(prev_state, i, cols.size)
+        p, _ = self._model_step(x, rep)
+        p = p[:, min(self.score_index, p.shape[1] - 1)]
+        contrib = score - p
+        order = np.argsort(-contrib)[: self.config.top_k]
+        return [
+            SignalContribution(
+                name=self.signal_names[int(cols[k])],
+                contribution=float(contrib[k]),
+                value=float(raw[int(cols[k])]),
+                z=float(feats[int(cols[k])]),
+            )
+            for k in order
+            if contrib[k] > 0
+        ]
+
+    def _failsafe_all(self, observation: Any, reason: str) -> Risk:
+        b = self._batch_size or _guess_batch(observation)
+        if self._batch_size == 0 or len(self._failsafe) != b:
+            self._failsafe = np.zeros(b, dtype=bool)
+            self._reason = [None] * b
+            self._t = np.zeros(b, dtype=np.int64)
+        for i in range(b):
+            if not self._failsafe[i]:
+                self._failsafe[i] = True
+                self._reason[i] = reason
+        t = self._t.copy()
+        if self._batch_size:
+            self._t += 1
+        p = len(self.horizons_s)
+        return Risk(
+            probability=np.full((b, p), np.nan),
+            horizons_s=self.horizons_s,
+            score=np.full(b, np.nan),
+            threshold=self._upper[np.minimum(t, len(self._upper) - 1)].astype(np.float64),
+            exceeded=np.zeros(b, dtype=bool),
+            alarm=np.full(b, self.config.failsafe_alarm),
+            failsafe=np.ones(b, dtype=bool),
+            reason=list(self._reason),
+            top_signals=[[] for _ in range(b)],
+            step=t,
+            alpha=self.alpha,
+        )
+
+
+PREFERRED_MODELS = ("salus-tcn", "salus-mlp", "safe-lstm", "safe-mlp")
+
+
+def choose_checkpoint(model_dir: str | Path, model: str | None = None) -> Path:
+    """The checkpoint directory to load: ``model_dir`` itself, or one of the checkpoints inside it."""
+    from salus.monitor.evaluation import checkpoint_dirs
+
+    dirs = {d.name: d for d in checkpoint_dirs(model_dir)}
+    if len(dirs) == 1 and model is None:
+        return next(iter(dirs.values()))
+    if model is not None:
+        if model not in dirs:
+            raise InvalidNameError("checkpoint", model, dirs)
+        return dirs[model]
+    for name in PREFERRED_MODELS:
+        if name in dirs:
+            return dirs[name]
+    return dirs[sorted(dirs)[0]]
+
+
+def _guess_batch(observation: Any) -> int:
+    try:
+        task = observation.get("task")
+        if isinstance(task, str):
+            return 1
+        if isinstance(task, Sequence):
+            return max(1, len(task))
+        return max(1, int(np.asarray(observation.get("state")).shape[0]))
+    except Exception:
+        return 1
+
+
+def _signal_features(values: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(B, 12) -> (B, 24) float32: normalised values (0 where invalid), then the valid flags; the
+    same numbers as ``salus.predictor.checkpoint.signal_features`` with less per-call overhead."""
+    v = np.asarray(values, dtype=np.float32)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
+    out = np.empty((v.shape[0], 2 * v.shape[1]), dtype=np.float32)
+    n = v.shape[1]
+    z = out[:, :n]
+    np.subtract(v, mean, out=z)
+    z /= std
+    z[~ok] = 0.0
+    np.clip(z, -50.0, 50.0, out=z)
+    out[:, n:] = ok
+    return out
+
+
+def offline_risk(
+    model_dir: str | Path, steps: Mapping[str, np.ndarray], alpha: float | None = None
+) -> dict[str, Any]:
+    """The monitor's curves over a stored episode (``signals``, ``signal_valid``, ``obs_embedding``):
+    ``probability`` (T, P), ``horizons_s``, ``score`` (T,) running max, ``threshold`` (T,), ``alarm_step``."""
+    from salus.predictor.checkpoint import TrainedPredictor
+    from salus.predictor.episodes import Episode
+
+    pred = TrainedPredictor.load(choose_checkpoint(model_dir))
+    emb = steps.get("obs_embedding")
+    ep = Episode(
+        signals=np.asarray(steps["signals"]),
+        valid=np.asarray(steps["signal_valid"]),
+        success=True,
+        failure_step=-1,
+        embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
+    )
+    probs = pred.episode_probs([ep])[0]
+    idx = min(int(pred.meta["score_index"]), probs.shape[1] - 1)
+    run = np.maximum.accumulate(np.where(np.isfinite(probs[:, idx]), probs[:, idx], -np.inf))
+    band = pred.band(alpha)
+    upper = band.upper(len(run))
+    above = np.flatnonzero(run > upper)
+    hz = float(pred.meta["control_hz"])
+    horizons = [int(h) for h in pred.meta["horizons"]]
+    horizons_s = [h / hz for h in horizons][: probs.shape[1]] if probs.shape[1] > 1 else [math.nan]
+    return {
+        "probability": probs,
+        "horizons_s": horizons_s,
+        "score": run,
+        "threshold": upper,
+        "alarm_step": int(above[0]) if above.size else -1,
+        "alpha": float(band.alpha),
+        "model": pred.name,
+    }
