@@ -430,7 +430,12 @@ def _fig_timelines(inputs: ReportInputs, path: Path, n: int = 3) -> list[dict[st
             verdict = "missed"
         else:
             assert alarm.lead_steps is not None
-            verdict = f"alarm {alarm.lead_steps / inputs.control_hz:+.2f} s before failure"
+            lead_s = alarm.lead_steps / inputs.control_hz
+            verdict = (
+                f"alarm {lead_s:.2f} s before failure"
+                if lead_s >= 0
+                else f"alarm {-lead_s:.2f} s after failure"
+            )
         ax.set_title(f"ep {ep.index} ({ep.split}, {ep.task}): {outcome}\n{verdict}", fontsize=9)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("failure score")

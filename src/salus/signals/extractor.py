@@ -531,7 +531,9 @@ class SignalExtractor:
         self._nchunks[rows] += 1
         e_new = emb[rows].astype(np.float64)
         e_old = self._cur_emb[rows]
-        cos = np.einsum("bd,bd->b", e_new, e_old) / (_norm(e_new) * _norm(e_old))
+        # The first chunk has no previous embedding (zeros): its cosine is NaN and flagged invalid.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.einsum("bd,bd->b", e_new, e_old) / (_norm(e_new) * _norm(e_old))
         self._held[rows, 0] = 1.0 - cos
         self._held_ok[rows, 0] = (self._nchunks[rows] >= 2) & np.isfinite(cos)
         self._cur_emb[rows] = e_new
