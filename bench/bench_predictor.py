@@ -6,7 +6,7 @@ the built-in policy, ~120 steps per episode). One epoch is timed on a measured f
 timesteps (``--steps``, default 60k) and extrapolated linearly (an epoch is one pass over the
 episodes, so its cost is linear in timesteps). Single CPU thread.
 
-    .venv/bin/python bench/bench_predictor.py [--steps 60000] [--out docs/benchmarks/predictor.md]
+    .venv/bin/python bench/bench_predictor.py [--steps 60000] [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
