@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import split_values
+
 __all__ = ["register", "normalize_ray_argv"]
 
 
@@ -19,10 +21,6 @@ def normalize_ray_argv(argv: list[str]) -> list[str]:
         if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
             out[i] = "--ray=local"
     return out
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 def _fmt_failures(counter: Any) -> str:
@@ -94,13 +92,13 @@ def collect_command(
         raise InvalidInputError("use either --perturb NAME=STRENGTH or --perturb-mix FILE, not both")
     mix = None
     if perturb:
-        mix = PerturbationMix.fixed([parse_perturb_arg(p) for p in _split(perturb)])
+        mix = PerturbationMix.fixed([parse_perturb_arg(p) for p in split_values(perturb)])
     elif perturb_mix is not None:
         mix = PerturbationMix.load(perturb_mix)
     config = CollectConfig(
         policy=policy,
         episodes=episodes,
-        tasks=tuple(_split(tasks)),
+        tasks=tuple(split_values(tasks)),
         seed=seed,
         max_steps=max_steps,
         mix=mix,

@@ -9,30 +9,13 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import progress_bar, split_values
+
 __all__ = ["register"]
 
 policy_app = typer.Typer(
     help="Train and evaluate policies (the built-in flow-matching VLA).", no_args_is_help=True
 )
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
 
 
 def _plain_log(message: str) -> None:
@@ -93,11 +76,11 @@ def train(
     from salus.sim import TASKS
 
     torch.set_num_threads(threads)
-    task_list = _check_tasks(_split(tasks) or list(TASKS))
+    task_list = _check_tasks(split_values(tasks) or list(TASKS))
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, image_shift=image_shift, seed=seed)
     model_cfg = BuiltinConfig()
     t0 = time.perf_counter()
-    with _progress() as bar:
+    with progress_bar() as bar:
         rec = bar.add_task("demonstrations", total=demos * len(task_list), info="")
 
         def on_demo(task: str, kept: int, total: int) -> None:
@@ -174,14 +157,14 @@ def evaluate(
     adapter = load_policy(policy, **kwargs)
     config = getattr(adapter, "config", None)
     trained = list(getattr(config, "extra", {}).get("tasks", [])) if config is not None else []
-    task_list = _check_tasks(_split(tasks) or trained or list(TASKS))
+    task_list = _check_tasks(split_values(tasks) or trained or list(TASKS))
     conditions: dict[str, list[tuple[str, float]]] = {}
     if baseline or not perturb:
         conditions["none"] = []
-    for spec in _split(perturb):
+    for spec in split_values(perturb):
         conditions[spec] = _parse_condition(spec)
     total = episodes * len(task_list) * len(conditions)
-    with _progress() as bar:
+    with progress_bar() as bar:
         job = bar.add_task("episodes", total=total, info=policy)
         finished = 0
 

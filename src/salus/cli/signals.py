@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import progress_bar, split_values
+
 __all__ = ["register"]
 
 signals_app = typer.Typer(
@@ -15,25 +17,11 @@ signals_app = typer.Typer(
 )
 
 
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
-
-
 def _tasks(values: list[str] | None) -> list[str]:
     from salus.errors import InvalidNameError
     from salus.sim import TASKS
 
-    tasks = [v.strip() for item in values or [] for v in item.split(",") if v.strip()] or list(TASKS)
+    tasks = split_values(values) or list(TASKS)
     for t in tasks:
         if t not in TASKS:
             raise InvalidNameError("task", t, TASKS)
@@ -134,7 +122,7 @@ def check(
     else:
         tasks = _tasks(task)
         extractor = load_extractor_for_policy(policy, batch_size=1, stats=stats)
-        with _progress() as bar:
+        with progress_bar() as bar:
             tid = bar.add_task("rollouts", total=rollouts, info="")
             ok = [0]
 
@@ -249,7 +237,7 @@ def fit(
             raise typer.BadParameter("--out is required with --data")
     else:
         tasks = _tasks(task)
-        with _progress() as bar:
+        with progress_bar() as bar:
             tid = bar.add_task("fit rollouts", total=episodes, info="")
             ok = [0]
 
