@@ -64,6 +64,12 @@ def train(
     lr: float = typer.Option(5e-4, "--lr", help="Peak AdamW learning rate."),
     image_shift: int = typer.Option(2, "--image-shift", help="Random-shift augmentation in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seeds the demonstrations and the training."),
+    demo_noise: float = typer.Option(
+        0.0,
+        "--demo-noise",
+        help="DART noise: every demonstration executes the expert action plus Gaussian noise of this std "
+        "(normalised units, xyz only; labels stay clean). 0 keeps the original recipe. In [0, 1].",
+    ),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the training log."),
 ) -> None:
@@ -72,9 +78,15 @@ def train(
 
     from salus.policies.builtin.configuration_builtin import BuiltinConfig
     from salus.policies.builtin.modeling_builtin import save_pretrained
-    from salus.policies.builtin.training import TrainConfig, record_demonstrations, train_policy
+    from salus.policies.builtin.training import (
+        TrainConfig,
+        check_demo_noise,
+        record_demonstrations,
+        train_policy,
+    )
     from salus.sim import TASKS
 
+    demo_noise = check_demo_noise(demo_noise)
     torch.set_num_threads(threads)
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, image_shift=image_shift, seed=seed)
@@ -94,6 +106,7 @@ def train(
             seed=seed,
             image_size=model_cfg.image_size,
             cameras=model_cfg.cameras,
+            demo_noise=demo_noise,
             progress=on_demo,
         )
         record_s = time.perf_counter() - t0
@@ -113,6 +126,7 @@ def train(
     log["record_seconds"] = round(record_s, 1)
     log["tasks"] = task_list
     log["demos_per_task"] = demos
+    log["demo_noise"] = demo_noise
     model.config.extra = {"tasks": task_list, "training": log}
     save_pretrained(out, model, stats)
     (Path(out) / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")

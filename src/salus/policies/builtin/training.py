@@ -22,7 +22,14 @@ from salus.errors import InvalidInputError
 from salus.policies.builtin.configuration_builtin import BuiltinConfig
 from salus.policies.builtin.modeling_builtin import BuiltinFlowPolicy, BuiltinProcessor, NormalizationStats
 
-__all__ = ["Demonstrations", "TrainConfig", "record_demonstrations", "train_policy", "DEMO_SEED_OFFSET"]
+__all__ = [
+    "Demonstrations",
+    "TrainConfig",
+    "record_demonstrations",
+    "train_policy",
+    "check_demo_noise",
+    "DEMO_SEED_OFFSET",
+]
 
 # Demonstration episodes use seeds DEMO_SEED_OFFSET + i, far from the evaluation seeds (0, 1, ...).
 DEMO_SEED_OFFSET = 1_000_000
@@ -51,6 +58,14 @@ class Demonstrations:
         return int(self.episode_ends.shape[0])
 
 
+def check_demo_noise(demo_noise: float) -> float:
+    """Validate the DART noise std (normalised action units): a finite number in [0, 1]."""
+    value = float(demo_noise)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"demo noise std must be a number in [0, 1], got {demo_noise}")
+    return value
+
+
 def record_demonstrations(
     tasks: Sequence[str],
     demos_per_task: int,
@@ -59,18 +74,24 @@ def record_demonstrations(
     image_size: int = 96,
     cameras: Sequence[str] = ("front", "wrist"),
     action_noise: float = 0.1,
+    demo_noise: float = 0.0,
     max_attempts_factor: float = 2.0,
     progress: Progress | None = None,
 ) -> Demonstrations:
     """Run the scripted expert until ``demos_per_task`` successful episodes per task are recorded.
 
-    Episode i of a task uses env seed ``DEMO_SEED_OFFSET + seed * 10_000 + i``. With probability 0.5 an
-    episode executes the expert action plus Gaussian noise (std ``action_noise``, position axes only).
+    Episode i of a task uses env seed ``DEMO_SEED_OFFSET + seed * 10_000 + i``. With ``demo_noise`` 0 (the
+    default, the original recipe) an episode executes, with probability 0.5, the expert action plus
+    Gaussian noise (std ``action_noise``, position axes only). With ``demo_noise`` > 0 (DART-style noise
+    injection) every episode executes the expert action plus Gaussian noise of std ``demo_noise`` on the
+    position axes (normalised action units; the gripper is untouched). In both cases the recorded label
+    is the expert's clean action for the observed state and only successful episodes are kept.
     """
     from salus.sim import ScriptedExpert, make_env
 
     if demos_per_task < 1:
         raise InvalidInputError(f"demos_per_task must be >= 1, got {demos_per_task}")
+    check_demo_noise(demo_noise)
     rng = np.random.default_rng(seed)
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     states: list[np.ndarray] = []
@@ -90,7 +111,10 @@ def record_demonstrations(
             tried += 1
             obs, _ = env.reset(seed=ep_seed)
             expert.reset()
-            noisy = rng.random() < 0.5
+            if demo_noise > 0:
+                noisy, noise_std = True, demo_noise
+            else:  # the original recipe, bit for bit (same generator draws)
+                noisy, noise_std = bool(rng.random() < 0.5), action_noise
             ep_img: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
             ep_state, ep_action = [], []
             text = obs["task"]
@@ -103,7 +127,7 @@ def record_demonstrations(
                 ep_action.append(label)
                 executed = label.copy()
                 if noisy:
-                    executed[:3] += rng.normal(0.0, action_noise, 3).astype(np.float32)
+                    executed[:3] += rng.normal(0.0, noise_std, 3).astype(np.float32)
                 obs, _, terminated, truncated, info = env.step(np.clip(executed, -1.0, 1.0))
                 if terminated or truncated:
                     success = bool(info.get("label", {}).get("success", info.get("success", False)))
