@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -74,18 +75,18 @@ def rollout_command(
 
     get_task(task)
     parsed = [parse_perturbation(p) for p in perturb]
+    rollout_args: dict[str, Any] = dict(
+        policy=policy,
+        episodes=episodes,
+        seed=seed,
+        perturbations=parsed,
+        render=render,
+        image_size=image_size,
+        max_steps=max_steps,
+        save_frames=save_frames,
+    )
     if json_out:
-        result = run_rollouts(
-            task,
-            policy=policy,
-            episodes=episodes,
-            seed=seed,
-            perturbations=parsed,
-            render=render,
-            image_size=image_size,
-            max_steps=max_steps,
-            save_frames=save_frames,
-        )
+        result = run_rollouts(task, **rollout_args)
         typer.echo(json.dumps(result.as_dict()))
         return
     from rich.console import Console
@@ -101,18 +102,7 @@ def rollout_command(
         console=console,
     ) as progress:
         bar = progress.add_task("episodes", total=episodes)
-        result = run_rollouts(
-            task,
-            policy=policy,
-            episodes=episodes,
-            seed=seed,
-            perturbations=parsed,
-            render=render,
-            image_size=image_size,
-            max_steps=max_steps,
-            save_frames=save_frames,
-            on_episode=lambda _: progress.advance(bar),
-        )
+        result = run_rollouts(task, **rollout_args, on_episode=lambda _: progress.advance(bar))
     pert = ", ".join(f"{n}={s:g}" for n, s in result.perturbations) or "none"
     table = Table("task", "perturbations", "episodes", "success", *result.failure_counts, "steps/s")
     table.add_row(
