@@ -9,9 +9,9 @@ policy's internals), ``salus.signals`` (per-step failure signals and published b
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.errors import (
     CheckpointError,
     DatasetError,
@@ -48,6 +48,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

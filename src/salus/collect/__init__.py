@@ -7,9 +7,9 @@ actors) and commits it atomically in episode order; reruns resume.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.collect.config import CollectConfig
 from salus.collect.plan import EpisodeSpec, MixEntry, PerturbationMix, parse_perturb_arg, plan_episode
 
@@ -37,6 +37,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.collect' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

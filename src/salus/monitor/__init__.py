@@ -8,8 +8,9 @@ the HTML report; ``replay_episode(DATA, i, OUT)`` for an MP4 / GIF / PNG strip. 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from salus._lazy import load_lazy
 
 _LAZY: dict[str, str] = {
     "Monitor": "salus.monitor.monitor",
@@ -35,6 +36,4 @@ __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.monitor' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

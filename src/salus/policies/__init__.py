@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.errors import InvalidNameError
 from salus.policies.base import PolicyAdapter, StepInternals, batch_observation
 
@@ -66,6 +67,4 @@ def load_policy(spec: str, **kwargs: Any) -> PolicyAdapter:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.policies' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

@@ -6,9 +6,9 @@ Cheap to import: configs and names load eagerly; torch-backed parts load on firs
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.predictor.config import (
     DEFAULT_ALPHAS,
     DEFAULT_FAILURE_TYPES,
@@ -67,6 +67,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.predictor' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

@@ -6,9 +6,9 @@ environment, expert and wrappers load MuJoCo (and choose an offscreen GL backend
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.sim.spec import CAMERA_NAMES, CONTROL_HZ, STATE_DIM
 from salus.sim.tasks import TASK_SPECS, TASKS, TaskSpec, get_task, task_text, task_texts
 
@@ -54,6 +54,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.sim' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from salus._lazy import load_lazy
 from salus.policies.builtin.configuration_builtin import BuiltinConfig, WordTokenizer
 
 _LAZY = {
@@ -25,6 +25,4 @@ __all__ = ["BuiltinConfig", "WordTokenizer", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.policies.builtin' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)

@@ -8,9 +8,9 @@ Importing this package is cheap; torch and LeRobot are imported when an adapter 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from salus._lazy import load_lazy
 from salus.policies.smolvla.configuration_smolvla import (
     DEFAULT_IMAGE_KEYS,
     DEFAULT_STATE_KEY,
@@ -45,6 +45,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'salus.policies.smolvla' has no attribute {name!r}")
+    return load_lazy(__name__, _LAZY, name)
