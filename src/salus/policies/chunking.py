@@ -37,6 +37,45 @@ class ChunkResult:
     obs_embedding: np.ndarray  # (n, E)
     samples: np.ndarray | None = None  # (n, K, C, A) all K sampled chunks (K-sample mode)
 
+    @classmethod
+    def from_capture(
+        cls,
+        env_actions: np.ndarray,
+        n: int,
+        num_samples: int,
+        output_width: int,
+        hidden: torch.Tensor | None,
+        velocities: torch.Tensor | None,
+        embedding: torch.Tensor | None,
+    ) -> ChunkResult:
+        """Build the result from what the output-layer hooks captured (sample 0 only).
+
+        ``env_actions`` (n * K, C, A) in env units; ``hidden`` (S, n, C, H) and ``velocities``
+        (S, n, C, A_m) from the output layer per denoising step; ``embedding`` (n, E). Internals that
+        were not captured (capture off) become empty arrays of width 0.
+        """
+        c = env_actions.shape[1]
+        env = np.asarray(env_actions, dtype=np.float32).reshape(n, num_samples, c, -1)
+        f32 = np.float32
+        if hidden is None or velocities is None:
+            h_last = np.zeros((n, c, 0), f32)
+            h_mean = np.zeros((n, 0), f32)
+            vel = np.zeros((n, 0, c, output_width), f32)
+        else:
+            h = hidden.float().cpu()
+            h_last = h[-1].numpy()  # (n, C, H)
+            h_mean = h.mean(dim=(0, 2)).numpy()  # (n, H)
+            vel = velocities.float().cpu().permute(1, 0, 2, 3).numpy()  # (n, S, C, A_m)
+        emb = np.zeros((n, 0), f32) if embedding is None else embedding.float().cpu().numpy()
+        return cls(
+            chunk=np.ascontiguousarray(env[:, 0]),
+            hidden_last=np.ascontiguousarray(h_last),
+            hidden_mean=h_mean,
+            velocities=np.ascontiguousarray(vel),
+            obs_embedding=emb,
+            samples=env if num_samples > 1 else None,
+        )
+
 
 class ChunkedAdapter(PolicyAdapter):
     """Per-environment action queues with internals kept for every step of every chunk.

@@ -203,23 +203,5 @@ class TorchPolicyAdapter(ChunkedAdapter):
             raise InvalidInputError(
                 f"sample_actions must return (N, C, A_m) = ({n * k}, {c}, {a_m}), got {tuple(out.shape)}"
             )
-        env = np.asarray(self._postprocess(out), dtype=np.float32).reshape(n, k, c, self.action_dim)
-        f32 = np.float32
-        if hidden is None or vel is None:
-            h_last = np.zeros((n, c, 0), f32)
-            h_mean = np.zeros((n, 0), f32)
-            velocities = np.zeros((n, 0, c, a_m), f32)
-        else:
-            h = hidden.float().cpu().numpy()  # (S, n, C, H)
-            h_last = h[-1]
-            h_mean = h.mean(axis=2).mean(axis=0)
-            velocities = vel.float().cpu().numpy().transpose(1, 0, 2, 3)
-        embedding = np.zeros((n, 0), f32) if emb is None else emb.float().cpu().numpy()
-        return ChunkResult(
-            chunk=np.ascontiguousarray(env[:, 0]),
-            hidden_last=h_last,
-            hidden_mean=h_mean,
-            velocities=velocities,
-            obs_embedding=embedding,
-            samples=env if k > 1 else None,
-        )
+        env = np.asarray(self._postprocess(out), dtype=np.float32).reshape(n * k, c, self.action_dim)
+        return ChunkResult.from_capture(env, n, k, a_m, hidden, vel, emb)

@@ -315,27 +315,8 @@ class SmolVLAAdapter(ChunkedAdapter):
         emb: torch.Tensor | None,
     ) -> ChunkResult:
         k, (c, a_m) = self.num_samples, self.noise_shape
-        env = self.to_env_actions(out).reshape(n, k, c, self.action_dim)
-        f32 = np.float32
-        if hidden is None or vel is None or emb is None:
-            h_last = np.zeros((n, c, 0), f32)
-            h_mean = np.zeros((n, 0), f32)
-            velocities = np.zeros((n, 0, c, a_m), f32)
-            embedding = np.zeros((n, 0), f32)
-        else:
-            h = hidden.float().cpu()
-            h_last = h[-1].numpy()  # (n, C, H)
-            h_mean = h.mean(dim=(0, 2)).numpy()  # (n, H)
-            velocities = vel.float().cpu().permute(1, 0, 2, 3).numpy()  # (n, S, C, A_m)
-            embedding = emb.cpu().numpy()
-        return ChunkResult(
-            chunk=np.ascontiguousarray(env[:, 0]),
-            hidden_last=np.ascontiguousarray(h_last),
-            hidden_mean=h_mean,
-            velocities=np.ascontiguousarray(velocities),
-            obs_embedding=embedding,
-            samples=env if k > 1 else None,
-        )
+        env = self.to_env_actions(out).reshape(n * k, c, self.action_dim)
+        return ChunkResult.from_capture(env, n, k, a_m, hidden, vel, emb)
 
 
 def load_smolvla(path: str | None = None, **kwargs: Any) -> SmolVLAAdapter:
