@@ -17,7 +17,7 @@ LEROBOT_DEPS := 'transformers>=4.57.1,<5' 'huggingface-hub>=0.34.2,<0.36' 'dracc
 
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: all install install-lerobot system-deps demo test bench lint clean
+.PHONY: all install install-lerobot system-deps demo test soak bench lint clean
 
 all: test
 
@@ -31,7 +31,7 @@ system-deps:
 $(STAMP): $(PY) pyproject.toml constraints.txt Makefile scripts/install_system_deps.sh
 	@bash scripts/install_system_deps.sh
 	$(PIP) $(PIP_FLAGS) install torch==2.13.0
-	$(PIP) $(PIP_FLAGS) install -c constraints.txt -e ".[dev,ray]"
+	$(PIP) $(PIP_FLAGS) install -c constraints.txt -e ".[dev,ray,pusht]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -48,6 +48,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(LEROBOT_STAMP)
 	$(PY) -m pytest -q tests
+
+# The reliability property suite run long (random damage, kills and monitor faults; `make test`
+# runs a short deterministic profile of it). SALUS_SOAK_EXAMPLES sets the examples per property.
+soak: $(STAMP) $(LEROBOT_STAMP)
+	SALUS_SOAK=1 SALUS_SOAK_EXAMPLES=$${SALUS_SOAK_EXAMPLES:-300} $(PY) -m pytest -q tests/reliability
 
 bench: $(STAMP) $(LEROBOT_STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

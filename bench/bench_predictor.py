@@ -61,6 +61,8 @@ def main() -> None:
     train_steps = sum(data[i].length for i in split.train)
     rows = []
     for name in MODEL_NAMES:
+        if ModelConfig(name=name).input_kind == "features" and "privileged" in ModelConfig(name=name).groups:
+            continue  # the oracle reads simulator state: it has no streaming path to time
         stamps: list[float] = []
         t0 = time.perf_counter()
         trained = train_model(
@@ -78,13 +80,18 @@ def main() -> None:
         ep = data[split.train[0]]
         sig, val = ep.signals[:1], ep.valid[:1]
         emb = ep.embedding[:1] if ep.embedding is not None else None
+        extra = (
+            {"baselines": ep.baselines[:1], "state": ep.state[:1], "hidden": ep.hidden[:1]}
+            if fp.input_kind == "features"
+            else {}
+        )
         for _ in range(20):
-            fp.predict(sig, val, embedding=emb)
+            fp.predict(sig, val, embedding=emb, **extra)
         blocks = []
         for _ in range(5):  # best of 5 blocks: the CPU is shared, the minimum is the cost
             t = time.perf_counter()
             for _ in range(args.infer_steps // 5):
-                fp.predict(sig, val, embedding=emb)
+                fp.predict(sig, val, embedding=emb, **extra)
                 fp.alarm()
             blocks.append((time.perf_counter() - t) / (args.infer_steps // 5) * 1e3)
         per_step_ms = min(blocks)

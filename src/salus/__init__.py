@@ -9,7 +9,7 @@ policy's internals), ``salus.signals`` (per-step failure signals and published b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
 from salus.errors import (
@@ -24,6 +24,16 @@ from salus.errors import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
+    from salus.collect.envs import ObservationMap as ObservationMap
+    from salus.collect.recorder import Recorder as Recorder
+    from salus.data import SalusDataset as SalusDataset
+    from salus.monitor import Monitor as Monitor
+    from salus.policies.base import PolicyAdapter as PolicyAdapter
+    from salus.policies.base import StepInternals as StepInternals
+    from salus.signals import SignalExtractor as SignalExtractor
+    from salus.sim import make_env as make_env
+
 # Public name -> module that defines it; resolved on first access.
 _LAZY: dict[str, str] = {
     "StepInternals": "salus.policies.base",
@@ -32,6 +42,8 @@ _LAZY: dict[str, str] = {
     "SignalExtractor": "salus.signals",
     "SalusDataset": "salus.data",
     "Monitor": "salus.monitor",
+    "Recorder": "salus.collect.recorder",
+    "ObservationMap": "salus.collect.envs",
 }
 
 __all__ = [

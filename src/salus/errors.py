@@ -15,6 +15,7 @@ __all__ = [
     "NotFittedError",
     "MissingDependencyError",
     "require_package",
+    "plural",
 ]
 
 
@@ -29,7 +30,16 @@ class InvalidNameError(SalusError, ValueError):
         self.kind = kind
         self.name = name
         self.valid = sorted(valid)
-        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid)}")
+        super().__init__(f"unknown {kind} {name!r}; valid {plural(kind)}: {', '.join(self.valid)}")
+
+
+def plural(noun: str) -> str:
+    """English plural of a (possibly multi-word) noun: policy -> policies, box -> boxes, task -> tasks."""
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
 
 
 class InvalidInputError(SalusError, ValueError):

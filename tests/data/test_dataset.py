@@ -197,6 +197,7 @@ _APPEND_LOOP = textwrap.dedent(
     print("ready", flush=True)
     for i in range(w.num_episodes, {total}):
         w.append(make_record(i))
+        print("committed", i, flush=True)
     w.close()
     """
 )
@@ -211,7 +212,8 @@ def test_sigkill_at_random_moments_never_exposes_a_partial_episode(tmp_path):
     for _ in range(6):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(float(rng.uniform(0.05, 0.6)))
+        proc.stdout.readline()  # one episode committed (or the run is done): then kill at a random moment
+        time.sleep(float(rng.uniform(0.0, 0.3)))
         proc.kill()
         proc.wait()
         ds = SalusDataset(path)

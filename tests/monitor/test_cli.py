@@ -21,31 +21,47 @@ def _invoke(*args: str):
     return result
 
 
-def test_report_cli_matches_evaluate_and_renders(tiny_data: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_report_cli_draws_the_evaluation_of_the_first_seed(
+    tiny_data: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from salus._json import to_json
     from salus.data import SalusDataset
     from salus.predictor import TrainedPredictor, episodes_from_dataset, run_evaluation
 
+    models = tmp_path / "models"  # the layout of `salus train --split-seeds 1,2`
+    for seed in (2, 1):
+        shutil.copytree(tiny_model, models / f"seed{seed}" / tiny_model.name)
     out = tmp_path / "report"
-    res = _invoke("report", str(tiny_model), str(tiny_data), "--out", str(out), "--json")
+    res = _invoke("report", str(models), str(tiny_data), "--out", str(out), "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     index = Path(summary["index"])
-    assert index.is_file() and summary["primary_method"] == "salus-mlp"
-    assert summary["episodes"]["unseen"]["total"] > 0 and summary["episodes"]["seen"]["total"] > 0
+    assert index.is_file() and summary["primary_method"] == "salus-mlp" and summary["alpha"] == 0.1
+    assert set(summary["headline"]) == {"seen", "unseen"}
 
-    # the report's ROC-AUC at T is the protocol's number from `salus evaluate`
-    episodes = episodes_from_dataset(SalusDataset(tiny_data))
-    reference = run_evaluation(episodes, [TrainedPredictor.load(tiny_model)], include=("salus", "baseline"))
-    for entry in reference["methods"]:
-        for split in ("seen", "unseen"):
-            assert summary["roc_auc"][split][entry["name"]] == pytest.approx(
-                entry[split]["auroc_T"], abs=1e-9
-            )
+    # the report's numbers are the protocol's, exactly as `salus evaluate` computes them
+    episodes = episodes_from_dataset(SalusDataset(tiny_data), embeddings=True)
+    reference = run_evaluation(episodes, [TrainedPredictor.load(models / "seed1" / tiny_model.name)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == to_json(reference["methods"], non_finite="null")
+    assert results["selection"] == to_json(reference["selection"], non_finite="null")
+    seen = next(m for m in reference["methods"] if m["name"] == "salus-mlp")["seen"]
+    assert summary["headline"]["seen"]["safe_auroc"] == pytest.approx(seen["safe"]["auroc"])
     html = index.read_text()
-    assert "salus-mlp" in html and "signal:" in html and "ROC-AUC@T" in html
+    assert "salus-mlp" in html and "signal:" in html and "Alarms: constant threshold" in html
+    assert "1 (the first of 2 seed directories)" in html and "seed1" in html
     if CHROMIUM is not None:
         images = _browser_images(index)
         assert len(images) == 5 and all(w > 300 for w, _ in images.values()), images
+
+
+def test_report_cli_errors_are_clear(tiny_data: Path, tiny_model: Path, tmp_path: Path) -> None:
+    res = _invoke("report", str(tmp_path), str(tiny_data), "--out", str(tmp_path / "r"))
+    assert res.exit_code != 0 and "holds no predictor checkpoint" in str(res.exception or res.output)
+    res = _invoke("report", str(tiny_model), str(tiny_data), "--out", str(tmp_path / "r"), "--alpha", "1.5")
+    assert res.exit_code != 0 and "alphas must be in (0, 1)" in str(res.exception or res.output)
 
 
 def test_replay_cli_writes_frames_with_the_risk_curve(

@@ -50,7 +50,7 @@ def _test_episodes(tiny_data: Path, tiny_model: Path):
 
 
 def test_streaming_equals_offline_and_alarms_follow_the_band(tiny_data: Path, tiny_model: Path) -> None:
-    from salus.predictor.metrics import running_max
+    from salus.predictor.protocol import running_max
 
     pred, test = _test_episodes(tiny_data, tiny_model)
     offline = pred.episode_probs(test[:6])

@@ -1,7 +1,11 @@
-"""The HTML report: figures, numbers, and a real headless Chromium load with every image decoded."""
+"""The HTML report draws an evaluation (the protocol's numbers, bands and scores) and loads in a
+real headless Chromium with every image decoded."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import re
 import shutil
 import subprocess
@@ -10,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
+from salus._json import to_json
 from salus.errors import InvalidInputError, InvalidNameError
-from salus.monitor.report import FIGURE_NAMES, Band, EpisodeScores, first_alarm, render_report, score_at_time
+from salus.monitor.report import FIGURE_NAMES, ReportView, render_report
+from salus.monitor.report.figures import draw_timelines, pick_examples, roc_points
+from salus.predictor.protocol import alarm_steps, running_max
 
-from .synthetic import synthetic_inputs
+from .synthetic import synthetic_evaluation
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 
@@ -49,76 +55,113 @@ def _browser_images(index: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    inputs = synthetic_inputs()
-    index = render_report(inputs, tmp_path_factory.mktemp("report"))
-    return index, inputs
+def evaluation():
+    return synthetic_evaluation()
+
+
+@pytest.fixture(scope="module")
+def report(evaluation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_report(evaluation, tmp_path_factory.mktemp("report"), meta={"dataset": "synthetic"})
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make system-deps)")
-def test_report_renders_in_headless_chromium_with_every_image(report: tuple[Path, object]) -> None:
-    index, _ = report
-    images = _browser_images(index)
+def test_report_renders_in_headless_chromium_with_every_image(report: Path) -> None:
+    images = _browser_images(report)
     assert sorted(images) == sorted(f"{n}.png" for n in FIGURE_NAMES)
     for src, (w, h) in images.items():
         assert w >= 400 and h >= 300, f"{src} did not load in the browser ({w}x{h})"
 
     # The check can fail: a page whose image is missing reports a zero-size image.
-    broken = index.with_name("broken.html")
-    broken.write_text(index.read_text().replace("roc.png", "no_such_figure.png"))
+    broken = report.with_name("broken.html")
+    broken.write_text(report.read_text().replace("roc.png", "no_such_figure.png"))
     images = _browser_images(broken)
     assert images["no_such_figure.png"] == (0, 0)
     assert images["timelines.png"][0] > 0
 
 
-def test_report_numbers_match_the_protocol(report: tuple[Path, object]) -> None:
-    import json
+def test_report_numbers_are_the_evaluations(evaluation, report: Path) -> None:
+    """results.json is the evaluation's report; report.json and the figures copy from it."""
+    results = json.loads(report.with_name("results.json").read_text())
+    assert results["methods"] == to_json(evaluation.report["methods"], non_finite="null")
+    assert results["comparisons"] == to_json(evaluation.report["comparisons"], non_finite="null")
+    summary = json.loads(report.with_name("report.json").read_text())
+    assert summary["primary_method"] == "ours" == evaluation.report["selection"]["selected"]
+    assert summary["alpha"] == 0.1 and summary["figures"] == [f"{n}.png" for n in FIGURE_NAMES]
+    view = ReportView.of(evaluation)
+    for g, idx in view.groups:
+        entry = view.entry("ours")[g]
+        h = summary["headline"][g]
+        assert h["safe_auroc"] == pytest.approx(entry["safe"]["auroc"])
+        for kind in ("band", "constant"):
+            a = entry["alarms"][kind]["0.1"]
+            assert h["alarms"][kind]["fpr"] == pytest.approx(a["fpr"])
+            assert summary["calibration_fpr"][g][kind]["0.1"] == pytest.approx(a["fpr"])
+            assert summary["lead_time"][g][kind]["n"] == len(a["lead_s"])
+        # what the protocol says about the sanity scores, as the report carries it
+        assert summary["roc_auc"][g]["time"] == pytest.approx(0.5)
+        assert summary["roc_auc"][g]["peek"] > 0.95
+        # the drawn ROC curve is the curve of the evaluation's ROC-AUC
+        for name in ("ours", "baseline:baseline_0", "signal:signal_0"):
+            pts = roc_points(view, name, idx)
+            assert pts is not None
+            assert np.trapezoid(pts[1], pts[0]) == pytest.approx(view.entry(name)[g]["safe"]["auroc"])
 
-    index, inputs = report
-    summary = json.loads(index.with_name("report.json").read_text())
-    for split in ("seen", "unseen"):
-        eps = inputs.split_episodes(split)  # type: ignore[attr-defined]
-        t = min(ep.length for ep in eps if ep.success)
-        assert summary["eval_time"][split] == {eps[0].task: t}  # one task per split here
-        y = [not ep.success for ep in eps]
-        s = [ep.scores["stac_single"][:t].max() for ep in eps]
-        assert summary["roc_auc"][split]["stac_single"] == pytest.approx(roc_auc_score(y, s))
-        # a score equal to elapsed time carries no information at time T
-        assert summary["roc_auc"][split]["time"] == pytest.approx(0.5)
-        band = inputs.bands["salus_mlp"]  # type: ignore[attr-defined]
-        alarms = [first_alarm(ep.scores["salus_mlp"], band) >= 0 for ep in eps]
-        c = summary["confusion"][split]
-        assert c["tp"] == sum(a and f for a, f in zip(alarms, y, strict=True))
-        assert c["fp"] == sum(a and not f for a, f in zip(alarms, y, strict=True))
-        assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == len(eps)
-    html = index.read_text()
-    assert "salus_mlp" in html and "<table>" in html
+
+def test_page_shows_every_table_and_figure(evaluation, report: Path) -> None:
+    page = report.read_text()
+    for text in (
+        "ours against each fixed comparator",  # headline comparisons
+        "chosen on validation",  # the validation selection
+        "Ranking metrics",  # SAFE-comparable, at-risk, lead
+        "Per failure type",
+        "Alarms: one-sided functional band, alpha = 0.1",
+        "Alarms: constant threshold, alpha = 0.05",
+        "Calibration",
+        "Lead time of event failures",
+        "Score curves",
+    ):
+        assert text in page, text
+    assert page.count("<details>") == 4  # the alarm tables at the other alphas are folded
+    assert "<tr class='primary'>\n<td>ours</td>" in page
     for name in FIGURE_NAMES:
-        assert index.with_name(f"{name}.png").stat().st_size > 10_000
+        assert f"src='{name}.png'" in page
+        assert report.with_name(f"{name}.png").stat().st_size > 10_000
 
 
-def test_alarm_and_running_max_helpers() -> None:
-    band = Band(center=np.zeros(3), upper=np.array([0.5, 0.5, 0.2]), alpha=0.1)
-    assert first_alarm(np.array([0.1, 0.4, 0.3, 0.1]), band) == 2  # past the band's end: last value
-    assert first_alarm(np.array([0.3, 0.1, 0.1]), band) == 2  # the running max is what is compared
-    assert first_alarm(np.array([0.1, np.nan, 0.1]), band) == -1
-    assert score_at_time(np.array([0.1, 0.9, 0.2]), 1) == pytest.approx(0.1)
-    assert score_at_time(np.array([0.1, 0.9, 0.2]), 99) == pytest.approx(0.9)
+def test_score_curves_use_the_evaluations_bands(evaluation, report: Path, tmp_path: Path) -> None:
+    """The examples' alarms are the protocol's at the evaluation's fitted thresholds (no refit):
+    with the primary's thresholds swapped for infinite ones, no example alarms any more."""
+    view = ReportView.of(evaluation)
+    normal = json.loads(report.with_name("report.json").read_text())["timeline_examples"]
+    assert [[ex["group"], ex["episode"]] for ex in normal] == [list(x) for x in pick_examples(view)]
+    for ex in normal:
+        run = running_max(view.method("ours").scores[ex["episode"]])
+        for kind, step in ex["alarm_step"].items():
+            assert step == int(alarm_steps([run], view.band(kind))[0])
+    assert any(ex["alarm_step"]["band"] >= 0 for ex in normal)
+
+    never = {
+        kind: {a: dataclasses.replace(b, half_width=math.inf) for a, b in by.items()}
+        for kind, by in evaluation.bands["ours"].items()
+    }
+    swapped = dataclasses.replace(evaluation, bands={**evaluation.bands, "ours": never})
+    examples = draw_timelines(ReportView.of(swapped), tmp_path / "timelines.png")
+    assert examples and all(v == -1 for ex in examples for v in ex["alarm_step"].values())
 
 
-def test_bad_report_inputs_are_clear_errors() -> None:
-    inputs = synthetic_inputs(n_per_split=4)
-    with pytest.raises(InvalidInputError, match="must be equal"):
-        Band(center=np.zeros(3), upper=np.zeros(4), alpha=0.1)
-    with pytest.raises(InvalidInputError, match="failure_step"):
-        EpisodeScores(index=0, split="seen", task="t", success=False, failure_step=-1, scores={"a": [0.0]})
+def test_picked_examples_cover_each_outcome(evaluation) -> None:
+    view = ReportView.of(evaluation)
+    picked = pick_examples(view)
+    eps = [evaluation.episodes[i] for _, i in picked]
+    assert len(picked) == 6 and len(set(picked)) == 6
+    assert any(ep.success for ep in eps) and any(ep.failed for ep in eps)
+    assert {g for g, _ in picked} == {"seen", "unseen"}
+
+
+def test_bad_report_choices_are_clear_errors(evaluation, tmp_path: Path) -> None:
     with pytest.raises(InvalidNameError, match="valid methods"):
-        type(inputs)(
-            episodes=inputs.episodes, method_kinds=inputs.method_kinds, primary_method="nope",
-            bands=inputs.bands, alpha=0.1,
-        )  # fmt: skip
-    with pytest.raises(InvalidNameError, match="method kind"):
-        type(inputs)(
-            episodes=inputs.episodes, method_kinds={**inputs.method_kinds, "time": "oracle"},
-            primary_method="salus_mlp", bands=inputs.bands, alpha=0.1,
-        )  # fmt: skip
+        render_report(evaluation, tmp_path, primary="nope")
+    with pytest.raises(InvalidInputError, match="alpha 0.3 was not evaluated"):
+        render_report(evaluation, tmp_path, alpha=0.3)
+    view = ReportView.of(evaluation, primary="baseline:baseline_0", alpha=0.2)
+    assert view.primary == "baseline:baseline_0" and view.alpha == 0.2

@@ -39,6 +39,12 @@ def write_dataset(path: Path, episodes: EpisodeSet) -> Path:
                 steps["baseline_valid"] = bvalid
             if ep.embedding is not None:
                 steps["obs_embedding"] = ep.embedding.astype(np.float16)
+            for key in (
+                "state",
+                "privileged",
+            ):  # as `salus collect` records them (hidden needs --save-hidden)
+                if getattr(ep, key) is not None:
+                    steps[key] = getattr(ep, key)
             writer.append(
                 EpisodeRecord(
                     steps=steps,

@@ -48,12 +48,17 @@ def test_dataset_adapter_reads_what_was_written(dataset):
 
 def test_train_writes_one_checkpoint_per_model(trained):
     out, summary = trained
-    assert [m["name"] for m in summary["models"]] == ["salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm"]
+    names = [m["name"] for m in summary["models"]]
+    assert names == ["salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm", "oracle-risk"]
+    # The data has no `hidden` (collected without --save-hidden): salus-risk uses the groups it has.
+    risk = json.loads((out / "salus-risk" / "predictor.json").read_text())
+    assert "hidden" not in risk["features"]["groups"] and "knn" in risk["features"]["groups"]
+    selected = json.loads((out / "selection.json").read_text())["selected"]
+    assert selected in ("salus-risk", "salus-mlp", "salus-tcn")  # ours, picked on validation
     for m in summary["models"]:
         assert (out / m["name"] / "model.safetensors").is_file()
         meta = json.loads((out / m["name"] / "predictor.json").read_text())
         assert meta["command"] is None or meta["command"].startswith("salus train")
-    assert summary["split"]["test_unseen"] == sum(ep.task == "stack" for ep in EPISODES.episodes)
 
 
 def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
@@ -62,27 +67,27 @@ def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     names = {m["name"] for m in report["methods"]}
-    assert {"salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm"} <= names
+    assert {"salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm", "oracle-risk"} <= names
     assert {"baseline:baseline_0", "baseline:baseline_1"} <= names
     assert {"embedding:mahalanobis", "embedding:knn_euclidean", "embedding:knn_cosine"} <= names
     assert sum(n.startswith("signal:") for n in names) == 12
     for m in report["methods"]:
         assert m["seen"]["n"] > 0 and m["unseen"]["n"] > 0
-        assert set(m["seen"]["alarms"]) == {"0.05", "0.1", "0.2"}
+        assert set(m["seen"]["alarms"]["band"]) == {"0.05", "0.1", "0.2"}
     by_name = {m["name"]: m for m in report["methods"]}
     # The planted signal (0 rises before failures) is informative at T on the training episodes.
     assert by_name["signal:signal_0"]["train_auroc_T"] > 0.6  # fixed data and seeds: deterministic
     assert by_name["signal:signal_2"]["sign"] == -1.0  # signal 2 falls before failures: sign from training
-    head = report["summary"]["seen"]
-    assert head["ours"]["name"] in ("salus-mlp", "salus-tcn") and head["safe"]["name"] in (
-        "safe-mlp",
-        "safe-lstm",
-    )
-    assert head["single"]["name"].split(":")[0] in ("signal", "baseline", "embedding")
-    lo, hi = head["delta_vs_single"]["ci95"]
-    assert lo <= head["delta_vs_single"]["auroc_T"] <= hi
+    ours = report["selection"]["selected"]
+    assert ours in ("salus-risk", "salus-mlp", "salus-tcn")
+    assert set(report["selection"]["val_auroc_T"]) == {"salus-risk", "salus-mlp", "salus-tcn"}
+    comp = report["comparisons"]
+    assert comp["ours"] == ours and "safe-mlp" in comp["rows"] and "embedding:knn_cosine" in comp["rows"]
+    assert sum(k.startswith("signal:") for k in comp["rows"]) == 12  # every single signal, fixed in advance
+    d = comp["rows"]["safe-lstm"]["seen/safe"]
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
     md = (tmp_path / "results.md").read_text()
-    assert "| salus-tcn |" in md and "alpha = 0.05" in md
+    assert "| salus-tcn |" in md and "alpha = 0.05" in md and "against each fixed comparator" in md
     assert json.loads((tmp_path / "results.json").read_text())["split"] == report["split"]
 
 
@@ -95,3 +100,25 @@ def test_bad_inputs_are_clear_errors(trained, dataset, tmp_path):
     other = write_dataset(tmp_path / "other.zarr", synthetic_episodes(30, seed=2, embedding_dim=16))
     res = CliRunner().invoke(app, ["evaluate", str(out / "salus-mlp"), str(other)])
     assert isinstance(res.exception, InvalidInputError) and "another dataset" in str(res.exception)
+
+
+def test_split_seeds_train_and_evaluate_over_seeds(dataset, tmp_path):
+    out = tmp_path / "seeds"
+    args = ["train", str(dataset), "--model", "salus-mlp,safe-mlp", "--out", str(out), "--epochs", "2"]
+    res = CliRunner().invoke(app, [*args, "--holdout-task", "stack", "--split-seeds", "0,1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (out / "seed0" / "salus-mlp").is_dir() and (out / "seed1" / "safe-mlp").is_dir()
+    again = CliRunner().invoke(
+        app, [*args, "--holdout-task", "stack", "--split-seeds", "0,1", "--resume", "--json"]
+    )
+    assert all(m.get("resumed") for m in json.loads(again.stdout.strip().splitlines()[-1])["models"])
+    res = CliRunner().invoke(
+        app, ["evaluate", str(out), str(dataset), "--json", "--out", str(tmp_path / "ev")]
+    )
+    assert res.exit_code == 0, res.output
+    agg = json.loads(res.stdout)["aggregate"]
+    assert agg["n_seeds"] == 2 and agg["selected"] == ["salus-mlp", "salus-mlp"]
+    row = next(m for m in agg["methods"] if m["name"] == "safe-mlp")
+    assert len(row["seen/safe"]["values"]) == 2
+    assert row["seen/safe"]["min"] <= row["seen/safe"]["mean"] <= row["seen/safe"]["max"]
+    assert "mean [min, max] over seeds" in (tmp_path / "ev" / "results.md").read_text()

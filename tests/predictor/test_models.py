@@ -1,4 +1,4 @@
-"""The four networks: streaming equals the sequence path; configs validate."""
+"""Every registered network: streaming equals the sequence path; configs validate."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ SMALL = {
     "tcn_dilations": (1, 2),
     "safe_hidden": (16,),
     "lstm_hidden": 8,
+    "gru_hidden": 8,
     "dropout": 0.0,
 }
 
@@ -75,3 +76,28 @@ def test_configs_validate():
     cfg = TrainConfig(split=SplitConfig(holdout_tasks=("push",)))
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert ModelConfig.from_dict(ModelConfig(name="safe-lstm").to_dict()).name == "safe-lstm"
+
+
+def test_registry_names_every_model_and_refuses_unknown_ones():
+    from salus.predictor import get_model_spec
+
+    assert {"salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm", "oracle-risk"} <= set(
+        MODEL_NAMES
+    )
+    assert get_model_spec("oracle-risk").deployable is False and get_model_spec("salus-risk").deployable
+    assert "privileged" in ModelConfig(name="oracle-risk").groups
+    assert "privileged" not in ModelConfig(name="salus-risk").groups
+    with pytest.raises(InvalidNameError, match="salus-risk"):
+        get_model_spec("gpt")
+    with pytest.raises(InvalidNameError, match="knn"):
+        ModelConfig(name="salus-risk", feature_groups=("signals", "pixels"))
+    with pytest.raises(InvalidInputError, match="horizons"):
+        ModelConfig(name="salus-mlp", objective="horizons")
+
+
+def test_risk_model_has_an_episode_row_unless_ablated():
+    full = build_model(ModelConfig(name="salus-risk", **SMALL), 10, n_horizons=3, n_types=4)
+    ablated = build_model(ModelConfig(name="salus-risk", objective="horizons", **SMALL), 10, 3, 4)
+    x = torch.randn(2, 5, 10)
+    assert full(x).shape == (2, 5, 4, 5) and full.probs(x).shape == (2, 5, 4)
+    assert ablated(x).shape == (2, 5, 3, 5)

@@ -1,4 +1,7 @@
-"""The evaluation protocol's sanity checks: metrics, running max at T, functional conformal bands."""
+"""The evaluation protocol's sanity checks (``salus.predictor.protocol``): a score equal to elapsed
+time gets 0.5 on every time-honest metric, label peeking gets ~1, noise ~0.5, the realised FPR of
+both threshold kinds is within sampling error of alpha, and the alarm bookkeeping keeps timeouts
+out of lead time and "before failure" recall."""
 
 from __future__ import annotations
 
@@ -7,19 +10,26 @@ import math
 import numpy as np
 import pytest
 
-from salus.errors import InvalidInputError
-from salus.predictor import (
-    Episode,
-    FunctionalBand,
+from salus.errors import InvalidInputError, InvalidNameError
+from salus.predictor import Episode, FunctionalBand, fit_functional_bands, horizon_labels, synthetic_episodes
+from salus.predictor.protocol import (
+    ProtocolConfig,
     alarm_metrics,
-    fit_functional_bands,
-    horizon_labels,
-    protocol_times,
-    ranking_metrics,
+    at_risk_auroc,
+    bootstrap_auroc,
+    ci95,
+    constant_band,
+    fit_bands,
+    method_metrics,
+    roc_auc,
     running_max,
-    synthetic_episodes,
+    safe_metrics,
+    safe_times,
+    score_at,
+    time_matched_auroc,
+    type_metrics,
+    wilson,
 )
-from salus.predictor.metrics import score_at
 
 
 @pytest.fixture(scope="module")
@@ -32,34 +42,147 @@ def _run(scores):
     return [running_max(s) for s in scores]
 
 
-def test_time_index_score_is_chance_at_T_but_not_over_all_steps(episodes):
-    times = protocol_times(episodes)
-    res = ranking_metrics(episodes, _run([np.arange(ep.length, dtype=float) for ep in episodes]), times)
-    assert res["auroc_T"] == 0.5  # every episode has the same elapsed time at T
-    # Over all steps the longer failed episodes make elapsed time look predictive: the confound.
-    assert res["auroc_all"] > 0.6
+def _elapsed(episodes):
+    return _run([np.arange(ep.length, dtype=float) for ep in episodes])
 
 
-def test_random_noise_score_is_chance(episodes):
+def _peek(episodes, seed=1):
+    rng = np.random.default_rng(seed)
+    return _run([float(ep.failed) + 0.1 * rng.random(ep.length) for ep in episodes])
+
+
+def test_failed_rollouts_are_longer_so_elapsed_time_would_win_a_naive_metric(episodes):
+    labels = np.array([ep.failed for ep in episodes])
+    lengths = np.array([ep.length for ep in episodes], dtype=float)
+    assert roc_auc(labels, lengths) > 0.9  # the confound every metric below must remove
+
+
+def test_elapsed_time_is_chance_on_every_time_honest_metric(episodes):
+    run = _elapsed(episodes)
+    times = safe_times(episodes)
+    res = safe_metrics(episodes, run, times)
+    assert res["auroc"] == 0.5 and res["auroc_task_mean"] == 0.5
+    for step in (20, 40, 60):
+        assert at_risk_auroc(episodes, run, step)["auroc"] == 0.5
+    for lo, hi in ((1, 5), (6, 15), (16, 40)):
+        assert time_matched_auroc(episodes, run, lo, hi)["auroc"] == 0.5
+    for t, v in type_metrics(episodes, run, times, ("drop", "miss", "collision", "timeout")).items():
+        assert v["auroc"] == 0.5, t
+
+
+def test_label_peeking_is_near_perfect_on_every_metric(episodes):
+    run = _peek(episodes)
+    times = safe_times(episodes)
+    assert safe_metrics(episodes, run, times)["auroc"] > 0.99
+    assert at_risk_auroc(episodes, run, 40)["auroc"] > 0.99
+    assert time_matched_auroc(episodes, run, 6, 15)["auroc"] > 0.99
+
+
+def test_random_noise_is_chance(episodes):
     rng = np.random.default_rng(0)
-    res = ranking_metrics(
-        episodes, _run([rng.random(ep.length) for ep in episodes]), protocol_times(episodes)
+    run = _run([rng.random(ep.length) for ep in episodes])
+    assert safe_metrics(episodes, run, safe_times(episodes))["auroc"] == pytest.approx(0.5, abs=0.07)
+    assert at_risk_auroc(episodes, run, 40)["auroc"] == pytest.approx(0.5, abs=0.08)
+
+
+def test_safe_times_are_the_shortest_rollout_of_each_task_any_outcome(episodes):
+    for task, T in safe_times(episodes).items():
+        assert min(ep.length for ep in episodes if ep.task == task) == T
+
+
+def test_at_risk_keeps_only_running_episodes_without_an_event():
+    sig, val = np.zeros((30, 12), np.float32), np.ones((30, 12), bool)
+    early = Episode(sig, val, success=False, failure_step=5, failure_type="drop")  # event before t
+    timeout = Episode(sig, val, success=False, failure_step=29, failure_type="timeout")  # no event
+    short = Episode(sig[:8], val[:8], success=True, failure_step=-1)  # ended before t
+    ok = Episode(sig, val, success=True, failure_step=-1)
+    res = at_risk_auroc(
+        [early, timeout, short, ok], _run([np.zeros(30), np.ones(30), np.ones(8), np.zeros(30)]), 10
     )
-    assert res["auroc_T"] == pytest.approx(0.5, abs=0.07)
+    assert res["n"] == 2 and res["n_failed"] == 1 and res["auroc"] == 1.0
 
 
-def test_label_peeking_score_is_near_perfect(episodes):
-    rng = np.random.default_rng(1)
-    scores = [float(ep.failed) + 0.1 * rng.random(ep.length) for ep in episodes]
-    res = ranking_metrics(episodes, _run(scores), protocol_times(episodes))
-    assert res["auroc_T"] > 0.99 and res["ap_T"] > 0.99 and res["auroc_all"] > 0.99
+def test_time_matched_compares_same_task_successes_at_the_same_elapsed_time():
+    sig, val = np.zeros((40, 12), np.float32), np.ones((40, 12), bool)
+    fail = Episode(sig, val, success=False, failure_step=30, failure_type="miss", task="a")
+    same = Episode(sig, val, success=True, failure_step=-1, task="a")
+    other = Episode(sig, val, success=True, failure_step=-1, task="b")
+    t = np.arange(40, dtype=float)
+    # The failure's score equals the same-task success's at every step: chance, whatever task b does.
+    res = time_matched_auroc([fail, same, other], [t, t.copy(), t + 100], 1, 5)
+    assert res["auroc"] == 0.5 and res["n_failed"] == 1
+    res = time_matched_auroc([fail, same], [t + 1, t], 6, 15, n_boot=50)
+    assert res["auroc"] == 1.0 and res["ci95"][0] == 1.0
 
 
-def test_protocol_times_are_the_shortest_success(episodes):
-    shortest = min(ep.length for ep in episodes if ep.success)
-    assert set(protocol_times(episodes).values()) == {shortest}
-    for task, T in protocol_times(episodes, per_task=True).items():
-        assert min(ep.length for ep in episodes if ep.task == task and ep.success) == T
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.2])
+def test_both_thresholds_realise_alpha_on_fresh_successes(alpha):
+    rng = np.random.default_rng(int(alpha * 100))
+
+    def walks(n):
+        return [
+            np.maximum.accumulate(np.cumsum(rng.normal(0, 1, int(rng.integers(40, 80))))) for _ in range(n)
+        ]
+
+    calib, fresh = walks(400), walks(2000)
+    cfg = ProtocolConfig(alphas=(alpha,))
+    bands = fit_bands(calib, cfg)
+    for kind, by in bands.items():
+        b = by[alpha]
+        fpr = np.mean([b.alarm_step(s) >= 0 for s in fresh])
+        sd = math.sqrt(alpha * (1 - alpha) * (1 / len(fresh) + 1 / (b.n_cal + 2)))
+        assert abs(fpr - alpha) < 3.5 * sd + 1.0 / (b.n_cal + 1), kind
+    assert bands["band"][alpha].two_sided is False  # SAFE / FAIL-Detect: the one-sided upper band
+
+
+def test_constant_band_is_split_conformal_on_maxima():
+    b = constant_band(np.arange(1, 20, dtype=float), 0.1)  # n = 19: rank ceil(20 * 0.9) = 18
+    assert b.half_width == 18.0 and b.alarm_step(np.array([1.0, 18.0, 18.5])) == 2
+    assert math.isinf(constant_band([1.0, 2.0], 0.05).half_width)
+
+
+def test_alarm_metrics_keep_timeouts_out_of_lead_time_and_recall():
+    band = FunctionalBand(
+        mu=np.zeros(5), h=np.ones(5), half_width=1.0, alpha=0.1, n_fit=1, n_cal=1, two_sided=False
+    )
+    sig, val = np.zeros((40, 12), np.float32), np.ones((40, 12), bool)
+    caught = Episode(sig, val, success=False, failure_step=30, failure_type="drop")  # alarm at 10
+    late = Episode(sig, val, success=False, failure_step=5, failure_type="miss")  # alarm at 20
+    timeout = Episode(sig, val, success=False, failure_step=39, failure_type="timeout")  # alarm at 3
+    ok = Episode(sig, val, success=True, failure_step=-1)  # false alarm at 0
+    quiet = Episode(sig, val, success=True, failure_step=-1)
+
+    def at(k):
+        return np.r_[np.zeros(k), np.full(40 - k, 2.0)]
+
+    scores = _run([at(10), at(20), at(3), at(0), np.zeros(40)])
+    m = alarm_metrics([caught, late, timeout, ok, quiet], scores, band, ProtocolConfig(), timeout_step=35)
+    assert m["n_event"] == 2 and m["n_timeout"] == 1
+    assert m["fpr"] == 0.5 and m["fpr_ci95"][0] < 0.5 < m["fpr_ci95"][1]
+    assert m["event_recall_0s"] == 0.5 and m["event_recall_0.5s"] == 0.5 and m["event_recall_1s"] == 0.5
+    assert m["event_after"] == 0.5 and m["event_any"] == 1.0
+    assert m["lead_s"] == [1.0] and m["lead_s_median"] == 1.0  # (30 - 10) steps at 20 Hz; no timeout
+    assert m["timeout_recall"] == 1.0
+    assert m["event_recall_by_type"] == {
+        "drop": 1.0,
+        "miss": 0.0,
+        "collision": pytest.approx(math.nan, nan_ok=True),
+    }
+
+
+def test_method_metrics_has_every_section(episodes):
+    run = _peek(episodes)
+    calib = [r for r, ep in zip(run, episodes, strict=True) if ep.success][:100]
+    cfg = ProtocolConfig()
+    res = method_metrics(episodes, run, safe_times(episodes), fit_bands(calib, cfg), cfg, timeout_step=90)
+    assert set(res) == {"safe", "at_risk", "lead", "types", "alarms"}
+    assert set(res["alarms"]) == {"band", "constant"} and set(res["alarms"]["band"]) == {"0.05", "0.1", "0.2"}
+
+
+def test_wilson_interval():
+    lo, hi = wilson(10, 100)
+    assert lo < 0.1 < hi and hi - lo < 0.14
+    assert all(math.isnan(v) for v in wilson(0, 0))
 
 
 def test_running_max_and_score_at_shorter_episode():
@@ -69,44 +192,21 @@ def test_running_max_and_score_at_shorter_episode():
     assert score_at(r, 100) == 0.7  # shorter than T: its last value
 
 
-def _random_walks(n, rng, lo=40, hi=80):
-    return [np.cumsum(rng.normal(0.0, 1.0, int(rng.integers(lo, hi)))) for _ in range(n)]
-
-
-@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.2])
-def test_conformal_fpr_on_fresh_successes_is_within_sampling_error(alpha):
-    rng = np.random.default_rng(int(alpha * 100))
-    calib, fresh = _random_walks(400, rng), _random_walks(2000, rng)
-    one = fit_functional_bands(calib, [alpha], two_sided=False, seed=1)[alpha]
-    fpr_one = np.mean([one.alarm_step(s) >= 0 for s in fresh])
-    # Exchangeability gives E[P(alarm)] in [alpha - 1/(n+1), alpha]; given one calibration set the
-    # alarm rate is Beta-distributed (variance ~ alpha(1-alpha)/(n+2)), plus binomial test noise.
-    sd = math.sqrt(alpha * (1 - alpha) * (1 / len(fresh) + 1 / (one.n_cal + 2)))
-    assert abs(fpr_one - alpha) < 3.5 * sd + 1.0 / (one.n_cal + 1)
-    two = fit_functional_bands(calib, [alpha], two_sided=True, seed=1)[alpha]
-    fpr_two = np.mean([two.alarm_step(s) >= 0 for s in fresh])
-    assert fpr_two <= alpha + 3.5 * sd  # the two-sided (SAFE) band is conservative for upward alarms
-    assert two.half_width >= one.half_width
-
-
 def test_conformal_band_is_infinite_when_too_few_calibration_rollouts():
     rng = np.random.default_rng(0)
-    band = fit_functional_bands(_random_walks(6, rng), [0.05], seed=0)[0.05]  # n_cal = 3 < 1/alpha
+    walks = [np.cumsum(rng.normal(0.0, 1.0, 50)) for _ in range(6)]
+    band = fit_functional_bands(walks, [0.05], seed=0)[0.05]  # n_cal = 3 < 1/alpha
     assert math.isinf(band.half_width)
     assert band.alarm_step(np.full(50, 1e9)) == -1
-    again = FunctionalBand.from_dict(band.to_dict())
-    assert math.isinf(again.half_width)
+    assert math.isinf(FunctionalBand.from_dict(band.to_dict()).half_width)
 
 
 def test_conformal_band_rank_and_roundtrip():
-    # Constant trajectories: mu = mean of fit part, nonconformity = |c - mu| / h with constant h.
     trajs = [np.full(10, float(c)) for c in range(21)]
     bands = fit_functional_bands(trajs, [0.1, 0.5], modulation="constant", fit_fraction=0.5, seed=0)
     b = bands[0.1]
-    assert b.n_fit + b.n_cal == 21
-    assert np.allclose(b.h, 1.0)
-    back = FunctionalBand.from_dict(b.to_dict())
-    np.testing.assert_allclose(back.upper(15), b.upper(15))
+    assert b.n_fit + b.n_cal == 21 and np.allclose(b.h, 1.0)
+    np.testing.assert_allclose(FunctionalBand.from_dict(b.to_dict()).upper(15), b.upper(15))
     assert bands[0.5].half_width <= b.half_width
     with pytest.raises(InvalidInputError):
         fit_functional_bands(trajs[:1], [0.1])
@@ -114,42 +214,24 @@ def test_conformal_band_rank_and_roundtrip():
         fit_functional_bands(trajs, [1.5])
 
 
-def test_alarm_metrics_detection_and_lead_time():
-    band = FunctionalBand(mu=np.zeros(5), h=np.ones(5), half_width=1.0, alpha=0.1, n_fit=1, n_cal=1)
-    sig, val = np.zeros((10, 12), np.float32), np.ones((10, 12), bool)
-    fail = Episode(sig, val, success=False, failure_step=8, failure_type="drop")
-    late = Episode(sig, val, success=False, failure_step=2, failure_type="miss")
-    ok = Episode(sig, val, success=True, failure_step=-1)
-    quiet = Episode(sig, val, success=True, failure_step=-1)
-    scores = [
-        np.r_[np.zeros(3), np.full(7, 2.0)],
-        np.r_[np.zeros(6), np.full(4, 2.0)],
-        np.full(10, 5.0),
-        np.zeros(10),
-    ]
-    m = alarm_metrics([fail, late, ok, quiet], _run(scores), band, hz=20.0)
-    assert m["tpr"] == 1.0 and m["tpr_before"] == 0.5 and m["fpr"] == 0.5
-    assert m["balanced_accuracy"] == pytest.approx(0.75)
-    assert m["detection_step"] == pytest.approx((3 + 6) / 2)
-    assert m["lead_steps"] == 5 and m["lead_s"] == pytest.approx(0.25)
+def test_protocol_config_refuses_bad_values():
+    with pytest.raises(InvalidInputError):
+        ProtocolConfig(alphas=(1.5,))
+    with pytest.raises(InvalidNameError, match="band, constant"):
+        ProtocolConfig(thresholds=("band", "median"))
 
 
 def test_horizon_labels_match_the_dataset_definition():
     sig, val = np.zeros((20, 12), np.float32), np.ones((20, 12), bool)
     ep = Episode(sig, val, success=False, failure_step=12, failure_type="collision")
     y = horizon_labels(ep, (1, 5), ("drop", "collision"))
-    # t <= f < t + h, and 1 after the failure.
     assert np.flatnonzero(y[:, 0, 0]).tolist() == list(range(12, 20))
     assert np.flatnonzero(y[:, 1, 0]).tolist() == list(range(8, 20))
     np.testing.assert_array_equal(y[:, :, 2], y[:, :, 0])
     assert y[:, :, 1].sum() == 0
-    ok = Episode(sig, val, success=True, failure_step=-1)
-    assert horizon_labels(ok, (5,), ("drop",)).sum() == 0
 
 
 def test_bootstrap_auroc_is_paired_and_centred():
-    from salus.predictor.metrics import bootstrap_auroc, ci95, roc_auc
-
     rng = np.random.default_rng(4)
     labels = rng.random(150) < 0.4
     good = labels + rng.normal(0, 0.8, 150)

@@ -29,6 +29,28 @@ def _fmt_failures(counter: Any) -> str:
     return " ".join(f"{k}:{v}" for k, v in sorted(counter.items()))
 
 
+def _warn_unfitted(config: Any, console: Any) -> None:
+    """Warn (stderr) when no fitted signal statistics will be used, and say how to fit them."""
+    from salus.collect.collector import resolve_signal_stats
+    from salus.errors import SalusError
+
+    if config.signal_stats is not None or resolve_signal_stats(config).signal_stats is not None:
+        return  # statistics given, found beside the weights, or explicitly 'none'
+    try:
+        from salus.signals import signal_stats_path
+
+        where = f" (looked for {signal_stats_path(config.policy)}.json / .safetensors)"
+    except SalusError:
+        where = ""
+    console.print(
+        f"[yellow]warning: policy {config.policy!r} has no fitted signal statistics{where}: the OOD signal "
+        "and the sample signals without a cluster radius are recorded as invalid. Fit them first with "
+        f"`salus signals fit --policy '{config.policy}'` (writes them beside the weights), or pass "
+        "--signal-stats PATH; --signal-stats none collects without and silences this warning.",
+        soft_wrap=True,
+    )
+
+
 def collect_command(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Dataset to write (DATA.zarr); an existing one is resumed."
@@ -77,6 +99,34 @@ def collect_command(
         help="Fitted signal statistics (PATH for PATH.json + PATH.safetensors), or 'none'; default: "
         "the statistics beside the policy's weights if there are any.",
     ),
+    env: str | None = typer.Option(
+        None,
+        "--env",
+        help="Any Gymnasium environment instead of our tasks: a registered id (gym_pusht/PushT-v0) or a "
+        "factory MODULE:FUNC / FILE.py:FUNC (docs/byo-robot.md).",
+    ),
+    env_kwargs: str | None = typer.Option(
+        None, "--env-kwargs", help="JSON object of keyword arguments for the --env factory or gymnasium.make."
+    ),
+    obs: list[str] | None = typer.Option(
+        None,
+        "--obs",
+        help="--env observation -> policy input: state=KEY[,KEY], image_<camera>=KEY, task=KEY, robot_state=KEY "
+        "(repeatable; default state=state).",
+    ),
+    task_text: str = typer.Option(
+        "", "--task-text", help="--env: the instruction when the observation has none."
+    ),
+    success: str = typer.Option(
+        "is_success",
+        "--success",
+        help="--env: info key (bool) or MODULE:FUNC(info, obs) -> bool deciding success.",
+    ),
+    failure: str | None = typer.Option(
+        None,
+        "--failure",
+        help="--env: MODULE:FUNC(info, obs, steps) -> (failure_step, failure_type); default: last step, 'unknown'.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing dataset at --out first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
@@ -95,7 +145,33 @@ def collect_command(
         mix = PerturbationMix.fixed([parse_perturb_arg(p) for p in split_values(perturb)])
     elif perturb_mix is not None:
         mix = PerturbationMix.load(perturb_mix)
+    env_options: dict[str, Any] = {}
+    if env is not None:
+        from salus.collect.envs import ObservationMap
+
+        kwargs_obj: Any = {}
+        if env_kwargs:
+            try:
+                kwargs_obj = json.loads(env_kwargs)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"--env-kwargs is not valid JSON: {exc}") from None
+            if not isinstance(kwargs_obj, dict):
+                raise InvalidInputError(f"--env-kwargs must be a JSON object, got {env_kwargs!r}")
+        env_options = {
+            "env": env,
+            "env_kwargs": kwargs_obj,
+            "observation": ObservationMap.parse(list(obs or []), task_text),
+            "success": success,
+            "failure": failure,
+        }
+        if perturb or perturb_mix is not None:
+            raise InvalidInputError(
+                "--perturb / --perturb-mix are salus.sim wrappers; an --env environment runs unperturbed"
+            )
+    elif obs or task_text or env_kwargs or failure or success != "is_success":
+        raise InvalidInputError("--obs, --task-text, --env-kwargs, --success and --failure go with --env")
     config = CollectConfig(
+        **env_options,
         policy=policy,
         episodes=episodes,
         tasks=tuple(split_values(tasks)),
@@ -109,6 +185,9 @@ def collect_command(
     )
     if workers < 1:
         raise InvalidInputError(f"--workers must be >= 1, got {workers}")
+    from salus.policies import check_policy_spec
+
+    check_policy_spec(config.policy)  # before the dataset exists: a typo must leave nothing behind
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]collect"),
@@ -135,6 +214,7 @@ def collect_command(
             failures=_fmt_failures(stats.failure_types),
         )
 
+    _warn_unfitted(config, console)
     with progress:
         result = collect(
             config,

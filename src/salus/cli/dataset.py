@@ -1,4 +1,4 @@
-"""`salus dataset info | check`: summarise or verify a collected zarr dataset."""
+"""`salus dataset info | check | repair | label`: summarise, verify, repair or label a zarr dataset."""
 
 from __future__ import annotations
 
@@ -81,6 +81,95 @@ def check_command(
             console.print(f"[green]ok[/]: {report.path}: {report.episodes} episodes, {report.steps} steps")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@dataset_app.command("repair")
+def repair_command(
+    data: Path = typer.Argument(..., help="Damaged dataset (DATA.zarr); it is only read."),
+    out: Path = typer.Option(..., "--out", "-o", help="New dataset to write with the undamaged episodes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a salus dataset at --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Copy every undamaged episode into a new, consistent dataset (never in place); say what was dropped."""
+    from salus.data.repair import repair_dataset
+
+    report = repair_dataset(data, out, overwrite=overwrite)
+    if json_out:
+        typer.echo(json.dumps(report.as_dict()))
+        return
+    from rich.console import Console
+
+    from salus.data.integrity import format_indices
+
+    console = Console()
+    for d in report.damage:
+        console.print(
+            f"[red]damaged:[/] {d['array']} chunk {d['chunk']} ({d['kind']}): episodes {format_indices(d['episodes'])}"
+        )
+    console.print(report.summary())
+
+
+@dataset_app.command("label")
+def label_command(
+    data: Path = typer.Argument(..., help="Dataset (DATA.zarr)."),
+    episode: int | None = typer.Argument(None, help="Episode position in the dataset (0-based)."),
+    success: bool = typer.Option(False, "--success", help="The episode succeeded."),
+    failure_step: int | None = typer.Option(None, "--failure-step", help="Step at which the episode failed."),
+    failure_type: str | None = typer.Option(
+        None, "--failure-type", help="What went wrong (drop, miss, collision, timeout, ... or unknown)."
+    ),
+    from_file: Path | None = typer.Option(
+        None,
+        "--from",
+        help="Label many episodes: a JSON list or a CSV (episode,success,failure_step,failure_type).",
+    ),
+    by: str | None = typer.Option(None, "--by", help="Who gives the label (default: user@host)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Relabel episodes that already have an outcome."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the stored labels as JSON."),
+) -> None:
+    """Give episodes their outcome after the fact (stored with who and when; training refuses
+    unlabelled episodes)."""
+    from rich.console import Console
+
+    from salus.data.labels import Label, label_episodes, read_label_file
+    from salus.errors import InvalidInputError
+
+    if from_file is not None:
+        if episode is not None or success or failure_step is not None or failure_type is not None:
+            raise InvalidInputError(
+                "use either EPISODE with --success / --failure-step, or --from FILE, not both"
+            )
+        labels = read_label_file(from_file)
+    else:
+        if episode is None:
+            raise InvalidInputError("name the EPISODE to label (or pass --from FILE)")
+        if success and (failure_step is not None or failure_type is not None):
+            raise InvalidInputError("--success takes no --failure-step / --failure-type")
+        if not success and failure_step is None:
+            raise InvalidInputError(
+                f"episode {episode}: say how it ended: --success, or --failure-step N --failure-type T"
+            )
+        if success:
+            labels = [Label(episode, True)]
+        else:
+            assert failure_step is not None
+            labels = [Label(episode, False, failure_step, failure_type or "unknown")]
+    stored = label_episodes(data, labels, by=by, overwrite=overwrite)
+    if json_out:
+        typer.echo(json.dumps(stored))
+        return
+    console = Console()
+    for entry in stored:
+        outcome = (
+            "success"
+            if entry["success"]
+            else f"failure at step {entry['failure_step']} ({entry['failure_type']})"
+        )
+        console.print(
+            f"episode {entry['episode']}: {outcome} (by {entry['labelled_by']}, {entry['labelled_at']})"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ def demo_stages(
     data = out / "data.zarr"
     model_dir = out / "models"
     collect = ["collect", "--policy", "builtin", "--episodes", str(episodes), "--seed", str(seed)]
-    collect += ["--workers", str(workers), "--out", str(data)]
+    collect += ["--workers", str(workers), "--save-hidden", "--out", str(data)]
     if max_steps is not None:
         collect += ["--max-steps", str(max_steps)]
     train = ["train", str(data), "--model", models, "--out", str(model_dir), "--holdout-task", holdout_task]

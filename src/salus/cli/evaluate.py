@@ -1,4 +1,9 @@
-"""`salus evaluate MODEL_DIR DATA`: every method side by side under SAFE's protocol."""
+"""`salus evaluate MODEL_DIR DATA`: every method side by side under the protocol.
+
+MODEL_DIR is a checkpoint, a directory of checkpoints (`salus train --model all`), or a directory of
+``seed<S>/`` directories (`salus train --split-seeds ...`): then every seed is evaluated and the
+results are aggregated (mean and spread over seeds, headline differences with intervals).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,55 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+
+__all__ = ["register", "evaluate_seeds", "clean_json"]
+
+
+def clean_json(value: Any) -> Any:
+    """NaN/inf -> null, numpy -> Python, so the output is strict JSON."""
+    from salus._json import to_json
+
+    return to_json(value, non_finite="null")
+
+
+def _load_predictors(model_dir: Path) -> list[Any]:
+    from salus.predictor import TrainedPredictor
+    from salus.predictor.discovery import checkpoint_dirs
+
+    return [TrainedPredictor.load(d) for d in checkpoint_dirs(model_dir)]
+
+
+def evaluate_seeds(
+    model_dir: Path, episodes: Any, alphas: Any, progress: Any = None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one)."""
+    from salus.predictor import aggregate_seeds, evaluate_detailed
+    from salus.predictor.discovery import seed_dirs
+
+    seeds = seed_dirs(model_dir)
+    dirs = [d for _, d in seeds] or [model_dir]
+    evals = []
+    for d in dirs:
+        preds = _load_predictors(d)
+        evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress))
+    agg = aggregate_seeds([e.report for e in evals], [e.boot for e in evals]) if seeds else None
+    return evals, agg
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         model_dir: Path = typer.Argument(
-            ..., help="A checkpoint, or a directory of checkpoints (`salus train --model all`)."
+            ...,
+            help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
+            "directories (`salus train --split-seeds`).",
         ),
         data: Path = typer.Argument(..., help="The dataset the checkpoints were trained on."),
         alpha: list[float] = typer.Option(
             None, "--alpha", help="Conformal alpha; repeatable (default 0.05 0.1 0.2)."
-        ),
-        time: int = typer.Option(
-            None, "--time", help="T in steps (default: the length of the shortest successful rollout)."
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the report as one JSON object instead of markdown."
@@ -31,67 +69,37 @@ def register(app: typer.Typer) -> None:
         ),
         threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
     ) -> None:
-        """ROC-AUC / AP at T and over all steps, and conformal TPR/FPR/detection/lead time, for every method."""
+        """SAFE-comparable, at-risk and time-matched ROC-AUC, and conformal alarms, for every method."""
         import torch
         from rich.console import Console
 
         from salus.data import SalusDataset
-        from salus.errors import CheckpointError
-        from salus.predictor import (
-            DEFAULT_ALPHAS,
-            TrainedPredictor,
-            episodes_from_dataset,
-            format_markdown,
-            run_evaluation,
-        )
-        from salus.predictor.checkpoint import is_checkpoint_dir
+        from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
+        from salus.predictor.tables import format_benchmark, format_markdown
 
         torch.set_num_threads(max(1, threads))
-        if is_checkpoint_dir(model_dir):
-            dirs = [model_dir]
-        else:
-            dirs = (
-                sorted(d for d in model_dir.iterdir() if d.is_dir() and is_checkpoint_dir(d))
-                if model_dir.is_dir()
-                else []
-            )
-        if not dirs:
-            raise CheckpointError(
-                f"{model_dir} holds no predictor checkpoint (predictor.json + model.safetensors)"
-            )
-        predictors = [TrainedPredictor.load(d) for d in dirs]
         alphas = tuple(sorted(set(alpha))) if alpha else DEFAULT_ALPHAS
         episodes = episodes_from_dataset(SalusDataset(data), embeddings=True)
         console = Console(stderr=True)
         with console.status("evaluating") as status:
-            report = run_evaluation(
-                episodes, predictors, alphas=alphas, time=time, progress=lambda m: status.update(m)
-            )
-        commands = [p.meta["command"] for p in predictors if p.meta.get("command")]
+            evals, agg = evaluate_seeds(model_dir, episodes, alphas, progress=lambda m: status.update(m))
+        reports = [e.report for e in evals]
+        commands = [p.get("command") for r in reports for p in r.get("predictors", []) if p.get("command")]
         commands = list(dict.fromkeys(commands))
         commands.append(
             "salus " + shlex.join(sys.argv[1:]) if "evaluate" in sys.argv else "salus evaluate ..."
         )
-        report["commands"] = commands
-        md = format_markdown(report, commands=commands)
+        if agg is None:
+            payload: dict[str, Any] = {**reports[0], "commands": commands}
+            md = format_markdown(reports[0], commands=commands)
+        else:
+            payload = {"aggregate": agg, "seeds": reports, "commands": commands}
+            md = format_benchmark(agg, reports, commands=commands)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "results.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
+            (out / "results.json").write_text(json.dumps(clean_json(payload), indent=1) + "\n")
             (out / "results.md").write_text(md)
         if as_json:
-            typer.echo(json.dumps(_clean(report)))
+            typer.echo(json.dumps(clean_json(payload)))
         else:
             typer.echo(md)
-
-
-def _clean(value: object) -> object:
-    """NaN -> null so the output is strict JSON."""
-    import math
-
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

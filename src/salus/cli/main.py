@@ -16,7 +16,18 @@ app = typer.Typer(
 )
 
 # Modules under salus.cli, each with `register(app)`. Heavy imports stay inside the commands.
-COMMAND_MODULES = ("sim", "policy", "signals", "collect", "dataset", "train", "evaluate", "report", "demo")
+COMMAND_MODULES = (
+    "sim",
+    "policy",
+    "signals",
+    "collect",
+    "dataset",
+    "train",
+    "evaluate",
+    "report",
+    "demo",
+    "benchmark",
+)
 
 for _name in COMMAND_MODULES:
     try:

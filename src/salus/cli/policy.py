@@ -1,4 +1,4 @@
-"""`salus policy train | eval | info`: the built-in policy's training and evaluation."""
+"""`salus policy train | demos | eval | info`: train (built-in or LeRobot SmolVLA), export demonstrations, evaluate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from salus.cli._common import progress_bar, split_values
 __all__ = ["register"]
 
 policy_app = typer.Typer(
-    help="Train and evaluate policies (the built-in flow-matching VLA).", no_args_is_help=True
+    help="Train and evaluate policies (the built-in flow-matching VLA, LeRobot's SmolVLA).",
+    no_args_is_help=True,
 )
 
 
@@ -50,6 +51,127 @@ def _parse_condition(spec: str) -> list[tuple[str, float]]:
     return out
 
 
+def _record(
+    bar: Any,
+    task_list: list[str],
+    demos: int,
+    seed: int,
+    image_size: int,
+    demo_noise: float,
+    cameras: tuple[str, ...] = ("front", "wrist"),
+) -> tuple[Any, float]:
+    """Record scripted-expert demonstrations with a progress bar; returns (Demonstrations, seconds)."""
+    from salus.policies.builtin.training import record_demonstrations
+
+    t0 = time.perf_counter()
+    rec = bar.add_task("demonstrations", total=demos * len(task_list), info="")
+
+    def on_demo(task: str, kept: int, total: int) -> None:
+        bar.update(rec, advance=1, info=f"{task} {kept}/{total}")
+        if kept == total:
+            _plain_log(f"recorded {total} demonstrations of {task} ({time.perf_counter() - t0:.0f} s)")
+
+    data = record_demonstrations(
+        task_list,
+        demos,
+        seed=seed,
+        image_size=image_size,
+        cameras=cameras,
+        demo_noise=demo_noise,
+        progress=on_demo,
+    )
+    return data, time.perf_counter() - t0
+
+
+def _export(
+    bar: Any, data: Any, out: Path, state_features: list[str], extra: dict[str, Any], overwrite: bool
+) -> float:
+    """Write demonstrations as a LeRobot dataset with a progress bar; returns the seconds it took."""
+    from salus.policies.smolvla.lerobot_dataset import export_lerobot_dataset
+
+    t0 = time.perf_counter()
+    job = bar.add_task("LeRobot dataset", total=data.num_episodes, info=str(out))
+    export_lerobot_dataset(
+        data,
+        out,
+        state_features=state_features,
+        overwrite=overwrite,
+        extra=extra,
+        progress=lambda k, n: bar.update(job, completed=k),
+    )
+    return time.perf_counter() - t0
+
+
+def _recording_record(task_list: list[str], demos: int, seed: int, demo_noise: float) -> dict[str, Any]:
+    return {
+        "recording": {"tasks": task_list, "demos_per_task": demos, "seed": seed, "demo_noise": demo_noise}
+    }
+
+
+_STATE_FEATURES_HELP = (
+    "Salus state groups in observation.state (comma-separated: joint_pos, joint_vel, gripper_opening, "
+    "ee_pos, ee_quat, or all); default: all but joint_vel, as the built-in policy."
+)
+
+
+@policy_app.command("demos")
+def demos_command(
+    out: Path = typer.Option(..., "--out", help="Folder to write the dataset to (LeRobotDataset root)."),
+    fmt: str = typer.Option(
+        "lerobot", "--format", help="Dataset format: lerobot (LeRobot's LeRobotDataset v3)."
+    ),
+    tasks: list[str] = typer.Option(
+        None, "--tasks", "--task", help="Tasks (repeat or comma-separate); default all."
+    ),
+    demos: int = typer.Option(100, "--demos", help="Successful expert demonstrations per task."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the demonstrations."),
+    demo_noise: float = typer.Option(
+        0.0, "--demo-noise", help="DART noise std on executed actions, as for train."
+    ),
+    image_size: int = typer.Option(96, "--image-size", help="Camera image size in pixels."),
+    state_features: str = typer.Option(None, "--state-features", help=_STATE_FEATURES_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset at --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Record scripted-expert demonstrations as a dataset that LeRobot's own tools train on."""
+    from salus.errors import InvalidInputError, InvalidNameError
+    from salus.policies.builtin.training import check_demo_noise
+    from salus.policies.smolvla.lerobot_dataset import DEFAULT_STATE_FEATURES, state_layout
+    from salus.sim import TASKS
+
+    if fmt != "lerobot":
+        raise InvalidNameError("demonstration format", fmt, ("lerobot",))
+    demo_noise = check_demo_noise(demo_noise)
+    features = split_values([state_features]) if state_features else list(DEFAULT_STATE_FEATURES)
+    state_layout(features)  # bad names fail before anything is recorded
+    if Path(out).exists() and not overwrite:
+        raise InvalidInputError(f"{out} already exists; pass --overwrite to replace it")
+    task_list = _check_tasks(split_values(tasks) or list(TASKS))
+    with progress_bar() as bar:
+        data, record_s = _record(bar, task_list, demos, seed, image_size, demo_noise)
+        extra = _recording_record(task_list, demos, seed, demo_noise)
+        export_s = _export(bar, data, out, features, extra, overwrite)
+    report = {
+        "out": str(out),
+        "format": fmt,
+        "episodes": data.num_episodes,
+        "frames": data.num_frames,
+        "tasks": task_list,
+        "record_seconds": round(record_s, 1),
+        "export_seconds": round(export_s, 1),
+    }
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(
+            f"wrote {out} ({data.num_episodes} episodes, {data.num_frames} frames); load it with "
+            f"LeRobotDataset('salus/demos', root='{out}')"
+        )
+
+
+_SMOLVLA_SIZE_HELP = "SmolVLA only (default: the SmolVLATrainConfig field)."
+
+
 @policy_app.command("train")
 def train(
     tasks: list[str] = typer.Option(
@@ -57,11 +179,19 @@ def train(
     ),
     demos: int = typer.Option(100, "--demos", help="Successful expert demonstrations per task."),
     out: Path = typer.Option(
-        ..., "--out", help="Folder to write config.json, model.safetensors, stats.safetensors."
+        ...,
+        "--out",
+        help="Folder to write the policy to (builtin: config.json, model.safetensors, "
+        "stats.safetensors; smolvla: a LeRobot checkpoint folder).",
     ),
-    steps: int = typer.Option(4000, "--steps", help="Gradient steps."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak AdamW learning rate."),
+    arch: str = typer.Option(
+        "builtin", "--arch", help="builtin (LeRobot-free) or smolvla (LeRobot's SmolVLAPolicy)."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Gradient steps (default: builtin 4000, smolvla 7000)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Default: builtin 64, smolvla 32."),
+    lr: float = typer.Option(
+        None, "--lr", help="Peak AdamW learning rate (default: builtin 5e-4, smolvla 3e-4)."
+    ),
     image_shift: int = typer.Option(2, "--image-shift", help="Random-shift augmentation in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seeds the demonstrations and the training."),
     demo_noise: float = typer.Option(
@@ -70,46 +200,91 @@ def train(
         help="DART noise: every demonstration executes the expert action plus Gaussian noise of this std "
         "(normalised units, xyz only; labels stay clean). 0 keeps the original recipe. In [0, 1].",
     ),
+    dataset: Path = typer.Option(
+        None,
+        "--dataset",
+        help="smolvla: train on this LeRobot dataset (salus policy demos) instead of "
+        "recording into OUT/demos (then --tasks, --demos, --demo-noise are not used).",
+    ),
+    state_features: str = typer.Option(None, "--state-features", help="smolvla: " + _STATE_FEATURES_HELP),
+    checkpoint_every: int = typer.Option(
+        None, "--checkpoint-every", help="smolvla: steps between checkpoints (500)."
+    ),
+    hidden_size: int = typer.Option(None, "--hidden-size", help=_SMOLVLA_SIZE_HELP + " VLM width (128)."),
+    text_layers: int = typer.Option(None, "--text-layers", help=_SMOLVLA_SIZE_HELP + " (4)."),
+    vision_layers: int = typer.Option(None, "--vision-layers", help=_SMOLVLA_SIZE_HELP + " (2)."),
+    image_size: int = typer.Option(None, "--image-size", help=_SMOLVLA_SIZE_HELP + " Pixels (96)."),
+    patch_size: int = typer.Option(None, "--patch-size", help=_SMOLVLA_SIZE_HELP + " Pixels (12)."),
+    chunk_size: int = typer.Option(None, "--chunk-size", help=_SMOLVLA_SIZE_HELP + " (16)."),
+    n_action_steps: int = typer.Option(None, "--n-action-steps", help=_SMOLVLA_SIZE_HELP + " (4)."),
+    num_steps: int = typer.Option(None, "--num-steps", help=_SMOLVLA_SIZE_HELP + " Denoising steps (10)."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the training log."),
 ) -> None:
-    """Record scripted-expert demonstrations and train the built-in policy by behaviour cloning."""
+    """Record scripted-expert demonstrations and train a policy by behaviour cloning.
+
+    smolvla: rerun the same command after a kill to resume from the last checkpoint.
+    """
     import torch
 
-    from salus.policies.builtin.configuration_builtin import BuiltinConfig
-    from salus.policies.builtin.modeling_builtin import save_pretrained
-    from salus.policies.builtin.training import (
-        TrainConfig,
-        check_demo_noise,
-        record_demonstrations,
-        train_policy,
-    )
+    from salus.errors import InvalidInputError, InvalidNameError
+    from salus.policies.builtin.training import check_demo_noise
     from salus.sim import TASKS
 
+    if arch not in ("builtin", "smolvla"):
+        raise InvalidNameError("policy architecture", arch, ("builtin", "smolvla"))
+    smolvla_only = {
+        "--dataset": dataset, "--state-features": state_features, "--checkpoint-every": checkpoint_every,
+        "--hidden-size": hidden_size, "--text-layers": text_layers, "--vision-layers": vision_layers,
+        "--image-size": image_size, "--patch-size": patch_size, "--chunk-size": chunk_size,
+        "--n-action-steps": n_action_steps, "--num-steps": num_steps,
+    }  # fmt: skip
+    if arch == "builtin":
+        given = [k for k, v in smolvla_only.items() if v is not None]
+        if given:
+            raise InvalidInputError(f"{given} apply to --arch smolvla only")
     demo_noise = check_demo_noise(demo_noise)
     torch.set_num_threads(threads)
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
+    if arch == "smolvla":
+        sizes = {
+            "hidden_size": hidden_size, "text_layers": text_layers, "vision_layers": vision_layers,
+            "image_size": image_size, "patch_size": patch_size, "chunk_size": chunk_size,
+            "n_action_steps": n_action_steps, "num_steps": num_steps, "steps": steps,
+            "batch_size": batch_size, "lr": lr, "checkpoint_every": checkpoint_every,
+        }  # fmt: skip
+        _train_smolvla(
+            out, task_list, demos, seed, demo_noise, image_shift, dataset, state_features,
+            {k: v for k, v in sizes.items() if v is not None}, as_json,
+        )  # fmt: skip
+        return
+    _train_builtin(out, task_list, demos, steps or 4000, batch_size or 64, lr or 5e-4, image_shift, seed,
+                   demo_noise, as_json)  # fmt: skip
+
+
+def _train_builtin(
+    out: Path,
+    task_list: list[str],
+    demos: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    image_shift: int,
+    seed: int,
+    demo_noise: float,
+    as_json: bool,
+) -> None:
+    from salus.policies.builtin.configuration_builtin import BuiltinConfig
+    from salus.policies.builtin.modeling_builtin import save_pretrained
+    from salus.policies.builtin.training import TrainConfig, train_policy
+
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, image_shift=image_shift, seed=seed)
     model_cfg = BuiltinConfig()
     t0 = time.perf_counter()
     with progress_bar() as bar:
-        rec = bar.add_task("demonstrations", total=demos * len(task_list), info="")
-
-        def on_demo(task: str, kept: int, total: int) -> None:
-            bar.update(rec, advance=1, info=f"{task} {kept}/{total}")
-            if kept == total:
-                _plain_log(f"recorded {total} demonstrations of {task} ({time.perf_counter() - t0:.0f} s)")
-
-        data = record_demonstrations(
-            task_list,
-            demos,
-            seed=seed,
-            image_size=model_cfg.image_size,
-            cameras=model_cfg.cameras,
-            demo_noise=demo_noise,
-            progress=on_demo,
+        data, record_s = _record(
+            bar, task_list, demos, seed, model_cfg.image_size, demo_noise, tuple(model_cfg.cameras)
         )
-        record_s = time.perf_counter() - t0
         fit = bar.add_task("training", total=steps, info="")
 
         def on_step(step: int, total: int, loss: float) -> None:
@@ -117,12 +292,7 @@ def train(
             if step % 100 == 0:
                 _plain_log(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
 
-        model, stats, log = train_policy(
-            data,
-            model_cfg,
-            train_cfg,
-            progress=on_step,
-        )
+        model, stats, log = train_policy(data, model_cfg, train_cfg, progress=on_step)
     log["record_seconds"] = round(record_s, 1)
     log["tasks"] = task_list
     log["demos_per_task"] = demos
@@ -136,6 +306,83 @@ def train(
         typer.echo(
             f"wrote {out} ({log['frames']} frames, loss {log['loss_first']:.4f} -> {log['loss_last']:.4f})"
         )
+
+
+def _train_smolvla(
+    out: Path,
+    task_list: list[str],
+    demos: int,
+    seed: int,
+    demo_noise: float,
+    image_shift: int,
+    dataset: Path | None,
+    state_features: str | None,
+    sizes: dict[str, Any],
+    as_json: bool,
+) -> None:
+    from salus.errors import InvalidInputError
+    from salus.policies.smolvla.lerobot_dataset import (
+        DEFAULT_STATE_FEATURES,
+        read_lerobot_dataset,
+        state_layout,
+    )
+    from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
+
+    cfg = SmolVLATrainConfig(seed=seed, image_shift=image_shift, **sizes)
+    features = split_values([state_features]) if state_features else list(DEFAULT_STATE_FEATURES)
+    state_layout(features)
+    recording = _recording_record(task_list, demos, seed, demo_noise)
+    root = Path(dataset) if dataset is not None else Path(out) / "demos"
+    t0 = time.perf_counter()
+    record_s = export_s = 0.0
+    with progress_bar() as bar:
+        if not root.exists():
+            if dataset is not None:
+                raise InvalidInputError(
+                    f"--dataset {dataset} does not exist; write it with `salus policy demos`"
+                )
+            data, record_s = _record(bar, task_list, demos, seed, cfg.image_size, demo_noise)
+            export_s = _export(bar, data, root, features, recording, overwrite=False)
+        demos_data = read_lerobot_dataset(root)
+        if dataset is None and demos_data.salus.get("recording") != recording["recording"]:
+            raise InvalidInputError(
+                f"{root} was recorded with {demos_data.salus.get('recording')}, not {recording['recording']}; "
+                f"rerun with the same options to resume, or delete {root}"
+            )
+        fit = bar.add_task("training", total=cfg.steps, info="")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(fit, completed=step, info=f"loss {loss:.4f}")
+            if step % 100 == 0:
+                _plain_log(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
+
+        extra = {
+            "dataset": str(root),
+            "tasks": sorted(set(demos_data.salus.get("tasks", []))),
+            "record_seconds": round(record_s, 1),
+            "export_seconds": round(export_s, 1),
+            **{k: v for k, v in demos_data.salus.items() if k in ("recording", "state_features")},
+        }
+        log = train_smolvla(demos_data, out, cfg, extra_log=extra, progress=on_step)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), **{k: v for k, v in log.items() if k != "losses_every_100"}}))
+    else:
+        typer.echo(
+            f"wrote {out} ({log['frames']} frames, {log['parameters']:,} parameters, loss "
+            f"{log['loss_first']:.4f} -> {log['loss_last']:.4f}); run it with --policy smolvla:{out}"
+        )
+
+
+def _train_log(spec: str) -> dict[str, Any]:
+    """``train_log.json`` of a policy folder (``NAME:DIR``), or {} when there is none."""
+    from salus.policies import split_policy_spec
+
+    _, path, _ = split_policy_spec(spec)
+    log = Path(path) / "train_log.json" if path else None
+    if log is None or not log.is_file():
+        return {}
+    data = json.loads(log.read_text())
+    return data if isinstance(data, dict) else {}
 
 
 @policy_app.command("eval")
@@ -171,6 +418,7 @@ def evaluate(
     adapter = load_policy(policy, **kwargs)
     config = getattr(adapter, "config", None)
     trained = list(getattr(config, "extra", {}).get("tasks", [])) if config is not None else []
+    trained = trained or list(_train_log(policy).get("tasks", []))
     task_list = _check_tasks(split_values(tasks) or trained or list(TASKS))
     conditions: dict[str, list[tuple[str, float]]] = {}
     if baseline or not perturb:
@@ -229,7 +477,7 @@ def info(
     from salus.policies import load_policy
 
     adapter = load_policy(policy)
-    model = getattr(adapter, "model", None)
+    model = getattr(adapter, "model", None) or getattr(adapter, "policy", None)  # SmolVLA: the LeRobot policy
     config = getattr(adapter, "config", None)
     data: dict[str, Any] = {
         "policy": policy,
@@ -245,6 +493,10 @@ def info(
         data["embed_dim"] = cfg.get("embed_dim")
         data["expert_hidden"] = cfg.get("expert_hidden")
         data["training"] = cfg.get("extra", {})
+    else:  # a LeRobot checkpoint folder written by `salus policy train --arch smolvla`
+        log = _train_log(policy)
+        data["num_steps"] = getattr(getattr(model, "config", None), "num_steps", None)
+        data["training"] = {k: v for k, v in log.items() if k != "losses_every_100"}
     typer.echo(json.dumps(data, indent=None if as_json else 2))
 
 

@@ -3,59 +3,95 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+
+__all__ = ["register", "report_evaluation"]
+
+
+def report_evaluation(
+    model_dir: Path, data: Path, alpha: float | None = None, progress: Any = None
+) -> tuple[Any, dict[str, Any], list[str]]:
+    """``(evaluation, meta, commands)`` of MODEL_DIR's checkpoints on DATA, as ``salus evaluate``
+    computes it (``evaluate_detailed``). With ``seed<S>/`` directories, the first seed's."""
+    from salus.data import SalusDataset
+    from salus.errors import InvalidInputError
+    from salus.predictor import DEFAULT_ALPHAS, TrainedPredictor, episodes_from_dataset, evaluate_detailed
+    from salus.predictor.discovery import checkpoint_dirs, seed_dirs
+
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise InvalidInputError(f"alphas must be in (0, 1), got --alpha {alpha:g}")
+    seeds = seed_dirs(model_dir)
+    dirs = checkpoint_dirs(model_dir)  # the first seed's with seed<S>/ directories
+    predictors = [TrainedPredictor.load(d) for d in dirs]
+    alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)})) if alpha is not None else DEFAULT_ALPHAS
+    episodes = episodes_from_dataset(SalusDataset(data), embeddings=True)
+    ev = evaluate_detailed(episodes, predictors, alphas=alphas, progress=progress)
+    meta = {
+        "checkpoints": ", ".join(str(d) for d in dirs),
+        "dataset": f"{data} ({len(episodes)} episodes, fingerprint {episodes.fingerprint()})",
+    }
+    if seeds:
+        meta["split seed"] = f"{seeds[0][0]} (the first of {len(seeds)} seed directories)"
+    commands = [str(p.meta["command"]) for p in predictors if p.meta.get("command")]
+    commands = list(dict.fromkeys(commands))
+    commands.append("salus " + shlex.join(sys.argv[1:]) if "report" in sys.argv else "salus report ...")
+    return ev, meta, commands
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         model_dir: Path = typer.Argument(
-            ..., help="A checkpoint, or a directory of checkpoints (`salus train --model all`)."
+            ...,
+            help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
+            "directories (`salus train --split-seeds`; the first seed is drawn).",
         ),
         data: Path = typer.Argument(..., help="The dataset the checkpoints were trained on."),
         out: Path = typer.Option(
-            ..., "--out", help="Directory for index.html, the PNG figures and report.json."
+            ..., "--out", help="Directory for index.html, the PNG figures, results.json/.md and report.json."
         ),
         alpha: float = typer.Option(
-            None, "--alpha", help="Conformal alpha of the alarms (default: the checkpoint's)."
+            None, "--alpha", help="Alarm level the figures show (default 0.1; the tables show every alpha)."
         ),
         primary: str = typer.Option(
-            None, "--primary", help="Method drawn in the timelines (default: best predictor)."
-        ),
-        time: int = typer.Option(
-            None, "--time", help="Fixed ROC time T in steps (default: shortest success per task)."
+            None, "--primary", help="Method the figures follow (default: our predictor chosen on validation)."
         ),
         as_json: bool = typer.Option(
-            False, "--json", help="Print one JSON object (paths and headline numbers)."
+            False, "--json", help="Print one JSON object (paths and the primary method's headline numbers)."
         ),
         threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
     ) -> None:
-        """An HTML page with ROC curves, score timelines, lead times, signal distributions and the results table."""
+        """An HTML page with the evaluation's tables, calibration, lead-time, score-curve, ROC and signal figures."""
         import torch
         from rich.console import Console
 
-        from salus.monitor.evaluation import build_report_inputs
         from salus.monitor.report import render_report
 
         torch.set_num_threads(max(1, threads))
         console = Console(stderr=True)
-        with console.status("building the report") as status:
-            inputs, _ = build_report_inputs(
-                model_dir, data, alpha=alpha, primary=primary, time=time, progress=lambda m: status.update(m)
+        with console.status("evaluating") as status:
+            ev, meta, commands = report_evaluation(
+                model_dir, data, alpha, progress=lambda m: status.update(m)
             )
             status.update("drawing figures")
-            index = render_report(inputs, out)
+            index = render_report(ev, out, primary=primary, alpha=alpha, meta=meta, commands=commands)
         summary = json.loads((index.parent / "report.json").read_text())
         if as_json:
             typer.echo(json.dumps({"index": str(index), **summary}))
             return
         console.print(f"[green]report written:[/green] {index}")
-        for split, aucs in summary["roc_auc"].items():
-            best = aucs.get(inputs.primary_method)
-            if best is not None:
-                console.print(f"  {split}: {inputs.primary_method} ROC-AUC@T {best:.3f}")
+        for group, h in summary["headline"].items():
+            band = h["alarms"].get("band", {})
+            fpr = band.get("fpr")
+            console.print(
+                f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
+                f"band FPR {_num(fpr)} at alpha {summary['alpha']:g}"
+            )
 
     @app.command("replay")
     def replay(
@@ -83,3 +119,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result))
         else:
             console.print(f"[green]replay written:[/green] {result['out']} ({result['steps']} steps)")
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}"

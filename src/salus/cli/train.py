@@ -19,6 +19,35 @@ def _model_names(spec: str) -> list[str]:
     return [check_model_name(s.strip()) for s in spec.split(",") if s.strip()]
 
 
+def _write_selection(base: Path, episodes: Any, split: Any, directory: Path) -> dict[str, Any]:
+    """Pick our model on the validation episodes (ROC-AUC at T) and record it in selection.json,
+    which ``Monitor.load`` and ``salus report`` follow."""
+    from salus.predictor import TrainedPredictor
+    from salus.predictor.discovery import write_selection
+    from salus.predictor.evaluate import predictor_methods, select_on_validation
+    from salus.predictor.protocol import safe_times
+
+    preds = [TrainedPredictor.load(d) for d in sorted(base.iterdir()) if (d / "predictor.json").is_file()]
+    methods = predictor_methods(preds, episodes, list(split.val))
+    sel = select_on_validation(episodes, split, methods, safe_times(episodes.episodes))
+    write_selection(directory, sel)
+    return sel
+
+
+def _seeds(spec: str | None, default: int) -> list[int]:
+    from salus.errors import InvalidInputError
+
+    if not spec:
+        return [default]
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--split-seeds must be a comma list of integers, got {spec!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InvalidInputError(f"--split-seeds must list distinct integers, got {spec!r}")
+    return seeds
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -26,7 +55,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             "salus-tcn",
             "--model",
-            help="salus-mlp, salus-tcn, safe-mlp, safe-lstm, a comma list, or 'all' (one sub-directory each).",
+            help="A registered model (salus-risk, salus-mlp, salus-tcn, safe-mlp, safe-lstm, oracle-risk), "
+            "a comma list, or 'all' (one sub-directory each; oracle-risk only when the data has `privileged`).",
         ),
         out: Path = typer.Option(..., "--out", help="Checkpoint directory."),
         holdout_tasks: list[str] = typer.Option(
@@ -62,6 +92,30 @@ def register(app: typer.Typer) -> None:
             help="Index of the horizon whose probability is the alarm score (-1: longest).",
         ),
         threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+        split_seeds: str = typer.Option(
+            None,
+            "--split-seeds",
+            help="Comma list of split seeds: every model is trained once per seed into OUT/seed<S>/<model> "
+            "(`salus evaluate OUT DATA` then reports mean and spread over seeds).",
+        ),
+        feature_groups: str = typer.Option(
+            None,
+            "--feature-groups",
+            help="For salus-risk / oracle-risk: comma list of feature groups (ablations); "
+            "default: the model's own.",
+        ),
+        objective: str = typer.Option(
+            None,
+            "--objective",
+            help="For salus-risk / oracle-risk: 'horizons' trains the seed's horizon target instead of "
+            "the model's own (an ablation).",
+        ),
+        label: str = typer.Option(
+            None, "--label", help="Name of the trained model in results (default: the model name)."
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Keep checkpoints that already exist under --out instead of retraining."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Train predictors with an episode-level split, early stopping and conformal calibration."""
@@ -81,7 +135,10 @@ def register(app: typer.Typer) -> None:
         )
 
         torch.set_num_threads(max(1, threads))
+        from salus.predictor.checkpoint import TrainedPredictor, is_checkpoint_dir
+
         names = _model_names(model)
+        seeds = _seeds(split_seeds, seed)
         alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)}))
         try:
             horizon_steps = tuple(int(h) for h in horizons.split(",") if h.strip())
@@ -91,32 +148,35 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError(
                 f"--horizons must be a comma list of step counts, got {horizons!r}"
             ) from None
-        tcfg = TrainConfig(
-            seed=seed,
-            horizons=horizon_steps,
-            score_horizon=score_horizon,
-            max_epochs=epochs,
-            patience=patience,
-            batch_episodes=batch_episodes,
-            lr=lr,
-            split=SplitConfig(
-                val_fraction=val_fraction,
-                calib_fraction=calib_fraction,
-                test_fraction=test_fraction,
-                holdout_tasks=tuple(holdout_tasks or ()),
-                seed=seed,
-            ),
-            conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
-        )
-        needs_embedding = any(ModelConfig(name=n).input_kind == "embedding" for n in names)
-        episodes = episodes_from_dataset(SalusDataset(data), embeddings=needs_embedding)
+        groups = tuple(g.strip() for g in feature_groups.split(",") if g.strip()) if feature_groups else ()
+
+        def config_for(n: str) -> Any:
+            features = ModelConfig(name=n).input_kind == "features"
+            return ModelConfig(
+                name=n,
+                feature_groups=groups if features else (),
+                objective=(objective or "") if features else "",
+            )
+
+        configs = {n: config_for(n) for n in names}
+        dataset = SalusDataset(data)
+        needs_embedding = any(c.input_kind != "signals" for c in configs.values())
+        episodes = episodes_from_dataset(dataset, embeddings=needs_embedding)
         if needs_embedding and not episodes.has_embedding:
             from salus.errors import DatasetError
 
             raise DatasetError(
-                f"{data} has no obs_embedding; safe-mlp and safe-lstm need it (train salus-* only)"
+                f"{data} has no obs_embedding; {', '.join(n for n, c in configs.items() if c.input_kind != 'signals')} "
+                "need it (train salus-mlp / salus-tcn only)"
             )
-        split = split_episodes(episodes, tcfg.split)
+        if model == "all" and any(ep.privileged is None for ep in episodes.episodes):
+            configs.pop("oracle-risk", None)  # the oracle needs the simulator's privileged state
+        if model == "all" and any(ep.hidden is None for ep in episodes.episodes):
+            for n, c in list(configs.items()):
+                if "hidden" in c.groups:
+                    configs[n] = ModelConfig(
+                        name=n, feature_groups=tuple(g for g in c.groups if g != "hidden")
+                    )
         command = "salus " + shlex.join(sys.argv[1:]) if sys.argv and "train" in sys.argv else None
         results: list[dict[str, Any]] = []
         stderr_console = None
@@ -131,41 +191,85 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
         )
+        multi = len(seeds) > 1 or split_seeds is not None
+        selections: dict[str, Any] = {}
         with Progress(*columns, console=stderr_console) as bar:
-            for name in names:
-                job = bar.add_task(name, total=epochs, info="")
-
-                def on_epoch(log: Any, job: Any = job) -> None:
-                    bar.update(
-                        job,
-                        completed=log.epoch,
-                        info=f"train {log.train_loss:.4f} val {log.val_loss:.4f}{' *' if log.best else ''}",
-                    )
-
-                trained = train_model(episodes, ModelConfig(name=name), tcfg, split=split, on_epoch=on_epoch)
-                bar.update(job, completed=epochs)
-                trained.meta["command"] = command
-                target = out if len(names) == 1 else out / name
-                trained.save(target)
-                info = trained.meta["training"]
-                results.append(
-                    {
-                        "name": name,
-                        "path": str(target),
-                        "best_epoch": info["best_epoch"],
-                        "epochs_run": info["epochs_run"],
-                        "best_val_loss": info["best_val_loss"],
-                    }
+            for s in seeds:
+                tcfg = TrainConfig(
+                    seed=s,
+                    horizons=horizon_steps,
+                    score_horizon=score_horizon,
+                    max_epochs=epochs,
+                    patience=patience,
+                    batch_episodes=batch_episodes,
+                    lr=lr,
+                    split=SplitConfig(
+                        val_fraction=val_fraction,
+                        calib_fraction=calib_fraction,
+                        test_fraction=test_fraction,
+                        holdout_tasks=tuple(holdout_tasks or ()),
+                        seed=s,
+                    ),
+                    conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
                 )
-        summary = {
-            "data": str(data),
-            "split": {k: len(v) for k, v in split.to_dict().items()},
-            "models": results,
-        }
+                split = split_episodes(episodes, tcfg.split)
+                base = out / f"seed{s}" if multi else out
+                for name, cfg in configs.items():
+                    shown = label if (label and len(configs) == 1) else name
+                    target = base if (len(configs) == 1 and not multi) else base / shown
+                    if resume and is_checkpoint_dir(target):
+                        done = TrainedPredictor.load(target)
+                        if done.meta.get("dataset", {}).get("fingerprint") == episodes.fingerprint():
+                            results.append(
+                                {
+                                    "name": shown,
+                                    "seed": s,
+                                    "path": str(target),
+                                    "resumed": True,
+                                    **{
+                                        k: done.meta["training"][k]
+                                        for k in ("best_epoch", "epochs_run", "best_val_loss")
+                                    },
+                                }
+                            )
+                            continue
+                    job = bar.add_task(f"{shown} (seed {s})", total=epochs, info="")
+
+                    def on_epoch(log: Any, job: Any = job) -> None:
+                        bar.update(
+                            job,
+                            completed=log.epoch,
+                            info=f"train {log.train_loss:.4f} val {log.val_loss:.4f}{' *' if log.best else ''}",
+                        )
+
+                    trained = train_model(episodes, cfg, tcfg, split=split, on_epoch=on_epoch)
+                    bar.update(job, completed=epochs)
+                    trained.meta["command"] = command
+                    if shown != name:
+                        trained.meta["label"] = shown
+                    trained.save(target)
+                    info = trained.meta["training"]
+                    results.append(
+                        {
+                            "name": shown,
+                            "seed": s,
+                            "path": str(target),
+                            "best_epoch": info["best_epoch"],
+                            "epochs_run": info["epochs_run"],
+                            "best_val_loss": info["best_val_loss"],
+                            "seconds": info.get("seconds"),
+                        }
+                    )
+                if len(configs) > 1:
+                    selections[str(s)] = _write_selection(base, episodes, split, base)
+        summary: dict[str, Any] = {"data": str(data), "seeds": seeds, "models": results}
+        if len(selections) and as_json:
+            summary["selection"] = selections
         if as_json:
             typer.echo(json.dumps(summary))
             return
         for r in results:
             typer.echo(
-                f"{r['name']}: best epoch {r['best_epoch']}/{r['epochs_run']}, val loss {r['best_val_loss']:.4f} -> {r['path']}"
+                f"{r['name']} (seed {r['seed']}): best epoch {r['best_epoch']}/{r['epochs_run']}, "
+                f"val loss {r['best_val_loss']:.4f} -> {r['path']}{' (kept)' if r.get('resumed') else ''}"
             )

@@ -23,12 +23,20 @@ from typing import Any
 import numpy as np
 
 from salus.collect.config import CollectConfig
+from salus.collect.envs import GymSource
 from salus.collect.plan import EpisodeSpec, plan_episode
 from salus.data.format import pending_dir
 from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, SalusError
 
-__all__ = ["CollectStats", "CollectResult", "collect", "collection_attrs", "resolve_signal_stats"]
+__all__ = [
+    "CollectStats",
+    "CollectResult",
+    "collect",
+    "collection_attrs",
+    "probe_env",
+    "resolve_signal_stats",
+]
 
 
 @dataclass
@@ -102,24 +110,58 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
     from salus.sim import CONTROL_HZ
 
     extractor = build_extractor(config)
+    env: dict[str, Any] = {
+        "simulator": "salus.sim",
+        "tasks": list(config.task_list),
+        "max_steps": config.max_steps,
+        "control_hz": CONTROL_HZ,
+        "image_size": config.image_size,
+        "perturbation_mix": config.mix.to_obj() if config.mix is not None else None,
+    }
+    if config.env is not None:
+        env = probe_env(config)
     attrs = {
         "salus_version": salus.__version__,
         "signal_names": list(SIGNAL_NAMES),
         "baseline_names": list(ONLINE_BASELINE_NAMES),
-        "control_hz": CONTROL_HZ,
-        "env": {
-            "simulator": "salus.sim",
-            "tasks": list(config.task_list),
-            "max_steps": config.max_steps,
-            "control_hz": CONTROL_HZ,
-            "image_size": config.image_size,
-            "perturbation_mix": config.mix.to_obj() if config.mix is not None else None,
-        },
+        "control_hz": env["control_hz"],
+        "env": env,
         "policy": {"spec": config.policy, "num_samples": config.num_samples, "kwargs": config.policy_kwargs},
         "extractor": {"config": extractor.config.to_dict(), "fitted": bool(extractor.fitted)},
         "collect": {**config.spec_dict(), "episodes": config.episodes},
     }
     return attrs, {"extractor": extractor.state_dict()}
+
+
+def probe_env(config: CollectConfig) -> dict[str, Any]:
+    """Build the ``--env`` environment once, reset it and map its first observation, so a wrong id,
+    factory or observation mapping is reported before any worker starts; returns the dataset's
+    ``env`` attributes (control rate from ``metadata["render_fps"]``, else 20 Hz)."""
+    from salus.collect.worker import make_source
+
+    assert config.env is not None and config.observation is not None
+    source = make_source(config, config.observation.cameras, config.image_size)
+    assert isinstance(source, GymSource)
+    try:
+        env, _ = source.make(config.task_list[0], ())
+        obs, _info = env.reset(seed=0)
+        policy_obs, _ = config.observation.apply(obs)
+        space = getattr(env, "action_space", None)
+        return {
+            "simulator": "gymnasium",
+            "env": config.env,
+            "env_kwargs": config.env_kwargs,
+            "tasks": list(config.task_list),
+            "max_steps": source.step_limit(env),
+            "control_hz": source.control_hz(env),
+            "observation": config.observation.to_dict(),
+            "state_dim": int(policy_obs["state"].shape[0]),
+            "action_shape": list(getattr(space, "shape", None) or []),
+            "success": config.success,
+            "failure": config.failure,
+        }
+    finally:
+        source.close()
 
 
 # --------------------------------------------------------------------------- pending episodes
@@ -231,8 +273,10 @@ def collect(
     """
     from salus.collect.backends import make_backend
     from salus.data.writer import DatasetWriter
+    from salus.policies import check_policy_spec
 
     path = Path(out)
+    check_policy_spec(config.policy)  # a typo must not leave an empty dataset behind
     config = resolve_signal_stats(config)
     attrs, state = collection_attrs(config)
     writer = DatasetWriter(path, attrs, state=state, overwrite=overwrite)

@@ -7,10 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from salus.collect.envs import ObservationMap, OutcomeRule
 from salus.collect.plan import PerturbationMix
 from salus.errors import InvalidInputError, InvalidNameError
 
-__all__ = ["CollectConfig", "SPEC_FIELDS"]
+__all__ = ["CollectConfig", "SPEC_FIELDS", "ENV_SPEC_FIELDS"]
 
 # Fields that decide what the episodes are: a resumed run must use the same values.
 SPEC_FIELDS = (
@@ -25,6 +26,9 @@ SPEC_FIELDS = (
     "num_samples",
     "signal_stats",
 )
+# Also deciding the episodes when ``env`` is set (absent from the specs of salus.sim runs, so their
+# spec and its hash are what they were before ``--env`` existed).
+ENV_SPEC_FIELDS = ("env", "env_kwargs", "observation", "success", "failure")
 
 
 @dataclass
@@ -39,6 +43,13 @@ class CollectConfig:
     None uses the statistics shipped beside the policy's weights when there are any
     (``salus.signals.signal_stats_path``), ``"none"`` collects without (the OOD and sample-based
     signals are then flagged invalid).
+
+    ``env`` runs any Gymnasium environment instead of our tasks: a registered id (e.g.
+    ``gym_pusht/PushT-v0``) or a factory ``MODULE:FUNC`` / ``FILE.py:FUNC`` called with
+    ``env_kwargs``; ``observation`` maps its observations to the policy's inputs
+    (:class:`~salus.collect.envs.ObservationMap`), ``success`` / ``failure`` label its episodes
+    (:class:`~salus.collect.envs.OutcomeRule`). ``tasks`` may then hold one name for it (default:
+    derived from ``env``); episodes are unperturbed.
     """
 
     policy: str = "builtin"
@@ -53,14 +64,32 @@ class CollectConfig:
     num_samples: int = 4
     signal_stats: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    env: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    observation: ObservationMap | None = None
+    success: str = "is_success"
+    failure: str | None = None
 
     def __post_init__(self) -> None:
         from salus.sim import PERTURBATION_NAMES, TASKS
 
         self.tasks = tuple(self.tasks)
-        for t in self.tasks:
-            if t not in TASKS:
-                raise InvalidNameError("task", t, TASKS)
+        if self.env is not None:
+            self._check_env()
+        else:
+            for t in self.tasks:
+                if t not in TASKS:
+                    raise InvalidNameError("task", t, TASKS)
+            if (
+                self.observation is not None
+                or self.env_kwargs
+                or self.failure
+                or self.success != "is_success"
+            ):
+                raise InvalidInputError(
+                    "observation, env_kwargs, success and failure apply to an --env environment; "
+                    "salus.sim tasks map and label their episodes themselves"
+                )
         if len(set(self.tasks)) != len(self.tasks):
             raise InvalidInputError(f"tasks contain duplicates: {list(self.tasks)}")
         if not isinstance(self.episodes, int) or self.episodes < 1:
@@ -76,19 +105,54 @@ class CollectConfig:
         if not isinstance(self.policy, str) or not self.policy:
             raise InvalidInputError("policy must be a spec such as 'builtin' or 'smolvla:PATH'")
         if self.mix is None:
-            self.mix = PerturbationMix.default(PERTURBATION_NAMES)
+            self.mix = (
+                PerturbationMix.default(PERTURBATION_NAMES) if self.env is None else PerturbationMix.fixed([])
+            )
+        if self.env is not None and self.mix.names:
+            raise InvalidInputError(
+                f"perturbations {sorted(self.mix.names)} are salus.sim wrappers; an --env environment runs unperturbed"
+            )
         self.mix.validate_names(PERTURBATION_NAMES)
+
+    def _check_env(self) -> None:
+        from salus._lazy import is_object_spec
+
+        if not isinstance(self.env, str) or not self.env.strip():
+            raise InvalidInputError("env must be a Gymnasium id or MODULE:FACTORY / FILE.py:FACTORY")
+        if len(self.tasks) > 1:
+            raise InvalidInputError(
+                f"an --env run has one task; give at most one name, got {list(self.tasks)}"
+            )
+        if not isinstance(self.env_kwargs, dict):
+            raise InvalidInputError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
+        if self.observation is None:
+            self.observation = ObservationMap()
+        elif isinstance(self.observation, dict):
+            self.observation = ObservationMap.from_dict(self.observation)
+        if not isinstance(self.observation, ObservationMap):
+            raise InvalidInputError(f"observation must be an ObservationMap, got {self.observation!r}")
+        OutcomeRule(self.success, self.failure)  # validates both
+        if is_object_spec(self.env) and not self.tasks:
+            head = self.env.rpartition(":")[0]
+            self.tasks = (head.rsplit("/", 1)[-1].removesuffix(".py").rsplit(".", 1)[-1],)
 
     @property
     def task_list(self) -> tuple[str, ...]:
         from salus.sim import TASKS
 
+        if self.env is not None:
+            return self.tasks or (str(self.env).rsplit("/", 1)[-1],)
         return self.tasks or tuple(TASKS)
+
+    @property
+    def outcome(self) -> OutcomeRule:
+        return OutcomeRule(self.success, self.failure)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tasks"] = list(self.task_list)
         d["mix"] = self.mix.to_obj() if self.mix is not None else None
+        d["observation"] = self.observation.to_dict() if self.observation is not None else None
         return d
 
     @classmethod
@@ -96,13 +160,18 @@ class CollectConfig:
         d = dict(d)
         if d.get("mix") is not None:
             d["mix"] = PerturbationMix.from_obj(d["mix"])
+        if d.get("observation") is not None:
+            d["observation"] = ObservationMap.from_dict(d["observation"])
         d["tasks"] = tuple(d.get("tasks", ()))
         return cls(**d)
 
     def spec_dict(self) -> dict[str, Any]:
         """The fields that decide the episodes (everything except the episode count)."""
         full = self.to_dict()
-        return {k: full[k] for k in SPEC_FIELDS} | {"policy_kwargs": full["policy_kwargs"]}
+        out = {k: full[k] for k in SPEC_FIELDS} | {"policy_kwargs": full["policy_kwargs"]}
+        if self.env is not None:
+            out |= {k: full[k] for k in ENV_SPEC_FIELDS}
+        return out
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.spec_dict(), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""A collection worker: one policy, one signal extractor and baselines, a fresh simulator per episode.
+"""A collection worker: one policy, one signal extractor and baselines, the environments of its episodes.
 
 The same class runs in-process (serial), in a spawned local process (``--workers``) and as a Ray
 actor (``--ray``), so every backend produces bit-identical episodes for the same spec.
@@ -11,10 +11,11 @@ import os
 from typing import Any
 
 from salus.collect.config import CollectConfig
+from salus.collect.envs import EnvSource, GymSource, SimSource
 from salus.collect.plan import EpisodeSpec
 from salus.data.record import EpisodeRecord
 
-__all__ = ["EpisodeWorker", "limit_threads", "build_extractor"]
+__all__ = ["EpisodeWorker", "limit_threads", "build_extractor", "make_source"]
 
 
 def limit_threads() -> None:
@@ -42,22 +43,32 @@ def _blas_single_thread() -> contextlib.AbstractContextManager[Any]:
 def build_extractor(config: CollectConfig) -> Any:
     """The signal extractor of a run: loaded from ``signal_stats``, else unfitted (the OOD signal,
     and the sample-based ones without a configured cluster radius, are flagged invalid)."""
-    from dataclasses import replace
+    from salus.collect.recorder import make_extractor
 
-    from salus.signals import SignalConfig, SignalExtractor
+    return make_extractor(config.signal_stats)
 
-    if config.signal_stats and config.signal_stats != "none":
-        return SignalExtractor.load(config.signal_stats, batch_size=1)
-    return SignalExtractor(1, replace(SignalConfig(), require_fitted=False))
+
+def make_source(config: CollectConfig, cameras: tuple[str, ...], image_size: int) -> EnvSource:
+    """Where the run's episodes happen: our simulator's tasks, or the ``--env`` environment."""
+    if config.env is None:
+        return SimSource(image_size=image_size, cameras=cameras, max_steps=config.max_steps)
+    return GymSource(
+        spec=config.env,
+        kwargs=dict(config.env_kwargs),
+        observation=config.observation,
+        outcome=config.outcome,
+        max_steps=config.max_steps,
+    )
 
 
 class EpisodeWorker:
     """Runs episodes from :class:`EpisodeSpec` s.
 
-    The policy is built once. Unperturbed episodes reuse one simulator per task (building one
-    costs several times a reset); perturbed episodes get a fresh, wrapped simulator, since the
-    perturbation wrappers install hooks that cannot be removed. ``reset(seed)`` restores the whole
-    simulator state, so an episode does not depend on what ran before it (tested).
+    The policy is built once, and so is the environment: our simulator keeps one per task for
+    unperturbed episodes (building one costs several times a reset) and builds a fresh, wrapped one
+    for each perturbed episode (the perturbation wrappers install hooks that cannot be removed); an
+    ``--env`` environment is built once. ``reset(seed)`` restores the whole simulator state, so an
+    episode does not depend on what ran before it (tested).
     """
 
     def __init__(self, config: CollectConfig):
@@ -73,55 +84,45 @@ class EpisodeWorker:
         self.extractor = build_extractor(config)
         self.baselines = OnlineBaselines(1)
         pconf = getattr(self.policy, "config", None)
-        self.cameras = tuple(getattr(pconf, "cameras", None) or ("front", "wrist"))
+        if config.env is None:
+            self.cameras = tuple(getattr(pconf, "cameras", None) or ("front", "wrist"))
+        else:
+            assert config.observation is not None
+            self.cameras = config.observation.cameras
         self.image_size = int(getattr(pconf, "image_size", None) or config.image_size)
-        self._envs: dict[str, Any] = {}
+        self.source = make_source(config, self.cameras, self.image_size)
 
-    def _make_env(self, spec: EpisodeSpec) -> tuple[Any, bool]:
-        """(env, reused): the task's cached simulator for an unperturbed episode, else a new one."""
-        from salus.sim import make_env
-
-        if not spec.perturbations and spec.task in self._envs:
-            return self._envs[spec.task], True
-        env = make_env(
-            spec.task,
-            image_size=self.image_size,
-            cameras=self.cameras,
-            max_steps=self.config.max_steps,
-            perturbations=list(spec.perturbations) or None,
-        )
-        if not spec.perturbations:
-            self._envs[spec.task] = env
-            return env, True
-        return env, False
+    @property
+    def _envs(self) -> dict[str, Any]:
+        """The simulators kept for unperturbed episodes, by task."""
+        return getattr(self.source, "envs", {})
 
     def run(self, spec: EpisodeSpec) -> EpisodeRecord:
         from salus.collect.runner import run_episode
 
-        env, cached = self._make_env(spec)
+        env, cached = self.source.make(spec.task, spec.perturbations)
         with contextlib.ExitStack() as stack:
             if not cached:
                 stack.callback(env.close)
             stack.enter_context(_blas_single_thread())
-            limit = int(getattr(env.unwrapped, "max_steps", self.config.max_steps or 10_000))
             record = run_episode(
                 env,
                 self.policy,
                 self.extractor,
                 self.baselines,
                 spec.seed,
-                limit,
+                self.source.step_limit(env),
                 save_images=self.config.save_images,
                 save_hidden=self.config.save_hidden,
                 cameras=self.cameras,
                 perturbations=spec.perturbations,
                 task=spec.task,
+                observation=self.source.observation,
+                outcome=getattr(self.source, "outcome", None),
             )
         record.episode_index = spec.index
         return record
 
     def close(self) -> None:
-        """Close the cached simulators."""
-        envs, self._envs = self._envs, {}
-        for env in envs.values():
-            env.close()
+        """Close the kept environments."""
+        self.source.close()

@@ -11,12 +11,123 @@ from typing import Any
 
 import numpy as np
 
-from salus.data.format import pending_dir
+from salus._io import reading
+from salus.data.format import (
+    META_FIELDS,
+    pending_dir,
+)
+from salus.data.integrity import ChunkDamage, chunk_rows_of, corrupt_chunks, missing_chunks, open_array
 from salus.data.lock import lock_path
-from salus.data.reader import SalusDataset
+from salus.data.reader import SalusDataset, _read_state, commit_record, open_store
 from salus.errors import DatasetError
 
-__all__ = ["CheckReport", "check_dataset", "dataset_info"]
+__all__ = ["CheckReport", "DamageScan", "check_dataset", "dataset_info", "scan_damage"]
+
+
+@dataclass
+class DamageScan:
+    """Every damaged chunk of committed rows of a dataset (see :func:`scan_damage`).
+
+    ``meta`` holds the per-episode metadata values (entries of damaged meta chunks are
+    placeholders); ``starts`` / ``ends`` (E,) each episode's steps; ``damaged`` (E,) bool: the
+    episode has a row in a damaged chunk, or its step range is unknown (a damaged
+    ``meta/episode_ends`` chunk).
+    """
+
+    path: Path
+    root: Any
+    num_episodes: int
+    num_steps: int
+    schema: dict[str, dict[str, Any]]
+    meta: dict[str, np.ndarray]
+    starts: np.ndarray
+    ends: np.ndarray
+    damaged: np.ndarray
+    damage: list[ChunkDamage] = field(default_factory=list)
+    bad_chunks: dict[str, set[int]] = field(default_factory=dict)  # "data/key" -> chunk indices
+
+    @property
+    def damaged_episodes(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.damaged)]
+
+
+def _read_chunks(arr: Any, length: int, bad: set[int], fill: Any) -> np.ndarray:
+    """The first ``length`` rows, read chunk by chunk; rows of ``bad`` chunks are ``fill``."""
+    rows = chunk_rows_of(arr)
+    parts = []
+    for i in range(-(-length // rows)):
+        lo, hi = i * rows, min(length, (i + 1) * rows)
+        if i in bad:
+            parts.append(
+                np.full((hi - lo, *arr.shape[1:]), fill, dtype=object if fill is None else arr.dtype)
+            )
+        else:
+            parts.append(np.asarray(arr[lo:hi]))
+    if not parts:
+        return np.asarray(arr[0:0])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def scan_damage(path: str | os.PathLike[str], *, decode_data: bool = True) -> DamageScan:
+    """Find every missing or corrupt chunk of committed rows (``decode_data=False``: data chunks
+    are only checked to exist) and the episodes they hold. DatasetError when the store cannot be
+    read at all (no salus root, no commit record, a missing array)."""
+    p = Path(path)
+    root = open_store(p)
+    attrs = dict(root.attrs)
+    n, steps, schema = commit_record(attrs, p)
+    meta_arrays = {name: open_array(root, p, "meta", name) for name in META_FIELDS}
+    data_arrays = {key: open_array(root, p, "data", key) for key in schema}
+    for group, arrays, length in (("meta", meta_arrays, n), ("data", data_arrays, steps)):
+        for name, arr in arrays.items():
+            if arr.shape[0] < length:
+                raise DatasetError(
+                    f"{p}: {group}/{name} has {arr.shape[0]} rows but {length} are committed; the store is truncated"
+                )
+    damage: list[ChunkDamage] = []
+    bad_chunks: dict[str, set[int]] = {}
+    known = np.ones(n, dtype=bool)  # all meta of the episode is readable
+    ends_known = np.ones(n, dtype=bool)  # its meta/episode_ends entry is readable
+    meta: dict[str, np.ndarray] = {}
+    for name, arr in meta_arrays.items():
+        rows = chunk_rows_of(arr)
+        missing = missing_chunks(p / "meta" / name, arr, n)
+        found = [(i, "missing", "") for i in missing]
+        found += [(i, "corrupt", err) for i, err in corrupt_chunks(arr, n, skip=missing)]
+        for i, kind, err in sorted(found):
+            lo, hi = i * rows, min(n, (i + 1) * rows)
+            damage.append(ChunkDamage(f"meta/{name}", i, (lo, hi), kind, tuple(range(lo, hi)), err))
+            known[lo:hi] = False
+            if name == "episode_ends":
+                ends_known[lo:hi] = False
+        bad_chunks[f"meta/{name}"] = {i for i, _, _ in found}
+        meta[name] = _read_chunks(arr, n, bad_chunks[f"meta/{name}"], None)
+    ends = np.asarray(
+        [e if ok else -1 for e, ok in zip(meta["episode_ends"], ends_known, strict=True)], np.int64
+    )
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if n else ends.copy()
+    range_known = ends_known & np.concatenate([[True], ends_known[:-1]]) if n else ends_known
+    ok_rows = range_known & (ends > starts)
+    if n and (not ok_rows[range_known].all() or (range_known[-1] and int(ends[-1]) != steps)):
+        raise DatasetError(
+            f"{p}: meta/episode_ends is not strictly increasing up to the {steps} committed steps; corrupt store"
+        )
+    damaged = ~known | ~range_known
+    for key, arr in data_arrays.items():
+        rows = chunk_rows_of(arr)
+        missing = missing_chunks(p / "data" / key, arr, steps)
+        found = [(i, "missing", "") for i in missing]
+        if decode_data:
+            found += [(i, "corrupt", err) for i, err in corrupt_chunks(arr, steps, skip=missing)]
+        for i, kind, err in sorted(found):
+            lo, hi = i * rows, min(steps, (i + 1) * rows)
+            hit = range_known & (starts < hi) & (ends > lo)
+            damaged |= hit
+            damage.append(
+                ChunkDamage(f"data/{key}", i, (lo, hi), kind, tuple(int(e) for e in np.flatnonzero(hit)), err)
+            )
+        bad_chunks[f"data/{key}"] = {i for i, _, _ in found}
+    return DamageScan(p, root, n, steps, schema, meta, starts, ends, damaged, damage, bad_chunks)
 
 
 @dataclass
@@ -29,6 +140,8 @@ class CheckReport:
     steps: int = 0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    damaged_episodes: list[int] = field(default_factory=list)  # positions; `salus dataset repair` drops them
+    damage: list[dict[str, Any]] = field(default_factory=list)  # ChunkDamage.as_dict() of each damaged chunk
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,16 +151,37 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
     """Open the dataset, decode every committed chunk and check metadata consistency.
 
     Detects: a missing path, a foreign (non-zarr or non-salus) store, a truncated store (arrays
-    shorter than the commit record), corrupt chunks (zstd checksum), inconsistent metadata, NaN/inf
-    in valid signals. Data past the last commit (an interrupted collection) is a note, not a problem.
+    shorter than the commit record), missing and corrupt chunks (crc32c / zstd checksum, each
+    reported with its array, chunk and episodes), inconsistent metadata, NaN/inf in valid signals.
+    Data past the last commit (an interrupted collection) is a note, not a problem.
     """
     report = CheckReport(path=str(path), ok=False)
     try:
-        ds = SalusDataset(path)
+        scan = scan_damage(path)
     except DatasetError as exc:
         report.problems.append(str(exc))
         return report
-    report.episodes, report.steps = ds.num_episodes, ds.num_steps
+    report.episodes, report.steps = scan.num_episodes, scan.num_steps
+    report.damage = [d.as_dict() for d in scan.damage]
+    report.damaged_episodes = scan.damaged_episodes
+    report.problems.extend(d.describe() for d in scan.damage)
+    if scan.damage:
+        report.problems.append(
+            f"{len(report.damaged_episodes)} of {scan.num_episodes} episodes are damaged; "
+            f"`salus dataset repair {path} --out NEW.zarr` copies the others into a new dataset"
+        )
+    try:
+        with reading(Path(path) / "state", "the stored fitted state", DatasetError):
+            if "state" in scan.root or Path(scan.path / "state").is_dir():
+                _read_state(scan.root["state"], Path(path) / "state")
+    except DatasetError as exc:
+        report.problems.append(f"{exc} (not repairable: the state is fitted once, at creation)")
+    try:
+        ds = SalusDataset(path)
+    except DatasetError as exc:
+        if not scan.damage:
+            report.problems.append(str(exc))
+        return report
     problems, notes = report.problems, report.notes
     arrays: dict[str, np.ndarray] = {}
     for key in ds.keys:
@@ -62,28 +196,20 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
                 f"data/{key}: {arr.shape[0] - ds.num_steps} steps past the last commit (an interrupted "
                 "append); ignored by readers, truncated when collection resumes"
             )
-        missing = _missing_chunks(ds.path / "data" / key, arr.ndim, arr.chunks[0], ds.num_steps)
-        if missing:
-            problems.append(
-                f"data/{key}: {len(missing)} chunk files of committed steps are missing (e.g. chunk {missing[0]}); "
-                "the store is truncated (an incomplete copy?)"
-            )
-        try:
-            if key.startswith("image_"):  # decode chunk by chunk, keep nothing
-                rows = arr.chunks[0]
-                for s in range(0, ds.num_steps, rows):
-                    arr[s : min(ds.num_steps, s + rows)]
-            else:
-                arrays[key] = ds.steps(key)
-        except Exception as exc:
-            problems.append(f"data/{key}: cannot be decoded ({type(exc).__name__}: {exc}); corrupt chunk")
+        if not scan.bad_chunks.get(f"data/{key}") and not key.startswith("image_"):
+            arrays[key] = ds.steps(key)  # decoded (and verified) by the scan already
     n = ds.num_episodes
     lengths = ds.lengths
     fs, succ, ftype = ds.failure_step, ds.success, ds.failure_type
     bad = np.flatnonzero(succ & (fs != -1))
     if bad.size:
         problems.append(f"{bad.size} successful episodes have failure_step != -1 (e.g. episode {bad[0]})")
-    bad = np.flatnonzero(~succ & ((fs < 0) | (fs >= lengths)))
+    unlabelled = ftype == "unlabelled"  # outcome not known yet (failure_step -1): `salus dataset label`
+    if unlabelled.any():
+        notes.append(
+            f"{int(unlabelled.sum())} episodes are unlabelled (label them with `salus dataset label`)"
+        )
+    bad = np.flatnonzero(~succ & ~unlabelled & ((fs < 0) | (fs >= lengths)))
     if bad.size:
         problems.append(
             f"{bad.size} failed episodes have failure_step outside [0, T) (e.g. episode {bad[0]})"
@@ -114,9 +240,6 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
             f"attrs baseline_names has {len(ds.baseline_names)} names for {arrays['baselines'].shape[1]} columns"
         )
     for name, arr in ds._meta_arrays.items():
-        missing = _missing_chunks(ds.path / "meta" / name, 1, arr.chunks[0], n)
-        if missing:
-            problems.append(f"meta/{name}: {len(missing)} chunk files are missing; the store is truncated")
         if arr.shape[0] > n:
             notes.append(f"meta/{name}: {arr.shape[0] - n} entries past the last commit; ignored")
     if lock_path(ds.path).exists():
@@ -128,12 +251,6 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
         )
     report.ok = not problems
     return report
-
-
-def _missing_chunks(array_dir: Path, ndim: int, rows: int, length: int) -> list[int]:
-    """Chunk indices along time (the only chunked axis) whose files are absent in a local store."""
-    zeros = ["0"] * (ndim - 1)
-    return [i for i in range(-(-length // rows)) if not array_dir.joinpath("c", str(i), *zeros).is_file()]
 
 
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ Layout (diffusion_policy style, zarr format 3)::
       state/<owner>/<name>      small fitted arrays (e.g. the signal extractor's statistics)
 
 Arrays may be longer than the commit record says (an append interrupted after its chunks were
-written): readers slice to the committed counts and writers truncate on open.
+written): readers slice to the committed counts and writers truncate on open. Every chunk holding
+committed rows must exist (zarr would read a missing one as the fill value) and decode (crc32c);
+see ``salus.data.integrity``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
     "data_compressors",
     "meta_compressors",
     "pending_dir",
+    "creating_dir",
+    "replaced_dir",
 ]
 
 FORMAT_VERSION = 1
@@ -52,6 +56,7 @@ STEP_KEY_DTYPES: dict[str, np.dtype] = {
     "state": np.dtype(np.float32),  # (T, 22)
     "obs_embedding": np.dtype(np.float16),  # (T, E)
     "hidden": np.dtype(np.float16),  # (T, H), optional (--save-hidden)
+    "privileged": np.dtype(np.float32),  # (T, 23) simulator-only state (spec.PRIVILEGED_NAMES), oracle only
     "image_front": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
     "image_wrist": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
 }
@@ -83,19 +88,32 @@ def chunk_rows(row_bytes: int) -> int:
 
 
 def data_compressors() -> tuple:
-    """zstd with a content checksum, so a corrupt chunk fails to decode instead of reading as garbage."""
-    from zarr.codecs import ZstdCodec
+    """zstd, then zarr's crc32c checksum of the compressed chunk: a truncated or altered chunk fails
+    to decode (a checksum error) instead of reading as garbage. Datasets written before the crc32c
+    codec was added (zstd's own content checksum only) still read."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
 
-    return (ZstdCodec(level=3, checksum=True),)
+    return (ZstdCodec(level=3, checksum=True), Crc32cCodec())
 
 
 def meta_compressors() -> tuple:
-    from zarr.codecs import ZstdCodec
-
-    return (ZstdCodec(level=3, checksum=True),)
+    """The same codecs as :func:`data_compressors` for ``meta/*`` and ``state/*`` arrays."""
+    return data_compressors()
 
 
 def pending_dir(path: str | os.PathLike[str]) -> Path:
     """Beside the store: finished episodes that wait for an earlier one before they can be committed."""
     p = Path(path)
     return p.with_name(p.name + ".pending")
+
+
+def creating_dir(path: str | os.PathLike[str]) -> Path:
+    """Beside the store: a new dataset is built here and renamed into place when complete."""
+    p = Path(path)
+    return p.with_name(p.name + ".creating")
+
+
+def replaced_dir(path: str | os.PathLike[str]) -> Path:
+    """Beside the store: what ``overwrite`` replaces is moved here, then deleted."""
+    p = Path(path)
+    return p.with_name(p.name + ".replaced")

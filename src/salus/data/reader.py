@@ -3,6 +3,7 @@ labels and windows of past signals."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from salus._io import describe_exception, open_zarr_group, reading
 from salus.data.format import (
     COMMITTED_EPISODES_ATTR,
     COMMITTED_STEPS_ATTR,
@@ -20,16 +22,23 @@ from salus.data.format import (
     META_FIELDS,
     STEP_KEYS_ATTR,
 )
+from salus.data.integrity import (
+    ChunkDamage,
+    chunk_rows_of,
+    corrupt_chunks,
+    damage_message,
+    episodes_overlapping,
+    missing_chunks,
+    open_array,
+)
 from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
 
-__all__ = ["SalusDataset", "Split", "Windows", "open_store"]
+__all__ = ["SalusDataset", "Split", "Windows", "open_store", "commit_record"]
 
 
 def open_store(path: str | os.PathLike[str]) -> Any:
     """Open ``path`` read-only as a salus zarr group, or raise a DatasetError saying what is wrong."""
-    import zarr
-
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"no dataset at {p}: the path does not exist")
@@ -39,12 +48,7 @@ def open_store(path: str | os.PathLike[str]) -> Any:
         if (p / ".zgroup").is_file():
             raise DatasetError(f"{p} is a zarr v2 store; salus datasets are zarr v3 (not a salus dataset)")
         raise DatasetError(f"{p} is not a zarr store (no zarr.json); not a salus dataset")
-    try:
-        root = zarr.open_group(str(p), mode="r")
-    except Exception as exc:
-        raise DatasetError(
-            f"{p}: cannot open the zarr root ({type(exc).__name__}: {exc}); corrupt store"
-        ) from None
+    root = open_zarr_group(p, "r", DatasetError)
     if FORMAT_VERSION_ATTR not in root.attrs:
         raise DatasetError(
             f"{p} is a zarr store but not a salus dataset (no {FORMAT_VERSION_ATTR!r} root attribute)"
@@ -55,6 +59,36 @@ def open_store(path: str | os.PathLike[str]) -> Any:
             f"{p} has salus format version {version!r}; this salus reads versions 1..{FORMAT_VERSION}"
         )
     return root
+
+
+def commit_record(
+    attrs: dict[str, Any], path: str | os.PathLike[str]
+) -> tuple[int, int, dict[str, dict[str, Any]]]:
+    """(committed episodes, committed steps, step-key schema) from the root attributes, checked."""
+    try:
+        n = attrs[COMMITTED_EPISODES_ATTR]
+        steps = attrs[COMMITTED_STEPS_ATTR]
+        schema = attrs[STEP_KEYS_ATTR]
+        ok = (
+            all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (n, steps))
+            and (n == 0) == (steps == 0)
+            and isinstance(schema, dict)
+            and all(
+                isinstance(spec, dict)
+                and isinstance(spec.get("dtype"), str)
+                and isinstance(spec.get("shape"), list)
+                and all(isinstance(d, int) and d >= 0 for d in spec["shape"])
+                for spec in schema.values()
+            )
+            and (bool(schema) or n == 0)
+        )
+    except KeyError:
+        ok = False
+    if not ok:
+        raise DatasetError(
+            f"{path}: the commit record in the root attributes is missing or invalid; corrupt store"
+        )
+    return int(n), int(steps), {str(k): dict(v) for k, v in schema.items()}
 
 
 @dataclass
@@ -85,30 +119,22 @@ class Windows:
 
 
 class SalusDataset:
-    """A committed view of the dataset at ``path`` (anything past the last commit is ignored)."""
+    """A committed view of the dataset at ``path`` (anything past the last commit is ignored).
+
+    Every read is verified: a chunk of committed rows that is missing from the store or fails to
+    decode (checksum) raises a :class:`DatasetError` naming the array, the chunk and the episodes
+    it holds; nothing damaged is ever returned. Damaged ``meta/`` chunks refuse the whole dataset
+    at open; damaged ``data/`` chunks refuse only the reads that need them.
+    """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         root = open_store(self.path)
         self._root = root
         self.attrs: dict[str, Any] = dict(root.attrs)
-        try:
-            self.num_episodes = int(self.attrs[COMMITTED_EPISODES_ATTR])
-            self.num_steps = int(self.attrs[COMMITTED_STEPS_ATTR])
-            self.schema: dict[str, dict[str, Any]] = dict(self.attrs[STEP_KEYS_ATTR])
-        except (KeyError, TypeError, ValueError):
-            raise DatasetError(
-                f"{self.path}: the commit record in the root attributes is missing or invalid"
-            ) from None
-        try:
-            meta = root["meta"]
-            data = root["data"]
-            self._meta_arrays = {name: meta[name] for name in META_FIELDS}
-            self._data_arrays = {key: data[key] for key in self.schema}
-        except KeyError as exc:
-            raise DatasetError(
-                f"{self.path}: missing array {exc}; the store is truncated or corrupt"
-            ) from None
+        self.num_episodes, self.num_steps, self.schema = commit_record(self.attrs, self.path)
+        self._meta_arrays = {name: open_array(root, self.path, "meta", name) for name in META_FIELDS}
+        self._data_arrays = {key: open_array(root, self.path, "data", key) for key in self.schema}
         for name, arr in self._meta_arrays.items():
             if arr.shape[0] < self.num_episodes:
                 raise DatasetError(
@@ -122,10 +148,27 @@ class SalusDataset:
                     "store is truncated"
                 )
         n = self.num_episodes
+        self._missing: dict[str, list[int]] = {}
+        damage = [
+            self._meta_damage(name, arr, i, "missing")
+            for name, arr in self._meta_arrays.items()
+            for i in missing_chunks(self.path / "meta" / name, arr, n)
+        ]
+        if damage:
+            raise DatasetError(damage_message(self.path, damage, "to open the dataset"))
         try:
             self._meta = {name: arr[:n] for name, arr in self._meta_arrays.items()}
         except Exception as exc:
-            raise DatasetError(f"{self.path}: cannot decode meta/ arrays ({exc}); corrupt store") from None
+            damage = [
+                self._meta_damage(name, arr, i, "corrupt", err)
+                for name, arr in self._meta_arrays.items()
+                for i, err in corrupt_chunks(arr, n)
+            ]
+            if not damage:
+                raise DatasetError(
+                    f"{self.path}: cannot decode meta/ arrays ({describe_exception(exc)}); corrupt store"
+                ) from None
+            raise DatasetError(damage_message(self.path, damage, "to open the dataset")) from None
         ends = self._meta["episode_ends"].astype(np.int64)
         if n and (int(ends[-1]) != self.num_steps or np.any(np.diff(np.concatenate([[0], ends])) <= 0)):
             raise DatasetError(
@@ -135,6 +178,48 @@ class SalusDataset:
         self.episode_ends = ends
         self.episode_starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if n else ends.copy()
         self._perturbations: list[list[dict[str, Any]]] | None = None
+        from salus.data.labels import apply_labels
+
+        apply_labels(self._meta, self.attrs, n)  # outcomes given later (`salus dataset label`)
+
+    # ------------------------------------------------------------------ integrity
+    def _meta_damage(self, name: str, arr: Any, chunk: int, kind: str, detail: str = "") -> ChunkDamage:
+        rows = chunk_rows_of(arr)
+        lo, hi = chunk * rows, min(self.num_episodes, (chunk + 1) * rows)
+        return ChunkDamage(f"meta/{name}", chunk, (lo, hi), kind, tuple(range(lo, hi)), detail)
+
+    def _data_damage(self, key: str, arr: Any, chunk: int, kind: str, detail: str = "") -> ChunkDamage:
+        rows = chunk_rows_of(arr)
+        lo, hi = chunk * rows, min(self.num_steps, (chunk + 1) * rows)
+        eps = episodes_overlapping(self.episode_starts, self.episode_ends, lo, hi)
+        return ChunkDamage(f"data/{key}", chunk, (lo, hi), kind, eps, detail)
+
+    def missing_chunks(self, key: str) -> list[int]:
+        """Chunks of committed steps of ``data/key`` absent from the store (checked once per key)."""
+        if key not in self._missing:
+            arr = self._check_key(key)
+            self._missing[key] = missing_chunks(self.path / "data" / key, arr, self.num_steps)
+        return self._missing[key]
+
+    def _read(self, key: str, lo: int, hi: int) -> np.ndarray:
+        """Steps [lo, hi) of ``data/key``, verified: DatasetError if a chunk they need is damaged."""
+        arr = self._check_key(key)
+        rows = chunk_rows_of(arr)
+        hit = [i for i in self.missing_chunks(key) if i * rows < hi and (i + 1) * rows > lo]
+        if hit:
+            damage = [self._data_damage(key, arr, i, "missing") for i in hit]
+            raise DatasetError(damage_message(self.path, damage, f"to read data/{key}"))
+        try:
+            return np.asarray(arr[lo:hi])
+        except Exception as exc:
+            chunks = range(lo // rows, -(-hi // rows))
+            bad = corrupt_chunks(arr, self.num_steps, chunks)
+            if not bad:
+                raise DatasetError(
+                    f"{self.path}: cannot decode data/{key} ({describe_exception(exc)}); corrupt"
+                ) from None
+            damage = [self._data_damage(key, arr, i, "corrupt", err) for i, err in bad]
+            raise DatasetError(damage_message(self.path, damage, f"to read data/{key}")) from None
 
     # ------------------------------------------------------------------ metadata
     def __len__(self) -> int:
@@ -201,10 +286,13 @@ class SalusDataset:
 
     def state(self, owner: str) -> dict[str, Any]:
         """A fitted state stored with the dataset (e.g. ``state("extractor")``), as a nested dict of arrays."""
-        if "state" not in self._root or owner not in self._root["state"]:
-            have = list(self._root["state"].group_keys()) if "state" in self._root else []
-            raise InvalidNameError("state owner", owner, have)
-        return _read_state(self._root["state"][owner])
+        with reading(self.path / "state", f"the stored {owner} state", DatasetError):
+            if (self.path / "state").is_dir():
+                _check_nodes(self.path / "state")
+            if "state" not in self._root or owner not in self._root["state"]:
+                have = list(self._root["state"].group_keys()) if "state" in self._root else []
+                raise InvalidNameError("state owner", owner, have)
+            return _read_state(self._root["state"][owner], self.path / "state" / owner)
 
     # ------------------------------------------------------------------ arrays
     def _check_key(self, key: str) -> Any:
@@ -232,29 +320,23 @@ class SalusDataset:
 
     def steps(self, key: str) -> np.ndarray:
         """(N, ...) all committed steps of ``key`` (one sequential read)."""
-        arr = self._check_key(key)
-        try:
-            return np.asarray(arr[: self.num_steps])
-        except Exception as exc:
-            raise DatasetError(
-                f"{self.path}: cannot decode data/{key} ({type(exc).__name__}: {exc}); corrupt"
-            ) from None
+        return self._read(key, 0, self.num_steps)
 
     def episode_arrays(self, key: str, episodes: Iterable[int] | None = None) -> list[np.ndarray]:
         """Per-episode arrays of ``key``: a list of (T_i, ...) arrays, in the order of ``episodes``."""
         eps = self._episode_list(episodes)
-        arr = self._check_key(key)
+        self._check_key(key)
         if eps.size > max(1, self.num_episodes // 4):
             full = self.steps(key)
             return [full[self.episode_starts[i] : self.episode_ends[i]] for i in eps]
-        return [np.asarray(arr[self.episode_starts[i] : self.episode_ends[i]]) for i in eps]
+        return [self._read(key, int(self.episode_starts[i]), int(self.episode_ends[i])) for i in eps]
 
     def episode(self, i: int, keys: Sequence[str] | None = None) -> EpisodeRecord:
         """Episode ``i`` with all (or the given) step keys."""
         i = self._check_episode(i)
         s, e = int(self.episode_starts[i]), int(self.episode_ends[i])
         keys = self.keys if keys is None else list(keys)
-        steps = {k: np.asarray(self._check_key(k)[s:e]) for k in keys}
+        steps = {k: self._read(k, s, e) for k in keys}
         return EpisodeRecord(
             steps=steps,
             success=bool(self.success[i]),
@@ -415,10 +497,32 @@ def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     return fr
 
 
-def _read_state(group: Any) -> dict[str, Any]:
+def _check_nodes(path: Path) -> None:
+    """Every sub-directory of the group at ``path`` is a zarr node (zarr silently skips one whose
+    ``zarr.json`` is gone, so a stored state would lose that entry)."""
+    if not (path / "zarr.json").is_file():
+        raise DatasetError(f"{path / 'zarr.json'}: the group metadata is missing; the store is damaged")
+    for child in path.iterdir():
+        if child.is_dir() and child.name != "c" and not (child / "zarr.json").is_file():
+            raise DatasetError(f"{child / 'zarr.json'}: the metadata is missing; the store is damaged")
+
+
+def _read_state(group: Any, path: Path | None = None) -> dict[str, Any]:
+    """A stored state group as a nested dict; with ``path`` (the group's directory) every chunk of
+    every array must exist (DatasetError otherwise: zarr would read a missing one as zeros)."""
+    if path is not None:
+        _check_nodes(path)
     out: dict[str, Any] = dict(group.attrs)
     for name, arr in group.arrays():
+        if path is not None and arr.size:
+            grid = [range(-(-int(n) // int(c))) for n, c in zip(arr.shape, arr.chunks, strict=True)]
+            for coords in itertools.product(*grid):
+                if not (path / name / arr.metadata.encode_chunk_key(coords)).is_file():
+                    raise DatasetError(
+                        f"{path / name}: chunk {'/'.join(map(str, coords))} of the stored state is missing; "
+                        "the store is damaged"
+                    )
         out[name] = np.asarray(arr[...])
     for name, sub in group.groups():
-        out[name] = _read_state(sub)
+        out[name] = _read_state(sub, None if path is None else path / name)
     return out

@@ -10,10 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from salus._json import to_json
 from salus.data.format import STEP_KEY_DTYPES
 from salus.errors import InvalidInputError
 
-__all__ = ["EpisodeRecord", "normalize_perturbations"]
+__all__ = ["EpisodeRecord", "normalize_perturbations", "UNLABELLED"]
+
+#: ``failure_type`` of an episode whose outcome is not known yet (``success`` False,
+#: ``failure_step`` -1); ``salus dataset label`` gives it one, and training refuses it until then.
+UNLABELLED = "unlabelled"
 
 
 def normalize_perturbations(perturbations: Any) -> list[dict[str, Any]]:
@@ -42,23 +47,8 @@ def normalize_perturbations(perturbations: Any) -> list[dict[str, Any]]:
             raise InvalidInputError(f"perturbation name must be a non-empty string, got {name!r}")
         if not math.isfinite(strength):
             raise InvalidInputError(f"perturbation {name!r} has a non-finite strength {strength}")
-        out.append({"name": name, "strength": strength, "params": _jsonable(params)})
+        out.append({"name": name, "strength": strength, "params": to_json(params, other="str")})
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types (numpy scalars and arrays become numbers and lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 @dataclass
@@ -69,7 +59,8 @@ class EpisodeRecord:
     ``signal_valid`` (T, 12) bool, ``baselines`` (T, nb) f32, ``action`` (T, 4), ``state`` (T, 22),
     ``obs_embedding`` (T, E) f16, optionally ``hidden`` (T, H) f16, ``image_front`` / ``image_wrist``
     (T, H, W, 3) uint8. ``failure_step`` is the step at which the failure happened (-1 for a
-    success), ``failure_type`` one of the simulator's failure types ("none" for a success).
+    success), ``failure_type`` one of the simulator's failure types ("none" for a success,
+    :data:`UNLABELLED` with failure_step -1 while the outcome is not known).
     ``episode_index`` is the episode's position in its collection run (-1: assigned by the writer).
     """
 
@@ -118,6 +109,11 @@ class EpisodeRecord:
                 raise InvalidInputError(
                     "a successful episode must have failure_step=-1 and failure_type='none', got "
                     f"failure_step={self.failure_step}, failure_type={self.failure_type!r}"
+                )
+        elif self.failure_type == UNLABELLED:
+            if self.failure_step != -1:
+                raise InvalidInputError(
+                    f"an unlabelled episode has failure_step -1 (its outcome is not known), got {self.failure_step}"
                 )
         else:
             if not 0 <= self.failure_step < length:

@@ -7,6 +7,13 @@ and finally rewrites the root attributes with the new ``salus_committed_episodes
 ``salus_committed_steps``. That one root-metadata write is the commit: a process killed at any
 moment before it leaves only data beyond the committed counts, which readers ignore and the next
 writer truncates. No finished episode is ever lost and no partial one is ever visible.
+
+Creation is atomic too: a new store is built complete (format attributes, empty arrays, fitted
+state) in ``DATA.zarr.creating`` beside the target and renamed into place, so a kill at any moment
+leaves no dataset or a valid empty one. Before appending to an existing store the writer checks
+that every chunk of committed rows exists, every ``meta/`` chunk decodes and the ``data/`` chunks
+it will write into decode: it never writes into a damaged chunk (a missing one would be re-created
+from zeros).
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from salus._io import open_zarr_group
+from salus._json import to_json
 from salus.data.format import (
     COMMITTED_EPISODES_ATTR,
     COMMITTED_STEPS_ATTR,
@@ -28,11 +38,22 @@ from salus.data.format import (
     META_FIELDS,
     STEP_KEYS_ATTR,
     chunk_rows,
+    creating_dir,
     data_compressors,
     meta_compressors,
+    replaced_dir,
+)
+from salus.data.integrity import (
+    ChunkDamage,
+    chunk_rows_of,
+    corrupt_chunks,
+    damage_message,
+    missing_chunks,
+    open_array,
 )
 from salus.data.lock import DatasetLock
-from salus.data.record import EpisodeRecord, _jsonable
+from salus.data.reader import commit_record
+from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError
 
 __all__ = ["DatasetWriter", "RESERVED_ATTRS", "remove_partial_files", "write_state"]
@@ -91,6 +112,35 @@ def _is_zarr_dir(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file() or (path / ".zarray").is_file()
 
 
+_SALUS_ENTRIES = {"zarr.json", "data", "meta", "state"}
+
+
+def _has_chunks(directory: Path) -> bool:
+    """Whether any array under ``directory`` holds a chunk file (``.../c/...``)."""
+    for root, _dirs, files in os.walk(directory):
+        if files and "c" in Path(root).relative_to(directory).parts:
+            return True
+    return False
+
+
+def _salus_layout(path: Path) -> bool:
+    """Only the entries a salus dataset has at its top level (``zarr.json``, ``data``, ``meta``, ``state``)."""
+    return {p.name for p in path.iterdir()} <= _SALUS_ENTRIES
+
+
+def _half_created(path: Path) -> bool:
+    """A store left by a creation that never finished (salus before atomic creation wrote the root
+    group first and its format attributes last): salus layout, no chunk of data or metadata."""
+    return _salus_layout(path) and not _has_chunks(path / "data") and not _has_chunks(path / "meta")
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
 class DatasetWriter:
     """Writes :class:`EpisodeRecord` s to the zarr dataset at ``path`` (created if missing).
 
@@ -111,7 +161,6 @@ class DatasetWriter:
         overwrite: bool = False,
         lock: bool = True,
     ):
-        import zarr
 
         self.path = Path(path)
         self._root: Any = None
@@ -124,6 +173,7 @@ class DatasetWriter:
         if self._lock is not None:
             self._lock.acquire()
         try:
+            self._clean_leftovers()
             if self.path.exists() and not self.path.is_dir():
                 raise DatasetError(f"{self.path} exists and is a file, not a zarr dataset directory")
             exists = self.path.is_dir() and any(self.path.iterdir())
@@ -132,15 +182,10 @@ class DatasetWriter:
                     f"{self.path} is a non-empty directory that is not a zarr store; refusing to write "
                     "into it. Choose a new path or an existing salus dataset."
                 )
+            root: Any = None
             if exists:
-                root = zarr.open_group(str(self.path), mode="r+")
-                if FORMAT_VERSION_ATTR not in root.attrs:
-                    raise DatasetError(
-                        f"{self.path} is a zarr store but not a salus dataset (no {FORMAT_VERSION_ATTR!r} "
-                        "attribute); refusing to write into it."
-                    )
-                if overwrite:
-                    shutil.rmtree(self.path)
+                root = self._open_root(overwrite)
+                if root is None or overwrite:  # half-created (treated as absent), or replaced
                     exists = False
             if exists:
                 self._open_existing(root)
@@ -152,14 +197,46 @@ class DatasetWriter:
             raise
 
     # ------------------------------------------------------------------ set-up
+    def _clean_leftovers(self) -> None:
+        """Remove what a creation or overwrite killed midway left beside the store (we hold the lock)."""
+        _remove_tree(creating_dir(self.path))
+        _remove_tree(replaced_dir(self.path))
+
+    def _open_root(self, overwrite: bool) -> Any:
+        """The existing store's root group; None for a half-created store (to be created anew).
+
+        With ``overwrite`` a salus dataset (even one whose root metadata is unreadable) may be
+        replaced; a zarr store of something else never is.
+        """
+        try:
+            root = open_zarr_group(self.path, "r+", DatasetError)
+        except DatasetError as exc:
+            if _half_created(self.path) or (overwrite and _salus_layout(self.path)):
+                return None
+            raise DatasetError(
+                f"{exc}. If this is a salus dataset its commit record is lost: pass --overwrite "
+                "(overwrite=True) to replace it with a new dataset."
+            ) from None
+        if FORMAT_VERSION_ATTR not in root.attrs:
+            if _half_created(self.path):
+                return None
+            raise DatasetError(
+                f"{self.path} is a zarr store but not a salus dataset (no {FORMAT_VERSION_ATTR!r} "
+                "attribute); refusing to write into it."
+            )
+        return root
+
     def _create(self, attrs: Mapping[str, Any], state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Build the empty dataset beside the target and rename it into place (atomic)."""
         import zarr
 
         bad = [k for k in attrs if k in RESERVED_ATTRS]
         if bad:
             raise InvalidInputError(f"attrs may not set the reserved keys {bad}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        build = creating_dir(self.path)
+        _remove_tree(build)
+        root = zarr.open_group(str(build), mode="w", zarr_format=3)
         root.create_group("data")
         meta = root.create_group("meta")
         for name, dtype in META_FIELDS.items():
@@ -174,14 +251,21 @@ class DatasetWriter:
             write_state(root.create_group("state"), state)
         root.update_attributes(
             {
-                **_jsonable(dict(attrs)),
+                **to_json(dict(attrs), other="str"),
                 FORMAT_VERSION_ATTR: FORMAT_VERSION,
                 STEP_KEYS_ATTR: {},
                 COMMITTED_EPISODES_ATTR: 0,
                 COMMITTED_STEPS_ATTR: 0,
             }
         )
-        self._root = root
+        if self.path.exists():  # an empty directory, a half-created store or one being overwritten
+            old = replaced_dir(self.path)
+            os.rename(self.path, old)
+            os.rename(build, self.path)
+            _remove_tree(old)
+        else:
+            os.rename(build, self.path)
+        self._root = zarr.open_group(str(self.path), mode="r+")
         self._schema = {}
         self._episodes = 0
         self._steps = 0
@@ -194,15 +278,8 @@ class DatasetWriter:
                 f"{self.path} has salus format version {version}; this salus writes version {FORMAT_VERSION}"
             )
         self._root = root
-        self._schema = dict(root.attrs.get(STEP_KEYS_ATTR, {}))
-        self._episodes = int(root.attrs.get(COMMITTED_EPISODES_ATTR, -1))
-        self._steps = int(root.attrs.get(COMMITTED_STEPS_ATTR, -1))
-        if self._episodes < 0 or self._steps < 0:
-            raise DatasetError(f"{self.path} has no commit record ({COMMITTED_EPISODES_ATTR}); it is corrupt")
-        try:
-            self._bind_arrays()
-        except KeyError as exc:
-            raise DatasetError(f"{self.path} is missing the array {exc}; it is corrupt") from None
+        self._episodes, self._steps, self._schema = commit_record(dict(root.attrs), self.path)
+        self._bind_arrays()
         for name, arr in self._meta.items():
             if arr.shape[0] < self._episodes:
                 raise DatasetError(
@@ -215,15 +292,58 @@ class DatasetWriter:
                     f"{self.path}: data/{key} has {arr.shape[0]} steps but {self._steps} are committed; "
                     "the store is truncated"
                 )
+        self._check_chunks()
         if self._episodes and int(self._meta["episode_ends"][self._episodes - 1]) != self._steps:
             raise DatasetError(f"{self.path}: meta/episode_ends disagrees with the commit record; corrupt")
         self.truncate_uncommitted()
 
+    def _check_chunks(self) -> None:
+        """Refuse to append to a store with a missing chunk of committed rows, a ``meta/`` chunk that
+        does not decode, or a ``data/`` chunk the next append writes into (the partly filled last
+        chunk of each array) that does not decode."""
+        damage: list[ChunkDamage] = []
+        arrays = [("meta", name, arr, self._episodes) for name, arr in self._meta.items()]
+        arrays += [("data", key, arr, self._steps) for key, arr in self._data.items()]
+        for group, name, arr, length in arrays:
+            rows = chunk_rows_of(arr)
+            missing = missing_chunks(self.path / group / name, arr, length)
+            if group == "meta":  # small: decode all of it (readers refuse a store with a damaged one)
+                todo = [i for i in range(-(-length // rows)) if i not in missing]
+            else:  # the partly filled last chunk, which the next append rewrites
+                todo = [length // rows] if length % rows and length // rows not in missing else []
+            found = [(i, "missing", "") for i in missing]
+            found += [(i, "corrupt", err) for i, err in corrupt_chunks(arr, length, todo)]
+            for i, kind, err in found:
+                lo, hi = i * rows, min(length, (i + 1) * rows)
+                damage.append(ChunkDamage(f"{group}/{name}", i, (lo, hi), kind, (), err))
+        if not damage:
+            return
+        if any(d.array.startswith("data/") for d in damage) and not any(
+            d.array.startswith("meta/") for d in damage
+        ):  # name the episodes (episode_ends is intact)
+            ends = np.asarray(self._meta["episode_ends"][: self._episodes], dtype=np.int64)
+            starts = np.concatenate([[0], ends[:-1]]) if ends.size else ends
+            damage = [
+                replace(
+                    d,
+                    episodes=tuple(int(e) for e in np.flatnonzero((starts < d.rows[1]) & (ends > d.rows[0]))),
+                )
+                if d.array.startswith("data/")
+                else d
+                for d in damage
+            ]
+        damage = [
+            replace(d, episodes=tuple(range(*d.rows))) if d.array.startswith("meta/") else d for d in damage
+        ]
+        raise DatasetError(damage_message(self.path, damage, "to append (it would overwrite committed rows)"))
+
     def _bind_arrays(self) -> None:
-        meta = self._root["meta"]
-        data = self._root["data"]
-        self._meta = {name: _always_write(meta[name]) for name in META_FIELDS}
-        self._data = {key: _always_write(data[key]) for key in self._schema}
+        self._meta = {
+            name: _always_write(open_array(self._root, self.path, "meta", name)) for name in META_FIELDS
+        }
+        self._data = {
+            key: _always_write(open_array(self._root, self.path, "data", key)) for key in self._schema
+        }
 
     def truncate_uncommitted(self) -> tuple[int, int]:
         """Drop data past the last commit (left by an interrupted append); returns (steps, entries) dropped."""
@@ -264,7 +384,7 @@ class DatasetWriter:
         bad = [k for k in attrs if k in RESERVED_ATTRS]
         if bad:
             raise InvalidInputError(f"attrs may not set the reserved keys {bad}")
-        self._root.update_attributes(_jsonable(dict(attrs)))
+        self._root.update_attributes(to_json(dict(attrs), other="str"))
 
     # ------------------------------------------------------------------ append
     def _check_schema(self, record: EpisodeRecord) -> None:
@@ -387,9 +507,9 @@ def write_state(group: Any, state: Mapping[str, Any]) -> None:
         ):
             arr = np.asarray(value)
             group.create_array(name, shape=arr.shape, dtype=arr.dtype, compressors=meta_compressors())
-            if arr.size:
-                group[name][...] = arr
+            if arr.size:  # every chunk written, so that a missing chunk file means damage
+                _always_write(group[name])[...] = arr
         else:
-            scalars[name] = _jsonable(value)
+            scalars[name] = to_json(value, other="str")
     if scalars:
         group.update_attributes(scalars)

@@ -1,16 +1,32 @@
 """salus.monitor: the runtime monitor, the evaluation report and episode replays.
 
 ``Monitor.load(MODEL_DIR, policy=adapter)`` then ``action, risk = monitor.step(obs)`` (or
-``risk = monitor.observe(obs, action)``) once per control step; ``render_report(inputs, DIR)`` for
-the HTML report; ``replay_episode(DATA, i, OUT)`` for an MP4 / GIF / PNG strip. Heavy modules
-(torch, matplotlib) are imported on first use.
+``risk = monitor.observe(obs, action)``) once per control step; ``render_report(evaluation, DIR)``
+for the HTML report of an evaluation (``salus.predictor.evaluate_detailed``); ``replay_episode(DATA,
+i, OUT)`` for an MP4 / GIF / PNG strip. Heavy modules (torch, matplotlib) are imported on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
+    from salus.monitor.monitor import ATTRIBUTION_MODES as ATTRIBUTION_MODES
+    from salus.monitor.monitor import Monitor as Monitor
+    from salus.monitor.monitor import MonitorConfig as MonitorConfig
+    from salus.monitor.monitor import Risk as Risk
+    from salus.monitor.monitor import SignalContribution as SignalContribution
+    from salus.monitor.monitor import hold_action as hold_action
+    from salus.monitor.monitor import offline_risk as offline_risk
+    from salus.monitor.replay import REPLAY_FORMATS as REPLAY_FORMATS
+    from salus.monitor.replay import ReplayCurves as ReplayCurves
+    from salus.monitor.replay import replay_episode as replay_episode
+    from salus.monitor.replay import write_replay as write_replay
+    from salus.monitor.report import FIGURE_NAMES as FIGURE_NAMES
+    from salus.monitor.report import ReportView as ReportView
+    from salus.monitor.report import render_report as render_report
 
 _LAZY: dict[str, str] = {
     "Monitor": "salus.monitor.monitor",
@@ -20,12 +36,9 @@ _LAZY: dict[str, str] = {
     "ATTRIBUTION_MODES": "salus.monitor.monitor",
     "hold_action": "salus.monitor.monitor",
     "offline_risk": "salus.monitor.monitor",
-    "Band": "salus.monitor.report",
-    "EpisodeScores": "salus.monitor.report",
-    "ReportInputs": "salus.monitor.report",
+    "ReportView": "salus.monitor.report",
     "render_report": "salus.monitor.report",
     "FIGURE_NAMES": "salus.monitor.report",
-    "build_report_inputs": "salus.monitor.evaluation",
     "ReplayCurves": "salus.monitor.replay",
     "write_replay": "salus.monitor.replay",
     "replay_episode": "salus.monitor.replay",

@@ -32,6 +32,7 @@ import numpy as np
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.monitor.runners import make_runner
+from salus.predictor.discovery import choose_checkpoint
 from salus.sim.spec import STATE_DIM
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "hold_action",
     "offline_risk",
     "choose_checkpoint",
-    "PREFERRED_MODELS",
 ]
 
 ATTRIBUTION_MODES = ("alarm", "always", "never")
@@ -148,7 +148,8 @@ class Risk:
         if self.failsafe[i]:
             return f"env {i} step {int(self.step[i])}: FAIL-SAFE ({self.reason[i]})"
         probs = ", ".join(
-            f"{h:.2f}s {p:.2f}" for h, p in zip(self.horizons_s, self.probability[i], strict=False)
+            f"{'episode' if math.isinf(h) else f'{h:.2f}s'} {p:.2f}"
+            for h, p in zip(self.horizons_s, self.probability[i], strict=False)
         )
         state = "ALARM" if self.alarm[i] else "ok"
         line = (
@@ -198,6 +199,8 @@ class Monitor:
         self.horizons = tuple(int(h) for h in meta["horizons"]) or (0,)
         hz = float(meta["control_hz"])
         self.horizons_s = tuple(h / hz for h in self.horizons) if meta["horizons"] else (math.nan,)
+        if meta.get("prob_columns"):  # outcome-hazard models: "by the episode's end", then the horizons
+            self.horizons_s = (math.inf, *self.horizons_s)
         self.score_index = int(meta["score_index"])
         self.failure_types: tuple[str, ...] = tuple(meta.get("failure_types", ()))
         band = predictor.band(self.config.alpha)
@@ -214,7 +217,11 @@ class Monitor:
             )
         self._extractor_state = _as_numpy_state(meta["extractor_statistics"])
         self._extractor_cls = SignalExtractor
-        if self.input_kind == "signals":
+        self.features: Any = getattr(predictor, "feature_space", None)  # input kind "features"
+        if self.input_kind == "features" and (self.features is None or not self.features.deployable):
+            raise CheckpointError(f"{predictor.name} has no deployable feature space; it cannot monitor a policy")
+        self._baselines: Any = None
+        if self.input_kind in ("signals", "features"):
             probe = SignalExtractor(1)
             try:
                 probe.load_state_dict(self._extractor_state)
@@ -232,6 +239,9 @@ class Monitor:
         self._last_good_state = np.zeros((0, STATE_DIM), dtype=np.float32)
         self._last_internals_obj: Any = None
         self._last_action: np.ndarray | None = None
+        self._pending_failsafe: str | None = None  # a fault before the batch size was known
+        self._pending_cleared: set[int] = set()  # environments reset since that fault
+        self._last_layout: tuple[bool, int] | None = None  # (single, B) of the last readable observation
         self.last_error: str | None = None  # traceback of the last internal error, for debugging
 
     # ------------------------------------------------------------------ construction
@@ -248,7 +258,8 @@ class Monitor:
         """Load a predictor checkpoint directory (``salus train --out MODEL_DIR``).
 
         A directory of several checkpoints (``salus train --model all``) needs ``model`` (a
-        checkpoint's folder name), else the first present of :data:`PREFERRED_MODELS` is used.
+        checkpoint's folder name), else the model chosen on validation (``selection.json``, written by
+        ``salus train``; see ``salus.predictor.discovery.choose_checkpoint``).
 
         ``overrides`` are ``MonitorConfig`` fields (e.g. ``alpha=0.05``). Load-time problems (missing
         files, statistics that do not load, an uncalibrated alpha) raise ``salus.errors`` errors:
@@ -266,14 +277,24 @@ class Monitor:
     def _allocate(self, batch_size: int) -> None:
         b = batch_size
         self._batch_size = b
-        if self.input_kind == "signals":
+        if self.input_kind in ("signals", "features"):
             self._extractor = self._extractor_cls(b)
             self._extractor.load_state_dict(self._extractor_state)
+        if self.input_kind == "features" and "baselines" in self.features.groups:
+            from salus.signals import OnlineBaselines
+
+            self._baselines = OnlineBaselines(b)
         self._state = self.runner.init_state(b)
         self._t = np.zeros(b, dtype=np.int64)
         self._run = np.full(b, -np.inf)
         self._failsafe = np.zeros(b, dtype=bool)
         self._reason = [None] * b
+        if self._pending_failsafe is not None:  # sticky: every environment stays fail-safe until reset
+            self._failsafe[:] = True
+            self._reason = [self._pending_failsafe] * b
+            for i in self._pending_cleared & set(range(b)):
+                self._failsafe[i], self._reason[i] = False, None
+            self._pending_failsafe, self._pending_cleared = None, set()
         self._last_good_state = np.zeros((b, STATE_DIM), dtype=np.float32)
         self._last_action = None
 
@@ -287,14 +308,19 @@ class Monitor:
         if env_index is None:
             self._batch_size = 0  # re-allocated (for any B) at the next step
             self._last_internals_obj = None
+            self._pending_failsafe, self._pending_cleared = None, set()
             return
         i = int(env_index)
         if not 0 <= i < max(self._batch_size, 1):
             raise InvalidInputError(f"env_index must be in [0, {max(self._batch_size, 1)}), got {env_index}")
         if self._batch_size == 0:
+            if self._pending_failsafe is not None:
+                self._pending_cleared.add(i)
             return
         if self._extractor is not None:
             self._extractor.reset(i)
+        if self._baselines is not None:
+            self._baselines.reset(i)
         self._state = self.runner.reset_state(self._state, i)
         self._t[i] = 0
         self._run[i] = -np.inf
@@ -313,14 +339,18 @@ class Monitor:
         """
         if self.policy is None:
             raise InvalidInputError("Monitor.step needs a policy: Monitor.load(model_dir, policy=adapter)")
+        layout = _layout(observation)
+        if layout is not None:
+            self._last_layout = layout
         obs, pre_bad = self._sanitize(observation)
         try:
             action = self.policy.act(obs)
         except Exception as exc:
             if self.config.safe_action == "raise":
                 raise
-            single = isinstance(observation, Mapping) and isinstance(observation.get("task"), str)
-            b = max(self._batch_size, _guess_batch(observation))
+            # The hold action has the layout of this observation, else of the last readable one.
+            single, b = layout or self._last_layout or (False, 1)
+            b = max(self._batch_size, b) if not single else 1
             prev = (
                 self._last_action if self._last_action is not None and len(self._last_action) == b else None
             )
@@ -456,6 +486,8 @@ class Monitor:
             sig = self._extractor.step(internals, safe_state)
             feats = _signal_features(sig.values, sig.valid, self._mean, self._std)
             return self._predict(feats, sig.values, bad)
+        if self.input_kind == "features":
+            return self._predict(*self._feature_step(internals, safe_state), bad)
         emb = np.asarray(internals.obs_embedding, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self._mean.shape[0]:
             raise InvalidInputError(
@@ -463,6 +495,28 @@ class Monitor:
             )
         feats = np.nan_to_num((emb - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
         return self._predict(feats, None, bad)
+
+    def _feature_step(self, internals: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (B, D) of a ``features`` predictor from this step's internals and robot state,
+        computed exactly as collection records them; and the raw signals (for attribution)."""
+        groups = self.features.groups
+        inputs: dict[str, Any] = {"state": state}
+        raw = None
+        if "signals" in groups:
+            sig = self._extractor.step(internals, state)
+            inputs["signals"], inputs["valid"] = sig.values, sig.valid
+            raw = sig.values
+        if "baselines" in groups:
+            base = self._baselines.step(internals)
+            inputs["baselines"] = np.where(base.valid, base.values, np.nan)
+        if "embedding" in groups or "knn" in groups:
+            inputs["embedding"] = np.asarray(internals.obs_embedding, dtype=np.float32)
+        if "hidden" in groups:
+            hidden = getattr(internals, "hidden_step", None)
+            if hidden is None:
+                raise InvalidInputError(f"{self.predictor.name} reads the policy's hidden state, which it does not report")
+            inputs["hidden"] = np.asarray(hidden, dtype=np.float32)
+        return self.features.step(inputs), raw
 
     def observe_signals(self, values: Any, valid: Any = None) -> Risk:
         """Monitor one step from precomputed signals ``values`` (B, 12) or (12,) and ``valid`` (same
@@ -594,7 +648,7 @@ class Monitor:
         """Leave-one-out on environment i's normalised features: one batched predictor call with
         each valid signal in turn set to its training mean (z = 0), from the state before the step."""
         n = len(self.signal_names)
-        valid = feats[n:] > 0.5
+        valid = feats[n : 2 * n] > 0.5  # signal features lead: n z-scores, n valid flags (then others)
         cols = np.flatnonzero(valid & (feats[:n] != 0.0))
         if cols.size == 0:
             return []
@@ -617,7 +671,11 @@ class Monitor:
         ]
 
     def _failsafe_all(self, observation: Any, reason: str) -> Risk:
-        b = self._batch_size or _guess_batch(observation)
+        b = self._batch_size or (_layout(observation) or self._last_layout or (False, 1))[1]
+        if self._batch_size == 0:  # applied to every environment when the batch is allocated
+            if self._pending_failsafe is None or self._pending_cleared:
+                self._pending_failsafe = reason
+            self._pending_cleared = set()
         if self._batch_size == 0 or len(self._failsafe) != b:
             self._failsafe = np.zeros(b, dtype=bool)
             self._reason = [None] * b
@@ -645,36 +703,24 @@ class Monitor:
         )
 
 
-PREFERRED_MODELS = ("salus-tcn", "salus-mlp", "safe-lstm", "safe-mlp")
-
-
-def choose_checkpoint(model_dir: str | Path, model: str | None = None) -> Path:
-    """The checkpoint directory to load: ``model_dir`` itself, or one of the checkpoints inside it."""
-    from salus.monitor.evaluation import checkpoint_dirs
-
-    dirs = {d.name: d for d in checkpoint_dirs(model_dir)}
-    if len(dirs) == 1 and model is None:
-        return next(iter(dirs.values()))
-    if model is not None:
-        if model not in dirs:
-            raise InvalidNameError("checkpoint", model, dirs)
-        return dirs[model]
-    for name in PREFERRED_MODELS:
-        if name in dirs:
-            return dirs[name]
-    return dirs[sorted(dirs)[0]]
-
-
-def _guess_batch(observation: Any) -> int:
+def _layout(observation: Any) -> tuple[bool, int] | None:
+    """``(single, B)`` of an observation: single when ``task`` is a string or, without ``task``,
+    ``state`` is 1-D; None when neither tells (not a dict, no ``task`` and no ``state``)."""
     try:
         task = observation.get("task")
         if isinstance(task, str):
-            return 1
-        if isinstance(task, Sequence):
-            return max(1, len(task))
-        return max(1, int(np.asarray(observation.get("state")).shape[0]))
+            return True, 1
+        if isinstance(task, Sequence) and len(task):
+            return False, len(task)
+        state = observation.get("state")
+        if state is None or isinstance(state, str):
+            return None
+        ndim = np.ndim(state)
+        if ndim == 1:
+            return True, 1
+        return (False, int(np.shape(state)[0])) if ndim >= 2 else None
     except Exception:
-        return 1
+        return None
 
 
 def _signal_features(values: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

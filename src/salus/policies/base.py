@@ -83,8 +83,13 @@ class PolicyAdapter(ABC):
     action_dim: int
 
     @abstractmethod
-    def reset(self, env_index: int | None = None) -> None:
-        """Start a new episode (all environments, or one): clears action queues and capture buffers."""
+    def reset(self, env_index: int | None = None, seed: int | None = None) -> None:
+        """Start a new episode (all environments, or one): clears action queues and capture buffers.
+
+        ``seed`` re-seeds the policy's noise (environment b of a batch then draws from seed + b), so
+        the same seed gives the same actions; None keeps the current generators. An adapter
+        without randomness accepts it and ignores it.
+        """
 
     @abstractmethod
     def act(self, observation: Mapping[str, Any]) -> np.ndarray:

@@ -47,10 +47,7 @@ class EnsembleAdapter(PolicyAdapter):
     def reset(self, env_index: int | None = None, seed: int | None = None) -> None:
         """Reset every member; member i gets ``seed + 1_000_003 * i`` so members draw different noise."""
         for i, member in enumerate(self.members):
-            if seed is None:
-                member.reset(env_index)
-            else:
-                member.reset(env_index, seed=seed + 1_000_003 * i)  # type: ignore[call-arg]
+            member.reset(env_index, seed=None if seed is None else seed + 1_000_003 * i)
         if env_index is None:
             self._last = None
 

@@ -8,7 +8,6 @@ and the policy's noise for it is seeded with ``seed + i`` too, so results do not
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,11 +22,15 @@ __all__ = ["evaluate_policy", "evaluate_conditions"]
 
 
 def _reset(policy: PolicyAdapter, seed: int) -> None:
-    """Reset with a seed when the adapter takes one (env b's policy noise then uses seed + b)."""
-    if "seed" in inspect.signature(policy.reset).parameters:
-        policy.reset(seed=seed)  # type: ignore[call-arg]
-    else:
-        policy.reset()
+    """Reset with a seed (env b's policy noise then uses seed + b)."""
+    policy.reset(seed=seed)
+
+
+def _stack(obs: list[dict[str, Any]]) -> dict[str, Any]:
+    """B single observations -> one batched observation (``task`` a list of B strings)."""
+    batched: dict[str, Any] = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k != "task"}
+    batched["task"] = [o["task"] for o in obs]
+    return batched
 
 
 def evaluate_policy(
@@ -44,6 +47,7 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``task``; returns success rate, failure types and episode lengths."""
     from salus.sim import make_env
+    from salus.sim.rollout import run_lockstep
 
     if episodes < 1:
         raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
@@ -57,27 +61,15 @@ def evaluate_policy(
             for _ in range(b)
         ]
         try:
-            obs = [env.reset(seed=seed + start + i)[0] for i, env in enumerate(envs)]
-            _reset(policy, seed + start)
-            done = [False] * b
-            steps = [0] * b
-            labels: list[dict[str, Any]] = [{} for _ in range(b)]
-            while not all(done):
-                batched: dict[str, Any] = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k != "task"}
-                batched["task"] = [o["task"] for o in obs]
-                actions = policy.act(batched)
-                for i, env in enumerate(envs):
-                    if done[i]:
-                        continue
-                    obs[i], _, terminated, truncated, info = env.step(actions[i])
-                    steps[i] += 1
-                    if terminated or truncated:
-                        done[i] = True
-                        labels[i] = info["label"]
-                        if progress is not None:
-                            progress(1)
-            for i in range(b):
-                results.append({"seed": seed + start + i, "steps": steps[i], **labels[i]})
+            ends = run_lockstep(
+                envs,
+                lambda obs: policy.act(_stack(obs)),
+                [seed + start + i for i in range(b)],
+                on_reset=lambda _obs, s0=seed + start: _reset(policy, s0),  # type: ignore[misc]
+                on_done=None if progress is None else (lambda _b, _end: progress(1)),
+            )
+            for i, end in enumerate(ends):
+                results.append({"seed": seed + start + i, "steps": end.steps, **end.info["label"]})
         finally:
             for env in envs:
                 env.close()

@@ -4,10 +4,18 @@ Files in a checkpoint directory: ``model.safetensors`` (weights) and ``predictor
 keys in ``REQUIRED_KEYS`` (model config, feature normalisation, the signal extractor's fitted
 statistics copied from the dataset, horizons, failure types, score index, calibrated conformal
 bands) plus the split and training history used by ``salus evaluate``.
+
+:meth:`TrainedPredictor.load` validates a checkpoint completely or refuses it with a
+``CheckpointError`` naming the file and the field (:func:`validate_meta`): unreadable or truncated
+files, a weights file whose SHA-256 differs from the one recorded at save time (``files``), weights
+that do not match the model config or are not finite, normalisation vectors of the wrong width or
+with a std that is not positive and finite, ``signal_names`` other than ``salus.signals.SIGNAL_NAMES``
+in that order, horizons, score index, control rate and conformal bands out of range.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -17,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from salus._io import load_safetensors, read_json
+from salus._json import to_json
 from salus.errors import CheckpointError, InvalidInputError
 
 from .config import ModelConfig
@@ -30,12 +40,14 @@ __all__ = [
     "signal_features",
     "embedding_features",
     "is_checkpoint_dir",
+    "validate_meta",
 ]
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "predictor.json"
 EXTRACTOR_FILE = "extractor.safetensors"
+FEATURES_FILE = "features.safetensors"
 REQUIRED_KEYS = (
     "format_version",
     "model",
@@ -102,18 +114,132 @@ def is_checkpoint_dir(path: str | Path) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+_HASHED_FILES = (WEIGHTS_FILE, EXTRACTOR_FILE, FEATURES_FILE)  # SHA-256 recorded in predictor.json "files"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _placeholder_signal_names(n: int) -> list[str]:
+    """The names ``salus.predictor.episodes`` gives the columns of a dataset that records none."""
+    return [f"signal_{i}" for i in range(n)]
+
+
+def _finite_vector(value: Any, what: str, where: Path) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckpointError(
+            f"{where}: {what} must be a list of numbers, got {type(value).__name__}"
+        ) from None
+    if arr.ndim != 1 or arr.size == 0 or not np.isfinite(arr).all():
+        raise CheckpointError(
+            f"{where}: {what} must be a non-empty list of finite numbers (shape {arr.shape})"
+        )
+    return arr
+
+
+def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
+    """Check a checkpoint's metadata (after its tensors are joined back) is complete and consistent;
+    ``CheckpointError`` naming ``where`` and the field otherwise. See the module docstring."""
+    from salus.signals.definitions import SIGNAL_NAMES
+
+    where = Path(where)
+    model = meta["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
+        raise CheckpointError(f"{where}: 'model' must be an object with a 'config' object")
+    try:
+        config = ModelConfig.from_dict(model["config"])
+    except (InvalidInputError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{where}: bad model config: {exc}") from None
+    in_dim = model.get("in_dim")
+    if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim < 1:
+        raise CheckpointError(f"{where}: model.in_dim must be a positive int, got {in_dim!r}")
+    kind = config.input_kind
+    if meta.get("input_kind", kind) != kind:
+        raise CheckpointError(
+            f"{where}: input_kind {meta['input_kind']!r} but model {config.name} reads {kind!r}"
+        )
+    norm = meta["normalization"]
+    if not isinstance(norm, dict):
+        raise CheckpointError(f"{where}: 'normalization' must be an object with 'mean' and 'std'")
+    if norm.get("kind", kind) != kind:
+        raise CheckpointError(
+            f"{where}: normalization is for {norm['kind']!r} inputs, model {config.name} reads {kind!r}"
+        )
+    n = len(SIGNAL_NAMES)
+    if kind in ("signals", "embedding"):  # "features" models normalise inside their feature space
+        mean = _finite_vector(norm["mean"], "normalization.mean", where)
+        std = _finite_vector(norm["std"], "normalization.std", where)
+        if mean.shape != std.shape:
+            raise CheckpointError(
+                f"{where}: normalization.mean has {mean.size} values but normalization.std has {std.size}"
+            )
+        if not (std > 0).all():
+            bad = np.flatnonzero(~(std > 0)).tolist()
+            raise CheckpointError(
+                f"{where}: normalization.std must be > 0 everywhere (zero or negative at features {bad}); "
+                "a zero std makes the score constant"
+            )
+        if kind == "signals":
+            if mean.size != n or in_dim != 2 * n:
+                raise CheckpointError(
+                    f"{where}: a signals model needs normalization vectors of width {n} (one per signal) and "
+                    f"model.in_dim {2 * n}; got width {mean.size} and in_dim {in_dim}"
+                )
+        elif mean.size != in_dim:
+            raise CheckpointError(
+                f"{where}: normalization vectors have width {mean.size} but the model reads {in_dim} embedding values"
+            )
+    names = meta.get("signal_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise CheckpointError(f"{where}: signal_names must be a list of strings")
+        if names != list(SIGNAL_NAMES) and names != _placeholder_signal_names(n):
+            raise CheckpointError(
+                f"{where}: signal_names {names} are not the signals the extractor computes, in its order: "
+                f"{list(SIGNAL_NAMES)}"
+            )
+    horizons = meta["horizons"]
+    if not isinstance(horizons, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in horizons
+    ):
+        raise CheckpointError(f"{where}: horizons must be a list of positive step counts, got {horizons!r}")
+    if not horizons and config.name in ("salus-mlp", "salus-tcn"):
+        raise CheckpointError(f"{where}: horizons are empty")
+    types = meta["failure_types"]
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise CheckpointError(f"{where}: failure_types must be a list of strings, got {types!r}")
+    idx = meta["score_index"]
+    if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < max(1, len(horizons)):
+        raise CheckpointError(
+            f"{where}: score_index must be an int in [0, {max(1, len(horizons))}), got {idx!r}"
+        )
+    hz = meta["control_hz"]
+    if not isinstance(hz, int | float) or isinstance(hz, bool) or not (math.isfinite(hz) and hz > 0):
+        raise CheckpointError(f"{where}: control_hz must be a positive number, got {hz!r}")
+    conformal = meta["conformal"]
+    alpha = conformal["alpha"]
+    if not isinstance(alpha, int | float) or not 0.0 < float(alpha) < 1.0:
+        raise CheckpointError(f"{where}: conformal.alpha must be in (0, 1), got {alpha!r}")
+    bands = conformal["bands"]
+    if not isinstance(bands, dict) or not bands:
+        raise CheckpointError(f"{where}: no calibrated conformal bands")
+    for key, band in bands.items():
+        try:
+            float(key)
+            FunctionalBand.from_dict(band)
+        except (InvalidInputError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: conformal band {key!r} is malformed: {exc}") from None
+    if not any(abs(float(k) - float(alpha)) < 1e-12 for k in bands):
+        raise CheckpointError(f"{where}: no conformal band at the checkpoint's alpha {alpha}")
+    if not isinstance(meta["extractor_statistics"], dict) or not meta["extractor_statistics"]:
+        raise CheckpointError(f"{where}: extractor_statistics must be a non-empty object")
 
 
 @dataclass
@@ -123,6 +249,7 @@ class TrainedPredictor:
     model: Any  # PredictorNet (torch import kept lazy for callers that only read metadata)
     config: ModelConfig
     meta: dict[str, Any] = field(default_factory=dict)
+    feature_space: Any = None  # FeatureSpace of input kind "features" (features.safetensors)
 
     @property
     def name(self) -> str:
@@ -163,6 +290,10 @@ class TrainedPredictor:
 
     def features(self, episode: Episode) -> np.ndarray:
         """Network input ``(T, D)`` of one episode."""
+        if self.input_kind == "features":
+            if self.feature_space is None:
+                raise CheckpointError(f"{self.name} has no fitted feature space ({FEATURES_FILE})")
+            return self.feature_space.transform(episode)  # type: ignore[no-any-return]
         norm = self.meta["normalization"]
         mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
         if self.input_kind == "signals":
@@ -219,21 +350,25 @@ class TrainedPredictor:
             save_numpy(ext, str(d / EXTRACTOR_FILE))
         elif (d / EXTRACTOR_FILE).exists():
             (d / EXTRACTOR_FILE).unlink()
+        if self.feature_space is not None:
+            save_numpy(self.feature_space.tensors(), str(d / FEATURES_FILE))
+            meta["features"] = self.feature_space.config_dict()
         meta["model"] = {
             "name": self.config.name,
             "config": self.config.to_dict(),
             "in_dim": meta["model"]["in_dim"],
         }
+        meta["files"] = {name: _sha256(d / name) for name in _HASHED_FILES if (d / name).is_file()}
         tmp = d / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(meta), indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(to_json(meta, non_finite="null"), indent=1, sort_keys=True))
         tmp.replace(d / META_FILE)
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainedPredictor:
-        """Load a checkpoint; ``CheckpointError`` names any missing file or field."""
-        from safetensors.torch import load_file
-
+        """Load a checkpoint, validated completely (:func:`validate_meta`, the recorded SHA-256 of
+        each file, finite weights that fit the config); ``CheckpointError`` names any missing,
+        damaged or inconsistent file or field."""
         from .models import build_model
 
         d = Path(directory)
@@ -241,20 +376,33 @@ class TrainedPredictor:
             raise CheckpointError(
                 f"{d} is not a predictor checkpoint: it needs {META_FILE} and {WEIGHTS_FILE}"
             )
-        try:
-            meta = json.loads((d / META_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{d / META_FILE} is not valid JSON: {exc}") from exc
+        meta = read_json(d / META_FILE, "the checkpoint metadata (not valid JSON)", CheckpointError)
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{d / META_FILE} must hold a JSON object, got {type(meta).__name__}")
         missing = [k for k in REQUIRED_KEYS if k not in meta]
         if missing:
             raise CheckpointError(f"{d / META_FILE} lacks required fields {missing}")
         if meta["format_version"] != FORMAT_VERSION:
             raise CheckpointError(f"checkpoint format {meta['format_version']} is not {FORMAT_VERSION}")
+        files = meta.get("files", {})
+        if not isinstance(files, dict):
+            raise CheckpointError(f"{d / META_FILE}: 'files' must map file names to SHA-256 digests")
+        for name, digest in files.items():
+            if name not in _HASHED_FILES:
+                continue
+            if not (d / name).is_file():
+                raise CheckpointError(f"{d} lacks {name}, which {META_FILE} records")
+            if _sha256(d / name) != digest:
+                raise CheckpointError(
+                    f"{d / name} is damaged: its SHA-256 differs from the one recorded in {META_FILE} at save time"
+                )
         for key, sub in (
             ("model", ("config", "in_dim")),
             ("normalization", ("mean", "std")),
             ("conformal", ("alpha", "bands")),
         ):
+            if not isinstance(meta[key], dict):
+                raise CheckpointError(f"{d / META_FILE}: '{key}' must be an object")
             lacking = [s for s in sub if s not in meta[key]]
             if lacking:
                 raise CheckpointError(f"{d / META_FILE}: '{key}' lacks {lacking}")
@@ -262,22 +410,20 @@ class TrainedPredictor:
             raise CheckpointError(f"{d / META_FILE}: extractor_statistics must be a non-empty object")
         ext: dict[str, np.ndarray] = {}
         if "__tensor__" in json.dumps(meta["extractor_statistics"]):
-            from safetensors.numpy import load_file as load_numpy
-
             if not (d / EXTRACTOR_FILE).is_file():
                 raise CheckpointError(
                     f"{d} lacks {EXTRACTOR_FILE} (the signal extractor's fitted statistics)"
                 )
-            ext = load_numpy(str(d / EXTRACTOR_FILE))
+            ext = load_safetensors(d / EXTRACTOR_FILE, "the signal extractor's statistics", CheckpointError)
         meta["extractor_statistics"] = join_tensors(meta["extractor_statistics"], ext)
-        if not meta["horizons"] and meta["model"]["name"] in ("salus-mlp", "salus-tcn"):
-            raise CheckpointError(f"{d / META_FILE}: horizons are empty")
-        if not meta["conformal"]["bands"]:
-            raise CheckpointError(f"{d / META_FILE}: no calibrated conformal bands")
-        try:
-            config = ModelConfig.from_dict(meta["model"]["config"])
-        except (InvalidInputError, TypeError) as exc:
-            raise CheckpointError(f"{d / META_FILE}: bad model config: {exc}") from exc
+        validate_meta(meta, d / META_FILE)
+        config = ModelConfig.from_dict(meta["model"]["config"])
+        weights = load_safetensors(
+            d / WEIGHTS_FILE, "the predictor weights", CheckpointError, framework="torch"
+        )
+        for name, tensor in weights.items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise CheckpointError(f"{d / WEIGHTS_FILE}: tensor {name!r} holds NaN or inf weights")
         model = build_model(
             config,
             int(meta["model"]["in_dim"]),
@@ -285,8 +431,32 @@ class TrainedPredictor:
             len(meta["failure_types"]),
         )
         try:
-            model.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
+            model.load_state_dict(weights)
         except RuntimeError as exc:
             raise CheckpointError(f"{d / WEIGHTS_FILE} does not match the model config: {exc}") from exc
         model.eval()
-        return cls(model=model, config=config, meta=meta)
+        feature_space = None
+        if config.input_kind == "features":
+            feature_space = _load_feature_space(d, meta)
+        return cls(model=model, config=config, meta=meta, feature_space=feature_space)
+
+
+def _load_feature_space(d: Path, meta: dict[str, Any]) -> Any:
+    """The fitted ``FeatureSpace`` of a ``features`` checkpoint (``CheckpointError`` if absent)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file as load_numpy
+
+    from .features import FeatureSpace
+
+    if "features" not in meta or not (d / FEATURES_FILE).is_file():
+        raise CheckpointError(f"{d} lacks the feature space ({FEATURES_FILE} and predictor.json 'features')")
+    try:
+        tensors = load_numpy(str(d / FEATURES_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{d / FEATURES_FILE} is damaged: {exc}") from exc
+    fs = FeatureSpace.restore(meta["features"], tensors)
+    if fs.dim != int(meta["model"]["in_dim"]):
+        raise CheckpointError(
+            f"{d}: the feature space gives {fs.dim} features but the network expects {meta['model']['in_dim']}"
+        )
+    return fs

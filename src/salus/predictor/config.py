@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from salus.errors import InvalidInputError, InvalidNameError
+from salus.sim.spec import FAILURE_TYPES
+
+from .registry import get_model_spec, model_names
 
 __all__ = [
     "MODEL_NAMES",
@@ -24,19 +27,18 @@ __all__ = [
     "check_model_name",
 ]
 
-# Our predictors read the 12-signal vector; SAFE's read the policy's observation embedding.
-SIGNAL_MODELS = ("salus-mlp", "salus-tcn")
-EMBEDDING_MODELS = ("safe-mlp", "safe-lstm")
-MODEL_NAMES = SIGNAL_MODELS + EMBEDDING_MODELS
+# The models live in ``salus.predictor.registry`` (name -> input kind, family, objective, network).
+MODEL_NAMES = model_names()
+SIGNAL_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "signals")
+EMBEDDING_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "embedding")
 DEFAULT_HORIZONS = (6, 10, 13, 16)
-DEFAULT_FAILURE_TYPES = ("drop", "miss", "collision", "timeout")
+DEFAULT_FAILURE_TYPES = FAILURE_TYPES  # one definition: salus.sim.spec
 DEFAULT_ALPHAS = (0.05, 0.1, 0.2)
 
 
 def check_model_name(name: str) -> str:
     """Return ``name`` if it is a registered model, else raise ``InvalidNameError``."""
-    if name not in MODEL_NAMES:
-        raise InvalidNameError("model", name, MODEL_NAMES)
+    get_model_spec(name)
     return name
 
 
@@ -71,6 +73,10 @@ class ModelConfig:
     safe_threshold: float = 0.5
     lstm_hidden: int = 256
     dropout: float = 0.1
+    gru_hidden: int = 64
+    feature_groups: tuple[str, ...] = ()  # input kind "features": () = the model's default groups
+    pca: int = 16
+    objective: str = ""  # input kind "features": "" = the model's own; "horizons" = the seed's target
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
@@ -86,11 +92,33 @@ class ModelConfig:
             raise InvalidInputError(f"safe_threshold must be > 0, got {self.safe_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.gru_hidden < 1 or self.pca < 1:
+            raise InvalidInputError("gru_hidden and pca must be >= 1")
+        if self.objective and (self.objective != "horizons" or self.input_kind != "features"):
+            raise InvalidInputError(
+                f"objective {self.objective!r}: only 'horizons' can replace a 'features' model's own objective"
+            )
+        if self.feature_groups:
+            from .features import FEATURE_GROUPS
+
+            bad = [g for g in self.feature_groups if g not in FEATURE_GROUPS]
+            if bad:
+                raise InvalidNameError("feature group", bad[0], FEATURE_GROUPS)
 
     @property
     def input_kind(self) -> str:
-        """``"signals"`` or ``"embedding"``."""
-        return "signals" if self.name in SIGNAL_MODELS else "embedding"
+        """``"signals"``, ``"embedding"`` or ``"features"`` (see ``salus.predictor.registry``)."""
+        return get_model_spec(self.name).input_kind
+
+    @property
+    def objective_name(self) -> str:
+        """The training objective (``salus.predictor.registry.OBJECTIVES``)."""
+        return self.objective or get_model_spec(self.name).objective
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Feature groups of a ``"features"`` model (the config's, else the model's default)."""
+        return self.feature_groups or get_model_spec(self.name).feature_groups
 
     @property
     def receptive_field(self) -> int:
@@ -141,15 +169,17 @@ class SplitConfig:
 @dataclass(frozen=True)
 class ConformalConfig:
     """Functional conformal band (Diquigiovanni et al.): ``modulation`` "std" (per-step standard
-    deviation) or "constant"; ``two_sided`` uses max |s - mu| / h as nonconformity (SAFE), else
-    max (s - mu) / h (tighter, one-sided). ``fit_fraction`` of calibration successes estimate
-    mu and h, the rest give the nonconformity scores. ``alpha`` is the checkpoint's default."""
+    deviation) or "constant"; the nonconformity is one-sided, max (s - mu) / h, as in SAFE and
+    FAIL-Detect (``two_sided`` uses max |s - mu| / h instead). ``fit_fraction`` of calibration
+    successes estimate mu and h (30% as in SAFE), the rest give the nonconformity scores. ``alpha``
+    is the checkpoint's default. The defaults equal ``ProtocolConfig``'s band, so the monitor's
+    alarms are the evaluated ones."""
 
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     alpha: float = 0.1
     modulation: str = "std"
-    two_sided: bool = True
-    fit_fraction: float = 0.5
+    two_sided: bool = False
+    fit_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         if not self.alphas or any(not 0.0 < a < 1.0 for a in self.alphas):

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from salus.errors import DatasetError, InvalidInputError
+from salus.signals.definitions import NUM_SIGNALS
 
 from .config import DEFAULT_FAILURE_TYPES, SplitConfig
 
@@ -29,7 +30,7 @@ __all__ = [
     "N_SIGNALS",
 ]
 
-N_SIGNALS = 12
+N_SIGNALS = NUM_SIGNALS  # one signal count: salus.signals.definitions
 
 
 @dataclass
@@ -45,6 +46,11 @@ class Episode:
     seed: int = 0
     baselines: np.ndarray | None = None  # (T, nb) float32, online baseline scores
     embedding: np.ndarray | None = None  # (T, E) observation embedding
+    state: np.ndarray | None = None  # (T, 22) robot state the policy acted on
+    hidden: np.ndarray | None = None  # (T, H) policy hidden state at the output layer
+    privileged: np.ndarray | None = None  # (T, P) simulator-only state (oracle ceiling only)
+    perturbations: list[dict[str, Any]] = field(default_factory=list)  # as the simulator recorded them
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived features
 
     def __post_init__(self) -> None:
         self.signals = np.asarray(self.signals, dtype=np.float32)
@@ -64,7 +70,7 @@ class Episode:
             raise InvalidInputError(
                 f"a failed episode needs 0 <= failure_step <= T={T}, got {self.failure_step}"
             )
-        for name in ("baselines", "embedding"):
+        for name in ("baselines", "embedding", "state", "hidden", "privileged"):
             arr = getattr(self, name)
             if arr is not None:
                 arr = np.asarray(arr, dtype=np.float32)
@@ -139,12 +145,41 @@ def _extractor_statistics(dataset: Any) -> dict[str, Any]:
         ) from exc
 
 
-def episodes_from_dataset(dataset: Any, *, embeddings: bool = True) -> EpisodeSet:
+_LAST_READ: dict[tuple[Any, ...], EpisodeSet] = {}
+
+
+def episodes_from_dataset(
+    dataset: Any, *, embeddings: bool = True, extras: Sequence[str] = ("state", "hidden", "privileged")
+) -> EpisodeSet:
     """Read every episode of a ``salus.data.SalusDataset`` into an ``EpisodeSet``.
 
     Needs step keys ``signals`` and ``signal_valid``; ``baselines`` and ``obs_embedding`` are used
-    when present (``embeddings=False`` skips the embedding, e.g. for signal-only models).
+    when present (``embeddings=False`` skips the embedding, e.g. for signal-only models), and so are
+    the step keys named in ``extras`` (``state``, ``hidden``, ``privileged``). The last set read is
+    kept (keyed by path, committed size and options), so the stages of one process (``salus
+    benchmark``) share it and the features derived from it (``Episode.cache``).
     """
+    labels = hashlib.sha1(
+        np.asarray(dataset.failure_step).tobytes() + "|".join(map(str, dataset.failure_type)).encode()
+    ).hexdigest()
+    key = (
+        str(getattr(dataset, "path", "")),
+        len(dataset),
+        getattr(dataset, "num_steps", None),
+        labels,
+        embeddings,
+        tuple(extras),
+    )
+    if key[0] and key in _LAST_READ:
+        return _LAST_READ[key]
+    out = _read_episodes(dataset, embeddings=embeddings, extras=extras)
+    if key[0]:
+        _LAST_READ.clear()
+        _LAST_READ[key] = out
+    return out
+
+
+def _read_episodes(dataset: Any, *, embeddings: bool, extras: Sequence[str]) -> EpisodeSet:
     keys = set(dataset.keys)
     for key in ("signals", "signal_valid"):
         if key not in keys:
@@ -163,7 +198,19 @@ def episodes_from_dataset(dataset: Any, *, embeddings: bool = True) -> EpisodeSe
         ]
     emb = dataset.episode_arrays("obs_embedding") if embeddings and "obs_embedding" in keys else [None] * n
     success, fstep, ftype = dataset.success, dataset.failure_step, dataset.failure_type
+    from salus.data.labels import unlabelled_episodes
+
+    unlabelled = unlabelled_episodes(ftype)
+    if unlabelled:
+        shown = ", ".join(map(str, unlabelled[:20])) + (" ..." if len(unlabelled) > 20 else "")
+        raise DatasetError(
+            f"{dataset.path} has {len(unlabelled)} unlabelled episode(s) (outcome not known): {shown}. Label "
+            f"them first: `salus dataset label {dataset.path} EPISODE --success` or `--failure-step N "
+            "--failure-type T` (or `--from labels.json|csv` for many)"
+        )
     task, seed = dataset.task, dataset.seed
+    more = {k: dataset.episode_arrays(k) for k in extras if k in keys}
+    perts = _perturbations(dataset, n)
     episodes = [
         Episode(
             signals=sig[i],
@@ -175,6 +222,10 @@ def episodes_from_dataset(dataset: Any, *, embeddings: bool = True) -> EpisodeSe
             seed=int(seed[i]),
             baselines=base[i],
             embedding=None if emb[i] is None else np.asarray(emb[i], dtype=np.float32),
+            state=_extra(more, "state", i),
+            hidden=_extra(more, "hidden", i),
+            privileged=_extra(more, "privileged", i),
+            perturbations=perts[i],
         )
         for i in range(n)
     ]
@@ -192,6 +243,28 @@ def episodes_from_dataset(dataset: Any, *, embeddings: bool = True) -> EpisodeSe
         source=str(dataset.path),
         info={k: attrs[k] for k in ("policy", "collect") if k in attrs},
     )
+
+
+def _extra(arrays: dict[str, Any], key: str, i: int) -> np.ndarray | None:
+    return np.asarray(arrays[key][i], dtype=np.float32) if key in arrays else None
+
+
+def _perturbations(dataset: Any, n: int) -> list[list[dict[str, Any]]]:
+    """Each episode's perturbation records (``meta/perturbations`` JSON), ``[]`` when absent."""
+    import json
+
+    raw = getattr(dataset, "perturbations", None)
+    if raw is None:
+        return [[] for _ in range(n)]
+    out = []
+    for r in list(raw)[:n]:
+        if isinstance(r, str | bytes):
+            try:
+                r = json.loads(r)
+            except ValueError:
+                r = []
+        out.append([dict(p) for p in r] if isinstance(r, list) else [])
+    return out + [[] for _ in range(n - len(out))]
 
 
 @dataclass(frozen=True)
@@ -297,7 +370,8 @@ def synthetic_episodes(
     Failed episodes are longer than successes (as real timeouts are). With ``informative`` > 0,
     signals 0-2, the first baseline and the embedding drift upwards from an onset between the
     episode start and ``failure_step`` (so failures are partly predictable before the shortest
-    success ends); signal 11 is invalid on 10% of steps.
+    success ends), and so do the first hidden and privileged columns; the state is noise; signal 11
+    is invalid on 10% of steps.
     """
     if n < 1:
         raise InvalidInputError(f"n must be >= 1, got {n}")
@@ -315,6 +389,9 @@ def synthetic_episodes(
         sig[~valid] = np.nan
         emb = rng.normal(0.0, 1.0, size=(T, embedding_dim)).astype(np.float32)
         base = rng.normal(0.0, 1.0, size=(T, n_baselines)).astype(np.float32) if n_baselines else None
+        state = rng.normal(0.0, 1.0, size=(T, 22)).astype(np.float32)
+        hidden = rng.normal(0.0, 1.0, size=(T, 8)).astype(np.float32)
+        privileged = rng.normal(0.0, 1.0, size=(T, 23)).astype(np.float32)
         failure_step, ftype = -1, "none"
         if fail:
             failure_step = T - 1 - int(rng.integers(0, 10))
@@ -325,6 +402,8 @@ def synthetic_episodes(
             sig[:, 1] += 1.5 * ramp
             sig[:, 2] -= 1.0 * ramp
             emb[:, :4] += 2.0 * ramp[:, None]
+            hidden[:, :2] += 1.5 * ramp[:, None]
+            privileged[:, :3] += 3.0 * ramp[:, None]
             if base is not None:
                 base[:, 0] += 1.5 * ramp
         episodes.append(
@@ -338,6 +417,9 @@ def synthetic_episodes(
                 seed=seed * 1_000_003 + i,
                 baselines=base,
                 embedding=emb,
+                state=state,
+                hidden=hidden,
+                privileged=privileged,
             )
         )
     return EpisodeSet(

@@ -1,16 +1,18 @@
-"""Every method side by side under one protocol, on the same episodes.
+"""Every method side by side under the protocol (``salus.predictor.protocol``), on the same episodes.
 
-Methods: trained predictors (ours and SAFE's), each online baseline score recorded in the dataset,
-each embedding baseline (fitted on successful *training* episodes' observation embeddings), and
-each of the 12 signals alone (z-scored on training steps, invalid steps at the training mean,
-sign chosen by ROC-AUC at T on *training* episodes). Each method's conformal band is calibrated on
-the same ``calib`` successes; metrics on ``test_seen`` and ``test_unseen`` (held-out tasks).
+Methods: trained predictors (ours, SAFE's and the privileged oracle), each online baseline score
+recorded in the dataset, each embedding baseline (fitted on successful *training* episodes'
+observation embeddings), and each of the 12 signals alone (z-scored on training steps, invalid steps
+at the training mean, sign chosen by ROC-AUC at T on *training* episodes). Every method's thresholds
+are calibrated on the same ``calib`` successes; metrics on ``test_seen`` and ``test_unseen``
+(held-out tasks). Our predictor in the headline is the one with the best validation ROC-AUC at T
+(seen ``val`` episodes, never test); the comparators are fixed in advance (:data:`COMPARATORS`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,30 +21,52 @@ import numpy as np
 from salus.errors import InvalidInputError
 
 from .checkpoint import TrainedPredictor
-from .config import DEFAULT_ALPHAS, ConformalConfig
-from .conformal import fit_functional_bands
+from .config import DEFAULT_ALPHAS
+from .conformal import FunctionalBand
 from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes
-from .metrics import (
-    alarm_metrics,
+from .protocol import (
+    ProtocolConfig,
+    at_risk_scores,
     bootstrap_auroc,
     ci95,
-    protocol_times,
-    ranking_metrics,
+    fit_bands,
+    method_metrics,
     roc_auc,
     running_max,
+    safe_times,
     score_at,
 )
 
 __all__ = [
+    "COMPARATORS",
     "MethodScores",
+    "Evaluation",
     "evaluate_methods",
     "run_evaluation",
-    "format_markdown",
+    "evaluate_detailed",
+    "aggregate_seeds",
     "baseline_methods",
     "embedding_methods",
     "predictor_methods",
     "signal_methods",
 ]
+
+# Comparators of the headline, fixed before any result (issue: "beats each of ..."): every
+# published detector we implement and every single signal ("signal:*").
+COMPARATORS: tuple[str, ...] = (
+    "safe-mlp",
+    "safe-lstm",
+    "embedding:knn_cosine",
+    "embedding:knn_euclidean",
+    "embedding:mahalanobis",
+    "baseline:stac",
+    "baseline:stac_single",
+    "baseline:fiper_chunk_entropy",
+    "baseline:action_total_variance",
+    "signal:*",
+)
+# The two metrics the goal is stated on: SAFE-comparable ROC-AUC and at-risk ROC-AUC at 2 s.
+HEADLINE_METRICS: tuple[str, ...] = ("safe", "at_risk_2s")
 
 
 @dataclass
@@ -62,7 +86,7 @@ def _finite_fill(x: np.ndarray, fill: float) -> np.ndarray:
 
 
 def signal_methods(
-    episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int], times: dict[str, int]
+    episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int], times: Mapping[str, int]
 ) -> list[MethodScores]:
     """Each of the 12 signals alone; the sign is chosen on the training episodes only."""
     train = [episodes[i] for i in split.train]
@@ -166,45 +190,68 @@ def predictor_methods(
     for p in predictors:
         eps = [episodes[i] for i in indices]
         scores = dict(zip(indices, p.episode_scores(eps), strict=True))
-        family = "safe" if p.name.startswith("safe") else "salus"
-        h = p.meta["horizons"][p.meta["score_index"]] if p.input_kind == "signals" else None
-        note = f"P(failure within {h} steps)" if h is not None else "trajectory score"
-        out.append(MethodScores(p.name, family, scores, note=note))
+        from .registry import get_model_spec
+
+        spec = get_model_spec(p.name)
+        label = str(p.meta.get("label") or p.name)
+        family = "ablation" if label != p.name else spec.family
+        groups = ",".join(p.config.groups) if p.input_kind == "features" else ""
+        note = spec.note if label == p.name else f"{p.name} with features {groups}"
+        out.append(MethodScores(label, family, scores, note=note))
     return out
 
 
-def _headline(results: list[dict[str, Any]], boot: np.ndarray, group: str) -> dict[str, Any]:
-    """Best of ours vs best SAFE vs best single score (chosen by seen ROC-AUC at T)."""
+@dataclass
+class Evaluation:
+    """One evaluation: the JSON-able ``report`` plus what the figures need (per-step scores of every
+    method, running scores, calibrated thresholds), so the report draws them instead of refitting."""
 
-    def best(families: set[str]) -> int | None:
-        cands = [
-            i
-            for i, e in enumerate(results)
-            if e["family"] in families and not math.isnan(e["seen"]["auroc_T"])
-        ]
-        return max(cands, key=lambda i: results[i]["seen"]["auroc_T"]) if cands else None
+    report: dict[str, Any]
+    episodes: EpisodeSet
+    split: EpisodeSplit
+    methods: list[MethodScores]
+    bands: dict[str, dict[str, dict[float, FunctionalBand]]]  # method -> kind -> alpha -> band
+    boot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # group/metric -> (M, n_boot)
 
-    picks = {
-        "ours": best({"salus"}),
-        "safe": best({"safe"}),
-        "single": best({"baseline", "embedding", "signal"}),
-    }
-    out: dict[str, Any] = {}
-    for key, i in picks.items():
-        out[key] = (
-            None if i is None else {"name": results[i]["name"], "auroc_T": results[i][group]["auroc_T"]}
-        )
-    for other in ("safe", "single"):
-        i, j = picks["ours"], picks[other]
-        if i is None or j is None:
-            out[f"delta_vs_{other}"] = None
+    def running(self, method: str, index: int) -> np.ndarray:
+        m = next(m for m in self.methods if m.name == method)
+        return running_max(m.scores[index])
+
+
+def _headline_value(res: dict[str, Any], metric: str) -> float:
+    if metric == "safe":
+        return float(res["safe"]["auroc"])
+    if metric.startswith("at_risk_"):
+        return float(res["at_risk"][metric[len("at_risk_") :]]["auroc"])
+    raise InvalidInputError(f"unknown headline metric {metric!r}")
+
+
+def _comparator_names(names: Sequence[str]) -> list[str]:
+    out = []
+    for c in COMPARATORS:
+        if c.endswith("*"):
+            out += [n for n in names if n.startswith(c[:-1])]
+        elif c in names:
+            out.append(c)
+    return out
+
+
+def select_on_validation(
+    episodes: EpisodeSet, split: EpisodeSplit, methods: Sequence[MethodScores], times: Mapping[str, int]
+) -> dict[str, Any]:
+    """Our predictor for the headline: the ``salus`` model with the best ROC-AUC at T on the seen
+    validation episodes (never test). Returns the pick and every candidate's validation score."""
+    idx = list(split.val)
+    labels = np.array([episodes[i].failed for i in idx], dtype=bool)
+    scores = {}
+    for m in methods:
+        if m.family != "salus" or not all(i in m.scores for i in idx):
             continue
-        diff = boot[i] - boot[j]
-        out[f"delta_vs_{other}"] = {
-            "auroc_T": results[i][group]["auroc_T"] - results[j][group]["auroc_T"],
-            "ci95": list(ci95(diff)),
-        }
-    return out
+        at_t = [score_at(running_max(m.scores[i]), times[episodes[i].task]) for i in idx]
+        scores[m.name] = roc_auc(labels, np.array(at_t))
+    finite = {k: v for k, v in scores.items() if not math.isnan(v)}
+    pick = max(finite, key=lambda k: finite[k]) if finite else None
+    return {"selected": pick, "val_auroc_T": scores, "n_val": len(idx)}
 
 
 def evaluate_methods(
@@ -212,72 +259,61 @@ def evaluate_methods(
     split: EpisodeSplit,
     methods: Sequence[MethodScores],
     *,
-    conformal: ConformalConfig | None = None,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    times: dict[str, int] | None = None,
-    seed: int = 0,
-    n_boot: int = 1000,
-) -> dict[str, Any]:
-    """The protocol applied to every method; returns a JSON-able dict (see ``format_markdown``).
-
-    ROC-AUC at T gets a 95% episode-bootstrap interval (``n_boot`` resamples, the same for every
-    method); ``summary`` compares our best predictor with the best SAFE model and the best single
-    score (baseline, embedding baseline or signal), each picked by seen ROC-AUC at T, with paired
-    bootstrap intervals of the differences."""
-    conf = conformal or ConformalConfig()
-    times = times or protocol_times(episodes.episodes)
+    config: ProtocolConfig | None = None,
+    times: Mapping[str, int] | None = None,
+) -> Evaluation:
+    """The protocol applied to every method on the split's seen and unseen test episodes."""
+    cfg = config or ProtocolConfig(control_hz=episodes.control_hz)
+    times = dict(times or safe_times(episodes.episodes))
     groups = {"seen": list(split.test_seen), "unseen": list(split.test_unseen)}
     calib = [i for i in split.calib if episodes[i].success]
     if len(calib) < 2:
         raise InvalidInputError(f"need >= 2 successful calibration episodes, got {len(calib)}")
-    results = []
-    at_t: dict[str, list[np.ndarray]] = {g: [] for g in groups}
+    timeout_step = int(np.percentile([episodes[i].length for i in calib], 90))
+    results: list[dict[str, Any]] = []
+    bands_by: dict[str, dict[str, dict[float, FunctionalBand]]] = {}
+    headline_scores: dict[str, dict[str, list[np.ndarray]]] = {g: {} for g in groups}
     for m in methods:
-        cal_traj = [running_max(m.scores[i]) for i in calib]
-        bands = fit_functional_bands(
-            cal_traj,
-            alphas,
-            modulation=conf.modulation,
-            two_sided=conf.two_sided,
-            fit_fraction=conf.fit_fraction,
-            seed=seed,
-        )
+        bands = fit_bands([running_max(m.scores[i]) for i in calib], cfg)
+        bands_by[m.name] = bands
         entry: dict[str, Any] = {"name": m.name, "family": m.family, "note": m.note, **m.extra}
         for g, idx in groups.items():
             eps = [episodes[i] for i in idx]
             run = [running_max(m.scores[i]) for i in idx]
-            res = ranking_metrics(eps, run, times)
-            res["alarms"] = {}
-            for a in alphas:
-                band = bands[float(a)]
-                res["alarms"][str(a)] = {
-                    **alarm_metrics(eps, run, band, episodes.control_hz),
-                    "half_width": band.half_width,
-                    "n_cal": band.n_cal,
-                }
-            entry[g] = res
-            at_t[g].append(np.array([score_at(r, times[ep.task]) for ep, r in zip(eps, run, strict=True)]))
+            entry[g] = method_metrics(eps, run, times, bands, cfg, timeout_step=timeout_step)
+            entry[g]["n"] = len(idx)
+            hs = headline_scores[g]
+            hs.setdefault("safe", []).append(
+                np.array([score_at(r, times[ep.task]) for ep, r in zip(eps, run, strict=True)])
+            )
+            for t in cfg.at_risk_s:
+                step = int(round(t * cfg.control_hz))
+                _, _, sc = at_risk_scores(eps, run, step)
+                hs.setdefault(f"at_risk_{t:g}s", []).append(sc)
         results.append(entry)
-    summary: dict[str, Any] = {}
-    for g, idx in groups.items():  # before sorting: bootstrap rows follow ``methods``
-        labels = np.array([episodes[i].failed for i in idx], dtype=bool)
-        boot = bootstrap_auroc(labels, np.array(at_t[g]).reshape(len(methods), len(idx)), n_boot, seed)
-        for entry, b in zip(results, boot, strict=True):
-            entry[g]["auroc_T_ci"] = list(ci95(b))
-        summary[g] = _headline(results, boot, g)
-
-    def key(e: dict[str, Any]) -> float:
-        v = e["seen"]["auroc_T"]
-        return -v if not math.isnan(v) else math.inf
-
-    results.sort(key=key)
-    return {
+    boot: dict[str, dict[str, np.ndarray]] = {}
+    for g, idx in groups.items():
+        eps = [episodes[i] for i in idx]
+        boot[g] = {}
+        for metric, rows in headline_scores[g].items():
+            if metric == "safe":
+                labels = np.array([ep.failed for ep in eps], dtype=bool)
+            else:
+                step = int(round(float(metric[len("at_risk_") : -1]) * cfg.control_hz))
+                _, labels, _ = at_risk_scores(eps, [np.zeros(ep.length) for ep in eps], step)
+            mat = np.array(rows).reshape(len(methods), len(labels))
+            b = bootstrap_auroc(labels, mat, cfg.n_boot, cfg.seed)
+            boot[g][metric] = b
+            for entry, bi in zip(results, b, strict=True):
+                entry[g].setdefault("ci95", {})[metric] = list(ci95(bi))
+    selection = select_on_validation(episodes, split, methods, times)
+    report: dict[str, Any] = {
         "protocol": {
+            **cfg.to_dict(),
             "score": "running max of the per-step failure score",
             "T": times,
-            "alphas": [float(a) for a in alphas],
-            "conformal": conf.to_dict(),
-            "control_hz": episodes.control_hz,
+            "T_rule": "shortest rollout of each task, any outcome (SAFE)",
+            "timeout_step": timeout_step,
         },
         "dataset": {
             "source": episodes.source,
@@ -291,26 +327,47 @@ def evaluate_methods(
             "calib_successes": len(calib),
             "unseen_tasks": sorted({episodes[i].task for i in split.test_unseen}),
         },
-        "summary": summary,
+        "selection": selection,
         "methods": results,
     }
+    ev = Evaluation(report, episodes, split, list(methods), bands_by, boot)
+    report["comparisons"] = compare(ev, selection["selected"])
+    return ev
 
 
-def run_evaluation(
+def compare(ev: Evaluation, ours: str | None) -> dict[str, Any]:
+    """``ours`` minus each fixed comparator on the headline metrics, with paired bootstrap intervals."""
+    if ours is None:
+        return {}
+    names = [m.name for m in ev.methods]
+    i = names.index(ours)
+    out: dict[str, Any] = {"ours": ours, "rows": {}}
+    for other in _comparator_names(names):
+        j = names.index(other)
+        row: dict[str, Any] = {}
+        for g, by in ev.boot.items():
+            for metric in HEADLINE_METRICS:
+                res_i, res_j = ev.report["methods"][i][g], ev.report["methods"][j][g]
+                d = _headline_value(res_i, metric) - _headline_value(res_j, metric)
+                row[f"{g}/{metric}"] = {"delta": d, "ci95": list(ci95(by[metric][i] - by[metric][j]))}
+        out["rows"][other] = row
+    return out
+
+
+def _protocol_config(alphas: Sequence[float], control_hz: float, seed: int) -> ProtocolConfig:
+    return ProtocolConfig(alphas=tuple(float(a) for a in alphas), control_hz=control_hz, seed=seed)
+
+
+def evaluate_detailed(
     episodes: EpisodeSet,
     predictors: Sequence[TrainedPredictor] = (),
     *,
     split: EpisodeSplit | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    time: int | None = None,
-    include: Sequence[str] = ("salus", "safe", "baseline", "embedding", "signal"),
+    include: Sequence[str] = ("salus", "safe", "oracle", "baseline", "embedding", "signal"),
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Evaluate predictors and every baseline on the predictors' split (or ``split``).
-
-    All predictors must share one split made on ``episodes``; ``time`` overrides the protocol T
-    (the same for every task).
-    """
+) -> Evaluation:
+    """Score every method on the predictors' split (or ``split``) and apply the protocol."""
     from .training import check_split_matches
 
     splits = [check_split_matches(p, episodes) for p in predictors]
@@ -319,18 +376,9 @@ def run_evaluation(
             "the predictors were trained on different splits; train them together (--model all)"
         )
     split = split or (splits[0] if splits else split_episodes(episodes, _default_split()))
-    conf = ConformalConfig()
-    seed = 0
-    if predictors:
-        tc = predictors[0].meta.get("train_config", {})
-        c = dict(tc.get("conformal", {}))
-        c.update({"alphas": tuple(alphas), "alpha": float(alphas[0])})
-        conf = ConformalConfig.from_dict(c)
-        seed = int(tc.get("seed", 0))
-    if time is not None and time < 1:
-        raise InvalidInputError(f"time must be >= 1 step, got {time}")
-    times = {t: time for t in episodes.tasks} if time else protocol_times(episodes.episodes)
-    idx = sorted(set(split.calib) | set(split.test_seen) | set(split.test_unseen))
+    seed = int(predictors[0].meta.get("train_config", {}).get("seed", 0)) if predictors else 0
+    times = safe_times(episodes.episodes)
+    idx = sorted(set(split.val) | set(split.calib) | set(split.test_seen) | set(split.test_unseen))
     methods: list[MethodScores] = []
     notes: list[str] = []
 
@@ -345,19 +393,18 @@ def run_evaluation(
         methods += baseline_methods(episodes, split, idx)
     if "embedding" in include:
         say("embedding baselines")
-        try:
-            methods += embedding_methods(episodes, split, idx, seed=seed)
-        except ImportError as exc:
-            notes.append(f"embedding baselines unavailable: {exc}")
+        methods += embedding_methods(episodes, split, idx, seed=seed)
         if not episodes.has_embedding:
             notes.append("no obs_embedding in the dataset: embedding baselines skipped")
     if "signal" in include:
         say("single signals")
         methods += signal_methods(episodes, split, idx, times)
     say("metrics")
-    report = evaluate_methods(episodes, split, methods, conformal=conf, alphas=alphas, times=times, seed=seed)
-    report["notes"] = notes
-    report["predictors"] = [
+    ev = evaluate_methods(
+        episodes, split, methods, config=_protocol_config(alphas, episodes.control_hz, seed), times=times
+    )
+    ev.report["notes"] = notes
+    ev.report["predictors"] = [
         {
             "name": p.name,
             "best_epoch": p.meta.get("training", {}).get("best_epoch"),
@@ -365,159 +412,116 @@ def run_evaluation(
         }
         for p in predictors
     ]
-    return report
+    return ev
 
 
-# Module-level alias (``from salus.predictor.evaluate import evaluate``). The package exports the
-# function as ``run_evaluation``: ``salus.predictor.evaluate`` is this module.
-evaluate = run_evaluation
+def run_evaluation(
+    episodes: EpisodeSet, predictors: Sequence[TrainedPredictor] = (), **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`evaluate_detailed`'s JSON-able report."""
+    return evaluate_detailed(episodes, predictors, **kwargs).report
+
+
+def aggregate_seeds(
+    reports: Sequence[dict[str, Any]], boots: Sequence[dict[str, dict[str, np.ndarray]]]
+) -> dict[str, Any]:
+    """Mean and spread (min, max) over split seeds of each method's main metrics, and the headline
+    comparisons averaged over seeds (the interval of the mean difference from the per-seed paired
+    bootstrap replicates averaged over seeds). ``reports[k]`` and ``boots[k]`` come from one seed."""
+    import warnings
+
+    with warnings.catch_warnings():  # a resample with one class gives NaN: nanmean of only NaN is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _aggregate_seeds(reports, boots)
+
+
+def _aggregate_seeds(
+    reports: Sequence[dict[str, Any]], boots: Sequence[dict[str, dict[str, np.ndarray]]]
+) -> dict[str, Any]:
+    names = [m["name"] for m in reports[0]["methods"]]
+    for r in reports[1:]:
+        if [m["name"] for m in r["methods"]] != names:
+            raise InvalidInputError("the seeds' evaluations compare different methods")
+    keys = _summary_keys(reports[0])
+    methods = []
+    for k, name in enumerate(names):
+        row: dict[str, Any] = {"name": name, "family": reports[0]["methods"][k]["family"]}
+        for key in keys:
+            vals = np.array([_get(r["methods"][k], key) for r in reports], dtype=float)
+            ok = vals[np.isfinite(vals)]
+            row[key] = {
+                "mean": float(ok.mean()) if ok.size else math.nan,
+                "min": float(ok.min()) if ok.size else math.nan,
+                "max": float(ok.max()) if ok.size else math.nan,
+                "values": [float(v) for v in vals],
+            }
+        for g in ("seen", "unseen"):
+            for metric in HEADLINE_METRICS:
+                mean_boot = np.nanmean(np.stack([b[g][metric][k] for b in boots]), axis=0)
+                row[f"{g}/{metric}"]["ci95_of_mean"] = list(ci95(mean_boot))
+        methods.append(row)
+    selected = [r["selection"]["selected"] for r in reports]
+    comparisons: dict[str, Any] = {}
+    if all(s is not None for s in selected):
+        idx = [names.index(s) for s in selected]
+        for other in _comparator_names(names):
+            j = names.index(other)
+            row = {}
+            for g in ("seen", "unseen"):
+                for metric in HEADLINE_METRICS:
+                    deltas = [
+                        _headline_value(r["methods"][i][g], metric)
+                        - _headline_value(r["methods"][j][g], metric)
+                        for r, i in zip(reports, idx, strict=True)
+                    ]
+                    diff = np.nanmean(
+                        np.stack(
+                            [b[g][metric][i] - b[g][metric][j] for b, i in zip(boots, idx, strict=True)]
+                        ),
+                        axis=0,
+                    )
+                    row[f"{g}/{metric}"] = {
+                        "delta": float(np.mean(deltas)),
+                        "per_seed": [float(d) for d in deltas],
+                        "ci95": list(ci95(diff)),
+                    }
+            comparisons[other] = row
+    return {"n_seeds": len(reports), "selected": selected, "methods": methods, "comparisons": comparisons}
+
+
+def _summary_keys(report: dict[str, Any]) -> list[str]:
+    """Flat keys ``group/metric`` aggregated over seeds."""
+    proto = report["protocol"]
+    keys = []
+    for g in ("seen", "unseen"):
+        keys += [f"{g}/safe", f"{g}/safe_task_mean", f"{g}/ap"]
+        keys += [f"{g}/at_risk_{t:g}s" for t in proto["at_risk_s"]]
+        keys += [f"{g}/lead_{lo}-{hi}" for lo, hi in proto["lead_bins"]]
+        for a in proto["alphas"]:
+            for kind in proto["thresholds"]:
+                keys += [f"{g}/{kind}@{a:g}/fpr", f"{g}/{kind}@{a:g}/event_recall_0.5s"]
+    return keys
+
+
+def _get(entry: dict[str, Any], key: str) -> float:
+    g, metric = key.split("/", 1)
+    res = entry[g]
+    if metric == "safe":
+        return float(res["safe"]["auroc"])
+    if metric == "safe_task_mean":
+        return float(res["safe"]["auroc_task_mean"])
+    if metric == "ap":
+        return float(res["safe"]["ap"])
+    if metric.startswith("at_risk_"):
+        return float(res["at_risk"][metric[len("at_risk_") :]]["auroc"])
+    if metric.startswith("lead_"):
+        return float(res["lead"][metric[len("lead_") :]]["auroc"])
+    kind_alpha, what = metric.split("/")
+    kind, alpha = kind_alpha.split("@")
+    return float(res["alarms"][kind][str(float(alpha))][what])
 
 
 def _default_split() -> Any:
     from .config import SplitConfig
 
     return SplitConfig()
-
-
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    return f"{v:.{digits}f}"
-
-
-def _band_note(methods: list[dict[str, Any]], alpha: float) -> list[str]:
-    """A line saying when the calibration set is too small for a finite band at ``alpha``."""
-    if not methods:
-        return []
-    al = methods[0]["seen"]["alarms"][str(alpha)]
-    n_cal = al.get("n_cal")
-    if n_cal is None:
-        return []
-    need = math.ceil(1.0 / alpha) - 1
-    if n_cal >= need:
-        return []
-    return [
-        f"{n_cal} calibration successes give the nonconformity scores; a finite band at alpha = {alpha:g} "
-        f"needs at least {need}, so no method can alarm here.",
-        "",
-    ]
-
-
-def _collect_lines(info: dict[str, Any]) -> list[str]:
-    c = info.get("collect")
-    if not isinstance(c, dict):
-        return []
-    keep = {k: c[k] for k in ("policy", "tasks", "episodes", "seed", "max_steps") if k in c}
-    mix = c.get("mix")
-    n_mix = f", perturbation mix of {len(mix)} conditions" if isinstance(mix, list) else ""
-    return [f"Collected with {', '.join(f'{k}={v}' for k, v in keep.items())}{n_mix}."]
-
-
-def _ci(res: dict[str, Any]) -> str:
-    ci = res.get("auroc_T_ci")
-    if not ci or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
-        return ""
-    return f" ({ci[0]:.2f}-{ci[1]:.2f})"
-
-
-def _headline_lines(summary: dict[str, Any]) -> list[str]:
-    if not summary:
-        return []
-    lines = [
-        "## Headline",
-        "",
-        "Best of each kind, picked by seen ROC-AUC at T; differences with 95% paired bootstrap intervals.",
-        "",
-        "| test set | best salus predictor | best SAFE | best single score | salus - SAFE | salus - single |",
-        "|---|---|---|---|---|---|",
-    ]
-    for g in ("seen", "unseen"):
-        s = summary.get(g) or {}
-
-        def pick(k: str, s: dict[str, Any] = s) -> str:
-            v = s.get(k)
-            return "n/a" if not v else f"{v['name']} {_f(v['auroc_T'])}"
-
-        def delta(k: str, s: dict[str, Any] = s) -> str:
-            v = s.get(k)
-            if (
-                not v
-                or v["auroc_T"] is None
-                or (isinstance(v["auroc_T"], float) and math.isnan(v["auroc_T"]))
-            ):
-                return "n/a"
-            lo, hi = v["ci95"]
-            ci = "" if lo is None or math.isnan(lo) else f" ({lo:+.3f} to {hi:+.3f})"
-            return f"{v['auroc_T']:+.3f}{ci}"
-
-        lines.append(
-            f"| {g} | {pick('ours')} | {pick('safe')} | {pick('single')} | {delta('delta_vs_safe')} | {delta('delta_vs_single')} |"
-        )
-    return [*lines, ""]
-
-
-def format_markdown(
-    report: dict[str, Any], *, title: str = "Failure prediction results", commands: Sequence[str] = ()
-) -> str:
-    """The report as markdown: set-up, a ranking table (seen / unseen) and one alarm table per alpha."""
-    proto, split = report["protocol"], report["split"]
-    lines = [f"# {title}", ""]
-    if commands:
-        lines += ["Reproduce:", "", "```bash", *commands, "```", ""]
-    ds = report["dataset"]
-    lines += [
-        f"Dataset `{ds['source']}`: {ds['n_episodes']} episodes, tasks {', '.join(ds['tasks'])} (fingerprint `{ds['fingerprint']}`).",
-        *_collect_lines(ds.get("info") or {}),
-        f"Split (episodes): train {split['train']}, val {split['val']}, calib {split['calib']} "
-        f"({split['calib_successes']} successes calibrate the bands), test seen {split['test_seen']}, "
-        f"test unseen {split['test_unseen']} (held-out tasks: {', '.join(split['unseen_tasks']) or 'none'}).",
-        "Protocol: score = running max of the per-step failure score; T per task = "
-        + ", ".join(f"{k} {v} steps" for k, v in proto["T"].items())
-        + f" (shortest successful rollout; shorter episodes use their last value); functional conformal band "
-        f"({proto['conformal']['modulation']} modulation, {'two' if proto['conformal']['two_sided'] else 'one'}-sided "
-        "nonconformity) calibrated on held-out successes; control rate "
-        f"{proto['control_hz']:g} Hz.",
-        "",
-    ]
-    lines += _headline_lines(report.get("summary", {}))
-    lines += [
-        "## Ranking (ROC-AUC and average precision)",
-        "",
-        "ROC-AUC at T with a 95% episode-bootstrap interval.",
-        "",
-        "| method | family | seen AUROC@T | seen AP@T | seen AUROC all steps | unseen AUROC@T | unseen AP@T | unseen AUROC all steps | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in report["methods"]:
-        s, u = m["seen"], m["unseen"]
-        lines.append(
-            f"| {m['name']} | {m['family']} | {_f(s['auroc_T'])}{_ci(s)} | {_f(s['ap_T'])} | {_f(s['auroc_all'])} | "
-            f"{_f(u['auroc_T'])}{_ci(u)} | {_f(u['ap_T'])} | {_f(u['auroc_all'])} | {m.get('note', '')} |"
-        )
-    if report["methods"]:
-        s0 = report["methods"][0]["seen"]
-        u0 = report["methods"][0]["unseen"]
-        lines += [
-            "",
-            f"Seen test: {s0['n']} episodes ({s0['n_failed']} failed); unseen: {u0['n']} ({u0['n_failed']} failed).",
-        ]
-    for a in proto["alphas"]:
-        lines += [
-            "",
-            f"## Conformal alarms at alpha = {a:g}",
-            "",
-            *_band_note(report["methods"], a),
-            "| method | seen TPR | seen TPR before failure | seen FPR | seen bal. acc. | seen detection (s) | seen lead (s) "
-            "| unseen TPR | unseen FPR | unseen bal. acc. | unseen lead (s) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for m in report["methods"]:
-            s, u = m["seen"]["alarms"][str(a)], m["unseen"]["alarms"][str(a)]
-            lines.append(
-                f"| {m['name']} | {_f(s['tpr'])} | {_f(s['tpr_before'])} | {_f(s['fpr'])} | {_f(s['balanced_accuracy'])} | "
-                f"{_f(s['detection_s'], 2)} | {_f(s['lead_s'], 2)} | {_f(u['tpr'])} | {_f(u['fpr'])} | "
-                f"{_f(u['balanced_accuracy'])} | {_f(u['lead_s'], 2)} |"
-            )
-    if report.get("notes"):
-        lines += ["", "Notes:", *[f"- {n}" for n in report["notes"]]]
-    return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ class FailurePredictor:
     @property
     def horizons(self) -> tuple[int, ...]:
         """Horizons in control steps of the ``predict`` columns (SAFE models: one column)."""
-        return self.trained.horizons if self.input_kind == "signals" else ()
+        return self.trained.horizons if self.input_kind != "embedding" else ()
 
     @property
     def horizons_s(self) -> tuple[float, ...]:
@@ -99,12 +99,23 @@ class FailurePredictor:
         self._running[env_index] = -np.inf
 
     def predict(
-        self, signals: np.ndarray, valid: np.ndarray | None = None, embedding: np.ndarray | None = None
+        self,
+        signals: np.ndarray | None,
+        valid: np.ndarray | None = None,
+        embedding: np.ndarray | None = None,
+        **inputs: np.ndarray,
     ) -> np.ndarray:
         """One control step: ``signals (B, 12)``, ``valid (B, 12)`` (or ``embedding (B, E)`` for SAFE
-        models) -> failure probabilities ``(B, P)`` (P = number of horizons; 1 for SAFE models)."""
+        models; ``features`` models also take ``baselines (B, nb)``, ``state (B, 22)``, ``hidden
+        (B, H)``) -> failure probabilities ``(B, P)`` (P = number of horizons; 1 for SAFE models;
+        1 + horizons for ``salus-risk``, column 0 = the episode fails)."""
         torch = self._torch
-        if self.input_kind == "signals":
+        if self.input_kind == "features":
+            fs = self.trained.feature_space
+            x = fs.step({"signals": signals, "valid": valid, "embedding": embedding, **inputs})
+            if x.shape[0] != self.batch_size:
+                raise InvalidInputError(f"inputs must have batch {self.batch_size}, got {x.shape[0]}")
+        elif self.input_kind == "signals":
             s = np.asarray(signals, dtype=np.float32)
             v = np.ones_like(s, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
             if s.ndim != 2 or s.shape != (self.batch_size, N_SIGNALS) or v.shape != s.shape:
@@ -135,7 +146,7 @@ class FailurePredictor:
         """Per failure type, ``(B, n_horizons)`` probabilities of that failure within each horizon
         at the last ``predict`` (our models' per-type heads; empty for SAFE models)."""
         full = getattr(self.model, "last_full", None)
-        if self.input_kind != "signals" or full is None:
+        if self.input_kind == "embedding" or full is None:
             return {}
         arr = full.numpy()
         return {t: arr[:, :, 1 + k].astype(np.float64) for k, t in enumerate(self.failure_types)}

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from .config import ModelConfig
 
-__all__ = ["PredictorNet", "SalusMLP", "SalusTCN", "SafeMLP", "SafeLSTM", "build_model"]
+__all__ = ["PredictorNet", "SalusMLP", "SalusTCN", "SalusRisk", "SafeMLP", "SafeLSTM", "build_model"]
 
 State = dict[str, Tensor]
 
@@ -172,7 +172,7 @@ class SafeMLP(PredictorNet):
     """SAFE-MLP: per-step score ``sigmoid(MLP(e_t))`` accumulated over time (running mean or
     cumulative sum); the accumulated score is the failure score. Output raw = per-step logits (B,T)."""
 
-    def __init__(self, cfg: ModelConfig, in_dim: int):
+    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1
         self.accumulate = cfg.safe_accumulate
@@ -205,7 +205,7 @@ class SafeMLP(PredictorNet):
 class SafeLSTM(PredictorNet):
     """SAFE-LSTM: one LSTM layer over the embedding sequence, a sigmoid failure score per step."""
 
-    def __init__(self, cfg: ModelConfig, in_dim: int):
+    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1
         self.hidden = cfg.lstm_hidden
@@ -229,12 +229,54 @@ class SafeLSTM(PredictorNet):
         return torch.sigmoid(self.head(out[:, 0]))[:, :1], {"h": h, "c": c}
 
 
+class SalusRisk(PredictorNet):
+    """Causal GRU over per-step features ``(B, T, D)`` -> logits ``(B, T, 1 + H, 1 + K)``.
+
+    Row 0 answers "will this episode fail" (any failure, then one column per failure type); row
+    1 + j "will it fail within ``horizons[j]`` steps" (a discrete hazard over horizons). The head
+    reads the GRU state and the projected current input (a skip), so a step's evidence counts at once.
+    ``probs`` ``(B, T, 1 + H)`` are the any-failure columns; column 0 is the protocol's score.
+    """
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int):
+        super().__init__()
+        C = int(cfg.gru_hidden)
+        outcome_row = 0 if cfg.objective == "horizons" else 1  # the ablation without the outcome row
+        self.n_rows, self.n_out = outcome_row + n_horizons, 1 + n_types
+        self.n_probs = self.n_rows
+        self.hidden = C
+        self.inp = nn.Sequential(nn.Linear(in_dim, C), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.gru = nn.GRU(C, C, batch_first=True)
+        self.head = nn.Linear(2 * C, self.n_rows * self.n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inp(x)
+        g, _ = self.gru(h)
+        y = self.head(torch.cat([g, h], dim=-1))
+        return y.view(*x.shape[:-1], self.n_rows, self.n_out)
+
+    def probs_from(self, raw: Tensor) -> Tensor:
+        return torch.sigmoid(raw[..., 0])
+
+    def _state_batch_dim(self) -> int:
+        return 1
+
+    def init_state(self, batch: int) -> State:
+        return {"h": torch.zeros(1, batch, self.hidden)}
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        h = self.inp(x[:, None, :])
+        g, hn = self.gru(h, state["h"])
+        full = torch.sigmoid(
+            self.head(torch.cat([g, h], dim=-1))[:, 0].view(x.shape[0], self.n_rows, self.n_out)
+        )
+        self.last_full = full
+        return full[..., 0], {"h": hn}
+
+
 def build_model(cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int) -> PredictorNet:
-    """The network for ``cfg.name`` (input width ``in_dim``)."""
-    if cfg.name == "salus-mlp":
-        return SalusMLP(cfg, in_dim, n_horizons, n_types)
-    if cfg.name == "salus-tcn":
-        return SalusTCN(cfg, in_dim, n_horizons, n_types)
-    if cfg.name == "safe-mlp":
-        return SafeMLP(cfg, in_dim)
-    return SafeLSTM(cfg, in_dim)
+    """The network registered for ``cfg.name`` (``salus.predictor.registry``), input width ``in_dim``."""
+    from .registry import get_model_spec
+
+    net: PredictorNet = get_model_spec(cfg.name).network_class()(cfg, in_dim, n_horizons, n_types)
+    return net

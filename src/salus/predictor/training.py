@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from .checkpoint import FORMAT_VERSION, TrainedPredictor, embedding_features, si
 from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
 from .conformal import fit_functional_bands
 from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes
-from .metrics import running_max
+from .protocol import running_max
 
 __all__ = [
     "train_model",
@@ -109,23 +110,49 @@ def _pad(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
+def outcome_hazard_targets(episode: Episode, horizons: Sequence[int], types: Sequence[str]) -> np.ndarray:
+    """Targets ``(T, 1 + H, 1 + K)`` of the ``outcome-hazard`` objective: row 0 = the episode
+    fails (any, then per type), rows 1.. = ``horizon_labels``."""
+    y = np.zeros((episode.length, 1 + len(horizons), 1 + len(types)), dtype=np.float32)
+    if episode.failed:
+        y[:, 0, 0] = 1.0
+        if episode.failure_type in types:
+            y[:, 0, 1 + list(types).index(episode.failure_type)] = 1.0
+    y[:, 1:] = horizon_labels(episode, horizons, types)
+    return y
+
+
+def pre_event_mask(episode: Episode) -> np.ndarray:
+    """``(T,)`` 1 at steps that still have something to predict: every step of a success or a
+    timeout, steps ``t <= failure_step`` of an event failure (after the event it is no prediction)."""
+    m = np.ones(episode.length, dtype=np.float32)
+    if episode.failed and episode.failure_type != "timeout":
+        m[episode.failure_step + 1 :] = 0.0
+    return m
+
+
 class _Batcher:
-    """Features and targets of a list of episodes, padded per batch."""
+    """Features, targets and step masks of a list of episodes, padded per batch."""
 
     def __init__(
         self,
         episodes: Sequence[Episode],
-        kind: str,
-        norm: dict[str, Any],
-        name: str,
+        featurize: Callable[[Episode], np.ndarray],
+        objective: str,
         horizons: Sequence[int],
         types: Sequence[str],
     ):
-        self.x = [_features(ep, kind, norm) for ep in episodes]
-        if name in ("salus-mlp", "salus-tcn"):
+        self.x = [featurize(ep) for ep in episodes]
+        if objective == "horizons":
             self.y = [horizon_labels(ep, horizons, types) for ep in episodes]
+        elif objective == "outcome-hazard":
+            self.y = [outcome_hazard_targets(ep, horizons, types) for ep in episodes]
         else:
             self.y = [np.full((ep.length,), float(ep.failed), dtype=np.float32) for ep in episodes]
+        self.step_mask = [
+            pre_event_mask(ep) if objective == "outcome-hazard" else np.ones(ep.length, np.float32)
+            for ep in episodes
+        ]
         self.label = np.array([float(ep.failed) for ep in episodes], dtype=np.float32)
 
     def __len__(self) -> int:
@@ -134,8 +161,9 @@ class _Batcher:
     def batch(self, idx: Sequence[int]) -> tuple[Any, Any, Any, Any]:
         import torch
 
-        x, mask = _pad([self.x[i] for i in idx])
+        x, _ = _pad([self.x[i] for i in idx])
         y, _ = _pad([self.y[i] for i in idx])
+        mask, _ = _pad([self.step_mask[i] for i in idx])
         return (
             torch.from_numpy(x),
             torch.from_numpy(y),
@@ -144,22 +172,28 @@ class _Batcher:
         )
 
 
-def _loss_fn(name: str, cfg: ModelConfig, tcfg: TrainConfig, train: _Batcher) -> Callable[..., Any]:
+def _loss_fn(objective: str, cfg: ModelConfig, tcfg: TrainConfig, train: _Batcher) -> Callable[..., Any]:
     import torch
     from torch.nn import functional as F
 
-    if name in ("salus-mlp", "salus-tcn"):
+    if objective in ("horizons", "outcome-hazard"):
         ys = np.concatenate(train.y)  # (N, H, O)
-        pos = ys.mean(axis=0)
+        m = np.concatenate(train.step_mask)[:, None, None]
+        pos = (ys * m).sum(axis=0) / max(float(m.sum()), 1.0)
         alpha = torch.from_numpy(np.clip(1.0 - pos, 0.5, 0.98).astype(np.float32))
         gamma = tcfg.focal_gamma
+        # outcome-hazard: the "episode fails" row weighs as much as all horizon rows together.
+        rows = np.ones(ys.shape[1], dtype=np.float32)
+        if objective == "outcome-hazard":
+            rows[0] = max(1.0, float(ys.shape[1] - 1))
+        w_rows = torch.from_numpy(rows / rows.sum())
 
         def focal(raw: Any, y: Any, mask: Any, label: Any) -> Any:
             p = torch.sigmoid(raw)
             ce = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
             p_t = p * y + (1 - p) * (1 - y)
             a_t = alpha * y + (1 - alpha) * (1 - y)
-            loss = (a_t * (1 - p_t) ** gamma * ce).mean(dim=(-1, -2))
+            loss = ((a_t * (1 - p_t) ** gamma * ce).mean(dim=-1) * w_rows).sum(dim=-1)
             return (loss * mask).sum() / mask.sum().clamp(min=1)
 
         return focal
@@ -171,7 +205,7 @@ def _loss_fn(name: str, cfg: ModelConfig, tcfg: TrainConfig, train: _Batcher) ->
     def weights(label: Any) -> Any:
         return (label * w_pos + (1 - label) * w_neg)[:, None]
 
-    if name == "safe-mlp":
+    if objective == "safe-mlp":
         thr = cfg.safe_threshold
 
         def safe_mlp(raw: Any, y: Any, mask: Any, label: Any) -> Any:
@@ -225,10 +259,12 @@ def train_model(
     ``split.calib`` successes. Same data and seeds -> the same weights and numbers."""
     import torch
 
+    started = time.perf_counter()
     tcfg = train_config or TrainConfig()
     split = split or split_episodes(episodes, tcfg.split)
     if not split.val:
         raise DatasetError("the split has no validation episodes; use more episodes or a larger val_fraction")
+
     name, kind = model_config.name, model_config.input_kind
     train_eps = [episodes[i] for i in split.train]
     val_eps = [episodes[i] for i in split.val]
@@ -244,9 +280,24 @@ def train_model(
         raise DatasetError(f"{name} needs obs_embedding in every episode")
     extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
     types = (*DEFAULT_FAILURE_TYPES, *extra)
-    norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
-    train = _Batcher(train_eps, kind, norm, name, tcfg.horizons, types)
-    val = _Batcher(val_eps, kind, norm, name, tcfg.horizons, types)
+    feature_space = None
+    if kind == "features":
+        from .features import FeatureSpace
+
+        feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(train_eps)
+        norm: dict[str, Any] = {"kind": "features", "mean": [], "std": []}
+        featurize: Callable[[Episode], np.ndarray] = feature_space.transform
+    else:
+        norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
+
+        def featurize(ep: Episode) -> np.ndarray:
+            return _features(ep, kind, norm)
+
+    objective = model_config.objective_name
+    train = _Batcher(train_eps, featurize, objective, tcfg.horizons, types)
+    val = _Batcher(val_eps, featurize, objective, tcfg.horizons, types)
+    if feature_space is not None:
+        feature_space.forget_training_cache()
     in_dim = train.x[0].shape[1]
 
     from .models import build_model
@@ -254,7 +305,7 @@ def train_model(
     with deterministic(tcfg.seed):
         model = build_model(model_config, in_dim, len(tcfg.horizons), len(types))
         opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        loss_fn = _loss_fn(name, model_config, tcfg, train)
+        loss_fn = _loss_fn(objective, model_config, tcfg, train)
         rng = np.random.default_rng(tcfg.seed)
         best, best_state, best_epoch, bad = math.inf, copy.deepcopy(model.state_dict()), 0, 0
         history: list[dict[str, float]] = []
@@ -291,7 +342,7 @@ def train_model(
                 break
         model.load_state_dict(best_state)
         model.eval()
-    score_index = tcfg.score_horizon % len(tcfg.horizons) if kind == "signals" else 0
+    score_index = tcfg.score_horizon % len(tcfg.horizons) if objective == "horizons" else 0
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "config": model_config.to_dict(), "in_dim": in_dim},
@@ -308,6 +359,7 @@ def train_model(
         "split": split.to_dict(),
         "train_config": tcfg.to_dict(),
         "training": {
+            "seconds": round(time.perf_counter() - started, 2),
             "best_epoch": best_epoch,
             "epochs_run": len(history),
             "best_val_loss": best,
@@ -319,7 +371,9 @@ def train_model(
             "n_episodes": len(episodes),
         },
     }
-    predictor = TrainedPredictor(model=model, config=model_config, meta=meta)
+    if objective == "outcome-hazard":
+        meta["prob_columns"] = ["episode", *[f"within {h} steps" for h in tcfg.horizons]]
+    predictor = TrainedPredictor(model=model, config=model_config, meta=meta, feature_space=feature_space)
     predictor.meta["conformal"] = calibrate(predictor, [episodes[i] for i in split.calib], tcfg)
     return predictor
 

@@ -55,7 +55,9 @@ def signal_stats_path(policy_spec: str) -> Path:
     ``builtin`` -> the package's built-in weights directory; ``NAME:DIR`` -> DIR (or DIR's parent
     when DIR is a file) / ``extractor_stats``.
     """
-    name, _, path = policy_spec.partition(":")
+    from salus.policies import split_policy_spec
+
+    name, path, _ = split_policy_spec(policy_spec)  # options (``?k=v``) do not move the statistics
     if not name:
         raise InvalidInputError(f"policy spec must be NAME or NAME:PATH, got {policy_spec!r}")
     if not path:
@@ -75,7 +77,9 @@ def policy_weights_fingerprint(policy_spec: str) -> str | None:
     """
     import hashlib
 
-    name, _, path = policy_spec.partition(":")
+    from salus.policies import split_policy_spec
+
+    name, path, _ = split_policy_spec(policy_spec)
     if path:
         folder = Path(path) if not Path(path).is_file() else Path(path).parent
     elif name == "builtin":
@@ -164,6 +168,7 @@ def run_policy_rollouts(
     """
     from salus.policies import load_policy
     from salus.sim import ScriptedExpert, make_env
+    from salus.sim.rollout import run_loop
 
     if actor not in ("policy", "expert"):
         raise InvalidNameError("actor", actor, ("policy", "expert"))
@@ -184,26 +189,35 @@ def run_policy_rollouts(
     for i in range(episodes):
         task = tasks[i % len(tasks)]
         perts = perturbations(i, rng) if perturbations is not None else []
+        env: Any
         if perts:
             env = make_env(task, perturbations=perts, **env_kwargs)
         else:
             env = envs.get(task)
             if env is None:
                 env = envs[task] = make_env(task, **env_kwargs)
-        obs, info = env.reset(seed=seed + i)
-        policy.reset()
-        expert = ScriptedExpert(env) if actor == "expert" else None
-        if expert is not None:
-            expert.reset()
-        if extractor is not None:
-            extractor.reset()
         sig: list[np.ndarray] = []
         val: list[np.ndarray] = []
         emb: list[np.ndarray] = []
         smp: list[np.ndarray] = []
-        done = False
-        steps = 0
-        while not done:
+        experts: list[Any] = []
+
+        def on_reset(_obs: Any, env: Any = env, experts: list[Any] = experts) -> None:
+            policy.reset()
+            if actor == "expert":
+                experts.append(ScriptedExpert(env))
+                experts[0].reset()
+            if extractor is not None:
+                extractor.reset()
+
+        def act(
+            obs: dict[str, Any],
+            sig: list[np.ndarray] = sig,
+            val: list[np.ndarray] = val,
+            emb: list[np.ndarray] = emb,
+            smp: list[np.ndarray] = smp,
+            experts: list[Any] = experts,
+        ) -> Any:
             action = policy.act(obs)
             internals = policy.last_internals
             if internals is None:
@@ -216,11 +230,10 @@ def run_policy_rollouts(
                 emb.append(np.asarray(internals.obs_embedding[0], dtype=np.float32))
                 if internals.samples is not None and internals.samples.shape[1] >= 2:
                     smp.append(np.asarray(internals.samples[0], dtype=np.float32))
-            if expert is not None:
-                action = expert.act(obs)
-            obs, _, terminated, truncated, info = env.step(action)
-            steps += 1
-            done = bool(terminated or truncated)
+            return experts[0].act(obs) if experts else action
+
+        end = run_loop(env, act, seed=seed + i, on_reset=on_reset)
+        info, steps = end.info, end.steps
         label = info.get("label", {})
         success = bool(label.get("success", info.get("success", False)))
         out.success.append(success)

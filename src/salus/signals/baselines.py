@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError, NotFittedError
-from salus.signals.stats import GaussianStats, as_2d_finite, knn_distance
+from salus.signals.stats import GaussianStats, as_2d_finite, knn_distance, prepare_knn_reference
 
 __all__ = [
     "ONLINE_BASELINE_NAMES",
@@ -243,6 +243,7 @@ class EmbeddingScorer:
         self.k = k
         self._gauss = GaussianStats(shrinkage=shrinkage)
         self._reference: np.ndarray | None = None
+        self._prepared: tuple[np.ndarray, np.ndarray] | None = None  # the reference as knn_distance uses it
 
     @property
     def fitted(self) -> bool:
@@ -265,6 +266,7 @@ class EmbeddingScorer:
             self._gauss.fit(arr)
         else:
             self._reference = arr.astype(np.float32)
+            self._prepared = None
         return self
 
     def score(self, x: Any) -> np.ndarray:
@@ -282,7 +284,11 @@ class EmbeddingScorer:
             else:
                 assert self._reference is not None
                 metric = "cosine" if self.name == "knn_cosine" else "euclidean"
-                out[finite] = knn_distance(self._reference, arr[finite], self.k, metric)
+                if self._prepared is None:
+                    self._prepared = prepare_knn_reference(self._reference, metric)
+                out[finite] = knn_distance(
+                    self._reference, arr[finite], self.k, metric, prepared=self._prepared
+                )
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -303,6 +309,7 @@ class EmbeddingScorer:
                 scorer._gauss.load_state_dict(tensors, prefix="gauss.")
             else:
                 scorer._reference = np.asarray(tensors["reference"], dtype=np.float32)
+                scorer._prepared = None
         except KeyError as exc:
             raise CheckpointError(f"embedding scorer state is missing {exc}") from exc
         return scorer

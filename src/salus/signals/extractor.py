@@ -4,59 +4,43 @@ One ``step`` per control step takes that step's :class:`~salus.policies.base.Ste
 robot state (B, 22) the policy acted on, and returns the signals (B, 12) float32 plus a validity
 mask (B, 12). Values are always finite: an invalid entry (missing history, missing input, NaN
 input) is 0 and flagged False in ``valid``. Per-environment history lives in preallocated arrays,
-so a step is a fixed number of vectorised numpy operations whatever B is.
+so a step is a fixed number of vectorised numpy operations whatever B is: the extractor prepares
+:class:`~salus.signals.definitions.StepInputs` once, then calls each signal's function (one per
+signal, in ``salus.signals.definitions``); there is no separate single-environment path.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from salus.errors import CheckpointError, InvalidInputError, NotFittedError
-from salus.signals.definitions import NUM_SIGNALS, SIGNAL_NAMES, SignalConfig
-from salus.signals.stats import GaussianStats, as_2d_finite, cluster_probabilities, entropy, pairwise_rms
-from salus.sim.spec import (
-    JOINT_LOWER,
-    JOINT_UPPER,
-    POSITION_ACTION_SCALE_M,
-    STATE_DIM,
-    STATE_SLICES,
-    WORKSPACE_HIGH,
-    WORKSPACE_LOW,
+from salus.signals.definitions import (
+    SIGNAL_FUNCTIONS,
+    SIGNAL_NAMES,
+    ChunkInputs,
+    SignalConfig,
+    StepInputs,
 )
+from salus.signals.stats import GaussianStats, as_2d_finite, pairwise_rms
+from salus.sim.spec import STATE_DIM, STATE_SLICES
+
+if TYPE_CHECKING:
+    from salus.policies.base import StepInternals
 
 __all__ = ["SignalExtractor", "SignalStep", "validate_step_inputs", "STATS_FORMAT_VERSION"]
 
 STATS_FORMAT_VERSION = 1
 
-# Column indices, in SIGNAL_NAMES order.
-(
-    _VOL,
-    _MAG,
-    _ACC,
-    _TDIV,
-    _DRIFT,
-    _NSPIKE,
-    _OOD,
-    _ENT,
-    _PMAX,
-    _EXEC,
-    _MARGIN,
-    _TCONS,
-) = range(NUM_SIGNALS)
-
-# Constraint margin: the 7 joint positions and the 3 end-effector coordinates against their limits.
+# The state columns constraint_margin reads: the 7 joint positions, then the 3 end-effector coordinates.
+_NO_CHUNK = np.iinfo(np.int64).min  # chunk id "none yet": differs from every id a policy reports
 _LIMIT_COLS = np.r_[
     np.arange(STATE_DIM)[STATE_SLICES["joint_pos"]], np.arange(STATE_DIM)[STATE_SLICES["ee_pos"]]
 ]
-_LIMIT_LO = np.concatenate([JOINT_LOWER, WORKSPACE_LOW]).astype(np.float64)
-_LIMIT_HI = np.concatenate([JOINT_UPPER, WORKSPACE_HIGH]).astype(np.float64)
-_LIMIT_RANGE = _LIMIT_HI - _LIMIT_LO
 
 
 @dataclass
@@ -136,10 +120,6 @@ def validate_step_inputs(internals: Any, robot_state: Any, batch_size: int) -> d
     return out
 
 
-def _norm(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("...d,...d->...", x, x))
-
-
 class SignalExtractor:
     """Computes the 12 signals of :data:`~salus.signals.SIGNAL_NAMES` step by step for B episodes.
 
@@ -147,8 +127,6 @@ class SignalExtractor:
     ``load_state_dict``), then per episode ``ex.reset(i)`` and per step
     ``ex.step(policy.last_internals, obs["state"]) -> SignalStep``.
     """
-
-    _fast_path = True  # B = 1 runs on Python floats (tests compare it with the vectorised path)
 
     def __init__(self, batch_size: int, config: SignalConfig | None = None) -> None:
         if not isinstance(batch_size, int | np.integer) or int(batch_size) < 1:
@@ -163,23 +141,28 @@ class SignalExtractor:
         self._t = np.zeros(b, dtype=np.int64)
         self._nhist = np.zeros(b, dtype=np.int64)
         self._hist = np.zeros((b, w, 1))  # ring buffer of the last W actions; slot _pos is written next
+        self._hist_norms = np.zeros((b, w))  # ||a[:3]|| of the actions in the ring
         self._pos = 0
-        self._diff = np.zeros((b, 5, 1))
         self._prev_ee = np.zeros((b, 3))
         self._lat_sum = np.zeros((b, 1))  # per episode: sum S of hidden_step over the finite steps
         self._lat_sq = np.zeros(b)  # ||S||^2, updated incrementally
         self._norm_cnt = np.zeros(b, dtype=np.int64)
         self._nchunks = np.zeros(b, dtype=np.int64)
-        self._cur_id = np.zeros(b, dtype=np.int64)
+        self._cur_id = np.full(b, _NO_CHUNK, dtype=np.int64)  # _NO_CHUNK after a reset: a new chunk is due
         self._cur_start = np.zeros(b, dtype=np.int64)
         self._prev_start = np.zeros(b, dtype=np.int64)
         self._cur_chunk = np.zeros((b, 1, 1))
         self._prev_chunk = np.zeros((b, 1, 1))
         self._cur_emb = np.zeros((b, 1))
-        # Values held for the steps served from one chunk: drift, ood, entropy, max probability.
-        self._held = np.zeros((b, 4))
-        self._held_ok = np.zeros((b, 4), dtype=bool)
-        self._arange = np.arange(b)
+        # Values of the per-chunk signals, held for the steps served from one chunk (other columns: 0).
+        self._held = np.zeros((b, len(SIGNAL_FUNCTIONS)))
+        self._held_ok = np.zeros((b, len(SIGNAL_FUNCTIONS)), dtype=bool)
+        self._step_fns = [f.step for f in SIGNAL_FUNCTIONS]
+        self._chunk_fns = [(j, f.chunk) for j, f in enumerate(SIGNAL_FUNCTIONS) if f.chunk is not None]
+        self._inputs = StepInputs()
+        self._inputs.rows = np.arange(b)
+        self._inputs.always = np.ones(b, dtype=bool)
+        self._inputs.config = self.config
 
     # ------------------------------------------------------------------ fitting and state
     @property
@@ -262,6 +245,7 @@ class SignalExtractor:
         self.fitted_cluster_radius = None if radius is None else float(np.asarray(radius).reshape(-1)[0])
         self._dims = None  # buffers are re-allocated (with the loaded window) at the next step
         self._hist = np.zeros((self.batch_size, self.config.consistency_window, 1))
+        self._hist_norms = np.zeros((self.batch_size, self.config.consistency_window))
         self.reset()
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
@@ -311,6 +295,7 @@ class SignalExtractor:
             arr[sel] = 0
         for farr in (
             self._hist,
+            self._hist_norms,
             self._lat_sum,
             self._lat_sq,
             self._held,
@@ -320,20 +305,21 @@ class SignalExtractor:
         ):
             farr[sel] = 0.0
         self._held_ok[sel] = False
+        self._cur_id[sel] = _NO_CHUNK
 
     def _allocate(self, c: int, a: int, e: int, h: int) -> None:
         b, w = self.batch_size, self.config.consistency_window
         self._dims = (c, a, e, h)
         self._lat_sum = np.zeros((b, h))
         self._hist = np.zeros((b, w, a))
+        self._hist_norms = np.zeros((b, w))
         self._pos = 0
-        self._diff = np.zeros((b, 5, a))
         self._cur_chunk = np.zeros((b, c, a))
         self._prev_chunk = np.zeros((b, c, a))
         self._cur_emb = np.zeros((b, e))
         self.reset()
 
-    def step(self, internals: Any, robot_state: Any) -> SignalStep:
+    def step(self, internals: StepInternals, robot_state: np.ndarray) -> SignalStep:
         """Signals of one control step of all B environments.
 
         ``internals``: :class:`~salus.policies.base.StepInternals` of this step (batch B).
@@ -348,7 +334,6 @@ class SignalExtractor:
         action, chunk, emb, hid = x["action"], x["chunk"], x["obs_embedding"], x["hidden_step"]
         assert action is not None and chunk is not None and emb is not None and hid is not None
         dims = (chunk.shape[1], action.shape[1], emb.shape[1], hid.shape[1])
-        c, e_dim = dims[0], dims[2]
         if self._dims is None:
             self._allocate(*dims)
         elif self._dims != dims:
@@ -356,278 +341,84 @@ class SignalExtractor:
                 f"chunk length, action, embedding and hidden widths changed from {self._dims} to {dims} "
                 "(C, A, E, H) without re-creating the extractor"
             )
-        if self.ood.fitted and self.ood.dim != e_dim:
+        if self.ood.fitted and self.ood.dim != dims[2]:
             raise InvalidInputError(
-                f"obs_embedding width {e_dim} does not match the fitted statistics' width {self.ood.dim}"
+                f"obs_embedding width {dims[2]} does not match the fitted statistics' width {self.ood.dim}"
             )
-        if self.batch_size == 1 and x["action_token_probs"] is None and self._fast_path:
-            return self._step_one(x, c)
-        b, w, t = self.batch_size, self._hist.shape[1], self._t
-        vals = np.empty((b, NUM_SIGNALS))
-        ok = np.empty((b, NUM_SIGNALS), dtype=bool)
-        a = action.astype(np.float64)
-        state = x["robot_state"]
-        assert state is not None
+        state, cid, off, new = x["robot_state"], x["chunk_id"], x["chunk_offset"], x["new_chunk"]
+        assert state is not None and cid is not None and off is not None and new is not None
+        t, w, pos = self._t, self._hist.shape[1], self._pos
+        s = self._inputs
+        s.config = self.config
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            # --- chunk bookkeeping (held per-chunk values are recomputed for rows that start a chunk)
-            cid, off, new = x["chunk_id"], x["chunk_offset"], x["new_chunk"]
-            assert cid is not None and off is not None and new is not None
-            changed = (t == 0) | new.astype(bool) | (cid != self._cur_id)
+            changed = np.logical_or(new, cid != self._cur_id)
             if changed.any():
-                self._on_new_chunk(np.flatnonzero(changed), x, t)
-            # --- the vectors whose norms are signals, in one (B, 5, A) buffer
-            nh = self._nhist
-            prev1 = self._hist[:, (self._pos - 1) % w]
-            prev2 = self._hist[:, (self._pos - 2) % w]
-            d = self._diff
-            np.subtract(a, prev1, out=d[:, 0])  # volatility
-            d[:, 1, :3] = a[:, :3]  # magnitude
-            np.subtract(d[:, 0], prev1 - prev2, out=d[:, 2])  # acceleration: a - 2 a1 + a2
-            sx = state[:, _LIMIT_COLS].astype(np.float64)  # 7 joints then 3 ee coordinates
-            ee = sx[:, 7:]
-            d[:, 3, :3] = (ee - self._prev_ee) / POSITION_ACTION_SCALE_M - np.minimum(
-                np.maximum(prev1[:, :3], -1.0), 1.0
-            )  # execution mismatch
-            idx = t - self._prev_start
-            d[:, 4] = (
-                chunk[self._arange, off]
-                - self._prev_chunk[self._arange, np.minimum(np.maximum(idx, 0), c - 1)]
-            )
-            norms = np.sqrt(np.einsum("bkd,bkd->bk", d, d))
-            vals[:, _VOL : _ACC + 1] = norms[:, :3]
-            vals[:, _EXEC] = norms[:, 3]
-            vals[:, _TDIV] = norms[:, 4]
-            ok[:, _VOL] = ok[:, _EXEC] = nh >= 1
-            ok[:, _MAG] = ok[:, _MARGIN] = True
-            ok[:, _ACC] = nh >= 2
-            ok[:, _TDIV] = (self._nchunks >= 2) & (idx >= 0) & (idx < c)
-            self._prev_ee[:] = ee
-            # --- constraint margin over the 7 joints and the 3 workspace axes
-            vals[:, _MARGIN] = (np.minimum(sx - _LIMIT_LO, _LIMIT_HI - sx) / _LIMIT_RANGE).min(axis=1)
-            # --- push the action into the ring, then temporal consistency over the window
-            self._hist[:, self._pos] = a
-            self._pos = (self._pos + 1) % w
-            np.minimum(nh + 1, w, out=nh)
-            p3 = self._hist[:, :, :3]  # slots of a reset environment hold zeros until written
-            total = np.sqrt(np.einsum("bwd,bwd->bw", p3, p3)).sum(axis=1)
-            resultant = p3.sum(axis=1)
-            vals[:, _TCONS] = np.sqrt(np.einsum("bd,bd->b", resultant, resultant)) / total
-            ok[:, _TCONS] = (nh >= 2) & (total >= self.config.min_motion)
-            # --- latent norm spike
-            hs = x["hidden_step"]
-            assert hs is not None
-            # ||h - S/c||^2 = ||h||^2 - 2 h.S / c + ||S||^2 / c^2 (c finite steps so far): two passes over H
-            h = hs.astype(np.float64)
-            hh = np.einsum("bd,bd->b", h, h)
-            hs_dot = np.einsum("bd,bd->b", h, self._lat_sum)
+                self._on_new_chunk(np.flatnonzero(changed), x)
+            s.action = a = action.astype(np.float64)
+            prev = self._hist.take([(pos - 1) % w, (pos - 2) % w], axis=1)  # a copy: the ring is written next
+            s.prev1, s.prev2 = prev[:, 0], prev[:, 1]
+            s.n_hist = self._nhist
+            self._hist[:, pos] = a
+            a3 = a[:, :3]
+            s.step_norm = self._hist_norms[:, pos] = np.sqrt(np.vecdot(a3, a3))
+            s.window_norms = self._hist_norms
+            self._pos = (pos + 1) % w
+            s.window, s.n_window = self._hist, np.minimum(self._nhist + 1, w)
+            s.chunk, s.chunk_offset, s.t = chunk, off, t
+            s.prev_chunk, s.prev_start, s.n_chunks = self._prev_chunk, self._prev_start, self._nchunks
+            # the columns of constraint_margin: 7 joint positions, then the 3 end-effector coordinates
+            s.limit_state = sx = state.take(_LIMIT_COLS, axis=1).astype(np.float64)
+            s.ee, s.prev_ee = sx[:, 7:], self._prev_ee
+            h = hid.astype(np.float64)
+            s.hidden = h
+            s.hidden_sq = hh = np.vecdot(h, h)
+            s.hidden_dot_sum = hs_dot = np.vecdot(h, self._lat_sum)
+            s.hidden_sum_sq, s.n_hidden = self._lat_sq, self._norm_cnt
+            s.token_probs = x["action_token_probs"]
+            columns = [fn(s) if fn is not None else None for fn in self._step_fns]
+            held, held_ok = self._held.T, self._held_ok.T
+            vals = np.array([held[j] if r is None else r[0] for j, r in enumerate(columns)])  # (12, B)
+            ok = np.array([held_ok[j] if r is None else r[1] for j, r in enumerate(columns)])
+            # state for the next step
+            self._nhist = s.n_window
+            self._prev_ee = s.ee
             good_h = np.isfinite(hh)  # any NaN / inf entry makes ||h||^2 non-finite
-            cnt: np.ndarray = self._norm_cnt
-            c = np.maximum(cnt, 1)
-            mm = self._lat_sq / (c * c)
-            d2 = np.maximum(hh - 2.0 * hs_dot / c + mm, 0.0)
-            vals[:, _NSPIKE] = np.sqrt(d2 / mm)
-            ok[:, _NSPIKE] = good_h & np.greater_equal(cnt, 1) & (mm > 0)
             np.add(self._lat_sum, h, out=self._lat_sum, where=good_h[:, None])
-            self._lat_sq += np.where(good_h, 2.0 * hs_dot + hh, 0.0)
-            cnt += good_h
-            # --- held: latent drift, ood, sample entropy, max probability
-            vals[:, _DRIFT] = self._held[:, 0]
-            vals[:, _OOD : _PMAX + 1] = self._held[:, 1:]
-            ok[:, _DRIFT] = self._held_ok[:, 0]
-            ok[:, _OOD : _PMAX + 1] = self._held_ok[:, 1:]
-            probs = x["action_token_probs"]
-            if probs is not None:
-                p = np.clip(probs, 0.0, None)
-                vals[:, _ENT] = entropy(p)
-                vals[:, _PMAX] = p.max(axis=1)
-                ok[:, _ENT] = ok[:, _PMAX] = np.isfinite(probs).all(axis=1)
-            self._t += 1
+            self._lat_sq = self._lat_sq + np.where(good_h, 2.0 * hs_dot + hh, 0.0)
+            self._norm_cnt = self._norm_cnt + good_h
+            self._t = t + 1
             ok &= np.isfinite(vals)
-        return SignalStep(values=np.where(ok, vals, 0.0).astype(np.float32), valid=ok)
+            values = np.where(ok, vals, 0.0).T.astype(np.float32, order="C")
+        return SignalStep(values=values, valid=np.ascontiguousarray(ok.T))
 
-    def _step_one(self, x: dict[str, np.ndarray | None], c: int) -> SignalStep:
-        """The same computation as the vectorised path for B = 1, on Python floats (5x fewer numpy calls).
-
-        Reads and writes the same per-environment arrays, so reset, state and chunk handling are shared.
-        """
-        action, chunk, state, hs = x["action"], x["chunk"], x["robot_state"], x["hidden_step"]
-        cid, off_arr, new = x["chunk_id"], x["chunk_offset"], x["new_chunk"]
-        assert action is not None and chunk is not None and state is not None and hs is not None
-        assert cid is not None and off_arr is not None and new is not None
-        t = int(self._t[0])
-        if t == 0 or bool(new[0]) or int(cid[0]) != int(self._cur_id[0]):
-            self._on_new_chunk_one(x, t)
-        a = action[0].tolist()
-        w, pos = self._hist.shape[1], self._pos
-        prev1 = self._hist[0, (pos - 1) % w].tolist()
-        prev2 = self._hist[0, (pos - 2) % w].tolist()
-        nh = int(self._nhist[0])
-        nan = math.nan
-        vals = [nan] * NUM_SIGNALS
-        ok = [False] * NUM_SIGNALS
-        vals[_VOL] = math.dist(a, prev1)
-        ok[_VOL] = ok[_EXEC] = nh >= 1
-        vals[_MAG] = math.hypot(a[0], a[1], a[2])
-        ok[_MAG] = True
-        vals[_ACC] = math.hypot(*[ai - 2.0 * p1 + p2 for ai, p1, p2 in zip(a, prev1, prev2, strict=True)])
-        ok[_ACC] = nh >= 2
-        sxa = state[0, _LIMIT_COLS].astype(np.float64)
-        sx = sxa.tolist()
-        pe = self._prev_ee[0].tolist()
-        vals[_EXEC] = math.hypot(
-            *[(sx[7 + i] - pe[i]) / POSITION_ACTION_SCALE_M - min(max(prev1[i], -1.0), 1.0) for i in range(3)]
-        )
-        self._prev_ee[0] = sx[7:]
-        vals[_MARGIN] = float((np.minimum(sxa - _LIMIT_LO, _LIMIT_HI - sxa) / _LIMIT_RANGE).min())
-        ok[_MARGIN] = True  # NaN propagates through min; filtered with the other non-finite values
-        off = int(off_arr[0])
-        idx = t - int(self._prev_start[0])
-        if int(self._nchunks[0]) >= 2 and 0 <= idx < c:
-            vals[_TDIV] = math.dist(chunk[0, off].tolist(), self._prev_chunk[0, idx].tolist())
-            ok[_TDIV] = True
-        # push the action, then temporal consistency over the ring (zeros in unwritten slots)
-        self._hist[0, pos] = a
-        self._pos = (pos + 1) % w
-        nh = min(nh + 1, w)
-        self._nhist[0] = nh
-        rows = self._hist[0, :, :3].tolist()
-        total = math.fsum(math.hypot(*r) for r in rows)
-        if nh >= 2 and total >= self.config.min_motion:
-            vals[_TCONS] = math.hypot(*[math.fsum(col) for col in zip(*rows, strict=True)]) / total
-            ok[_TCONS] = True
-        # latent norm spike
-        h = hs[0].astype(np.float64)
-        hh = float(h @ h)
-        if math.isfinite(hh):
-            cnt = int(self._norm_cnt[0])
-            lat = self._lat_sum[0]
-            hs_dot, sq = float(h @ lat), float(self._lat_sq[0])
-            if cnt >= 1:
-                mm = sq / (cnt * cnt)
-                if mm > 0:
-                    vals[_NSPIKE] = math.sqrt(max(hh - 2.0 * hs_dot / cnt + mm, 0.0) / mm)
-                    ok[_NSPIKE] = True
-            lat += h
-            self._lat_sq[0] = sq + 2.0 * hs_dot + hh
-            self._norm_cnt[0] = cnt + 1
-        held, held_ok = self._held[0].tolist(), self._held_ok[0].tolist()
-        vals[_DRIFT], ok[_DRIFT] = held[0], held_ok[0]
-        vals[_OOD], vals[_ENT], vals[_PMAX] = held[1], held[2], held[3]
-        ok[_OOD], ok[_ENT], ok[_PMAX] = held_ok[1], held_ok[2], held_ok[3]
-        self._t[0] = t + 1
-        good = [o and math.isfinite(v) for o, v in zip(ok, vals, strict=True)]
-        values = np.array([[v if g else 0.0 for v, g in zip(vals, good, strict=True)]], dtype=np.float32)
-        return SignalStep(values=values, valid=np.array([good], dtype=bool))
-
-    def _on_new_chunk(self, rows: np.ndarray, x: dict[str, np.ndarray | None], t: np.ndarray) -> None:
+    def _on_new_chunk(self, rows: np.ndarray, x: dict[str, np.ndarray | None]) -> None:
         """Shift the chunk history of the rows that started a chunk and recompute the held values."""
         chunk, emb, off, cid = x["chunk"], x["obs_embedding"], x["chunk_offset"], x["chunk_id"]
         assert chunk is not None and emb is not None and off is not None and cid is not None
         self._prev_chunk[rows] = self._cur_chunk[rows]
         self._prev_start[rows] = self._cur_start[rows]
         self._cur_chunk[rows] = chunk[rows]
-        self._cur_start[rows] = t[rows] - off[rows]
+        self._cur_start[rows] = self._t[rows] - off[rows]
         self._cur_id[rows] = cid[rows]
         self._nchunks[rows] += 1
         e_new = emb[rows].astype(np.float64)
-        e_old = self._cur_emb[rows]
-        # The first chunk has no previous embedding (zeros): its cosine is NaN and flagged invalid.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.einsum("bd,bd->b", e_new, e_old) / (_norm(e_new) * _norm(e_old))
-        self._held[rows, 0] = 1.0 - cos
-        self._held_ok[rows, 0] = (self._nchunks[rows] >= 2) & np.isfinite(cos)
-        self._cur_emb[rows] = e_new
-        if self.ood.fitted:
-            d = self.ood.distance(e_new) / np.sqrt(e_new.shape[1])
-            self._held[rows, 1] = d
-            self._held_ok[rows, 1] = np.isfinite(d)
-        else:
-            self._held_ok[rows, 1] = False
         samples = x["samples"]
-        radius = self.cluster_radius
-        self._held_ok[rows, 2:] = False
-        if samples is not None and samples.shape[1] >= 2:
-            if radius is None:
-                if self.config.require_fitted:
-                    raise NotFittedError(
-                        "sample_entropy needs a cluster radius: fit(...) with samples, load fitted statistics, "
-                        "or set SignalConfig.cluster_radius"
-                    )
-                return
-            s = samples[rows].astype(np.float64)
-            s = s.reshape(s.shape[0], s.shape[1], -1)
-            finite = np.isfinite(s).all(axis=(1, 2))
-            p = cluster_probabilities(np.where(finite[:, None, None], s, 0.0), radius)
-            self._held[rows, 2] = entropy(p)
-            self._held[rows, 3] = p.max(axis=1)
-            self._held_ok[rows, 2] = finite
-            self._held_ok[rows, 3] = finite
-
-    def _on_new_chunk_one(self, x: dict[str, np.ndarray | None], t: int) -> None:
-        """:meth:`_on_new_chunk` for B = 1 on Python floats (same results; tests compare the paths)."""
-        chunk, emb, off, cid = x["chunk"], x["obs_embedding"], x["chunk_offset"], x["chunk_id"]
-        assert chunk is not None and emb is not None and off is not None and cid is not None
-        self._prev_chunk[0] = self._cur_chunk[0]
-        self._prev_start[0] = self._cur_start[0]
-        self._cur_chunk[0] = chunk[0]
-        self._cur_start[0] = t - int(off[0])
-        self._cur_id[0] = int(cid[0])
-        nchunks = int(self._nchunks[0]) + 1
-        self._nchunks[0] = nchunks
-        e_new = emb[0].astype(np.float64)
-        e_old = self._cur_emb[0]
-        den = math.sqrt(float(e_new @ e_new)) * math.sqrt(float(e_old @ e_old))
-        cos = float(e_new @ e_old) / den if den > 0 else math.nan
-        held = [1.0 - cos, 0.0, 0.0, 0.0]
-        held_ok = [nchunks >= 2 and math.isfinite(cos), False, False, False]
-        self._cur_emb[0] = e_new
-        if self.ood.fitted:
-            with np.errstate(invalid="ignore", over="ignore"):
-                d = float(self.ood.distance(e_new[None])[0]) / math.sqrt(e_new.shape[0])
-            held[1], held_ok[1] = d, math.isfinite(d)
-        samples = x["samples"]
-        if samples is not None and samples.shape[1] >= 2:
-            radius = self.cluster_radius
-            if radius is None:
-                if self.config.require_fitted:
-                    raise NotFittedError(
-                        "sample_entropy needs a cluster radius: fit(...) with samples, load fitted statistics, "
-                        "or set SignalConfig.cluster_radius"
-                    )
+        inputs = ChunkInputs(
+            embedding=e_new,
+            prev_embedding=self._cur_emb[rows],
+            n_chunks=self._nchunks[rows],
+            samples=None if samples is None else samples[rows],
+            ood=self.ood,
+            cluster_radius=self.cluster_radius,
+            config=self.config,
+        )
+        for j, fn in self._chunk_fns:
+            r = fn(inputs)
+            if r is None:
+                self._held_ok[rows, j] = False
             else:
-                s = samples[0].astype(np.float64).reshape(samples.shape[1], -1)
-                if np.isfinite(s).all():
-                    probs = _cluster_shares(pairwise_rms(s[None])[0].tolist(), radius)
-                    held[2] = 0.0 - math.fsum(p * math.log(p) for p in probs)
-                    held[3] = max(probs)
-                    held_ok[2] = held_ok[3] = True
-        self._held[0] = held
-        self._held_ok[0] = held_ok
-
-
-def _cluster_shares(dist: list[list[float]], radius: float) -> list[float]:
-    """Shares of the single-linkage clusters (links at distance <= radius) of K samples, Python floats."""
-    k = len(dist)
-    parent = list(range(k))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(k):
-        row = dist[i]
-        for j in range(i + 1, k):
-            if row[j] <= radius:
-                ri, rj = root(i), root(j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
-    counts: dict[int, int] = {}
-    for i in range(k):
-        r = root(i)
-        counts[r] = counts.get(r, 0) + 1
-    return [c / k for c in counts.values()]
+                self._held[rows, j], self._held_ok[rows, j] = r
+        self._cur_emb[rows] = e_new
 
 
 def _stats_base(path: str | Path) -> Path:

@@ -6,13 +6,12 @@ environment, expert and wrappers load MuJoCo (and choose an offscreen GL backend
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
-from salus.sim.spec import CAMERA_NAMES, CONTROL_HZ, STATE_DIM
+from salus.sim.spec import CAMERA_NAMES, CONTROL_HZ, FAILURE_TYPES, STATE_DIM
 from salus.sim.tasks import TASK_SPECS, TASKS, TaskSpec, get_task, task_text, task_texts
 
-FAILURE_TYPES = ("drop", "miss", "collision", "timeout")
 PERTURBATION_NAMES = (
     "object_pose",
     "obs_noise",
@@ -24,6 +23,17 @@ PERTURBATION_NAMES = (
     "lighting",
     "distractor",
 )
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
+    from salus.sim.env import PandaEnv as PandaEnv
+    from salus.sim.env import make_env as make_env
+    from salus.sim.expert import ScriptedExpert as ScriptedExpert
+    from salus.sim.perturbations import PERTURBATIONS as PERTURBATIONS
+    from salus.sim.perturbations import Perturbation as Perturbation
+    from salus.sim.perturbations import apply_perturbations as apply_perturbations
+    from salus.sim.perturbations import parse_perturbation as parse_perturbation
+    from salus.sim.rollout import RolloutResult as RolloutResult
+    from salus.sim.rollout import run_rollouts as run_rollouts
 
 _LAZY: dict[str, str] = {
     "make_env": "salus.sim.env",

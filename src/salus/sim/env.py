@@ -27,7 +27,16 @@ from salus.sim import spec
 from salus.sim._mujoco import mujoco
 from salus.sim.gl import render_error, require_backend
 from salus.sim.labels import EventTracker, Facts
-from salus.sim.scene import CUBE_HALF, OBJECT_NAMES, TABLE_CENTER, TABLE_HALF, build_model
+from salus.sim.scene import OBJECT_NAMES, build_model
+from salus.sim.spec import (
+    CUBE_HALF,
+    OBJECT_REGION_HIGH,
+    OBJECT_REGION_LOW,
+    STATE_HIGH,
+    STATE_LOW,
+    TABLE_CENTER,
+    TABLE_HALF,
+)
 from salus.sim.tasks import TASK_CHARSET, get_task
 
 __all__ = ["PandaEnv", "make_env", "SUBSTEPS", "HOME_EE_POS"]
@@ -38,16 +47,6 @@ HOME_EE_POS = np.array([0.42, 0.0, 0.22])
 DOWN_MAT = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 NULLSPACE_GAIN = 0.2
 FINGER_OPEN = 0.04  # per-finger joint position when open (metres)
-OBJECT_REGION_LOW = np.array([0.38, -0.2])
-OBJECT_REGION_HIGH = np.array([0.62, 0.2])
-
-# Bounds of the state vector (values are clipped to them; only extreme velocities ever are).
-STATE_LOW = np.concatenate(
-    [spec.JOINT_LOWER - 0.2, np.full(7, -50.0), [-0.01], [-2.0] * 3, [-1.0] * 4]
-).astype(np.float32)
-STATE_HIGH = np.concatenate([spec.JOINT_UPPER + 0.2, np.full(7, 50.0), [0.1], [2.0] * 3, [1.0] * 4]).astype(
-    np.float32
-)
 
 # Environments with a live renderer, closed before interpreter shutdown (a GL context freed during
 # shutdown raises noisy errors with OSMesa).
@@ -291,7 +290,30 @@ class PandaEnv(gym.Env[dict[str, Any], np.ndarray]):
         return bool(self._tracker is not None and self._tracker.carried[i])
 
     def grip_pos(self) -> np.ndarray:
+        """Position of the grip site (between the finger pads), a copy (3,)."""
         return self.data.site_xpos[self._grip_site].copy()
+
+    # ------------------------------------------------------------------ read-only view (labels, perturbations)
+    @property
+    def gripper_opening(self) -> float:
+        """Distance between the fingers: the sum of the two finger joint positions (metres)."""
+        return float(self.data.qpos[self._finger_qadr].sum())
+
+    def object_quat(self, i: int = 0) -> np.ndarray:
+        """Orientation (w, x, y, z) of task object ``i``, a copy (4,)."""
+        adr = self._obj_qadr[i]
+        return self.data.qpos[adr + 3 : adr + 7].copy()
+
+    def camera_id(self, camera: str) -> int:
+        """MuJoCo id of ``camera`` (one of ``salus.sim.spec.CAMERA_NAMES``)."""
+        if camera not in self._cam_ids:
+            raise InvalidNameError("camera", camera, tuple(self._cam_ids))
+        return int(self._cam_ids[camera])
+
+    @property
+    def tracker(self) -> EventTracker | None:
+        """The episode's event tracker (failure events, ``label(...)``); None before the first reset."""
+        return self._tracker
 
     def object_pos(self, i: int = 0) -> np.ndarray:
         """Centre of task object ``i`` (metres, world), read from its free joint."""
@@ -327,18 +349,34 @@ class PandaEnv(gym.Env[dict[str, Any], np.ndarray]):
         pre_step: StepHook | None = None,
         post_step: StepHook | None = None,
         record: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> Callable[[], None]:
         """Register perturbation hooks: ``reset`` runs after the episode's scene is sampled and
         before the first observation; ``pre_step``/``post_step`` around each control step's physics;
-        ``record`` returns the ``{"name", "strength", "params"}`` entry of ``info["perturbations"]``."""
-        if reset is not None:
-            self._reset_hooks.append(reset)
-        if pre_step is not None:
-            self._pre_step_hooks.append(pre_step)
-        if post_step is not None:
-            self._post_step_hooks.append(post_step)
-        if record is not None:
-            self._perturbation_records.append(record)
+        ``record`` returns the ``{"name", "strength", "params"}`` entry of ``info["perturbations"]``.
+
+        Returns a function that removes exactly these hooks again (a wrapper calls it on close).
+        """
+        added: list[tuple[list[Any], Any]] = [
+            (hooks, fn)
+            for hooks, fn in (
+                (self._reset_hooks, reset),
+                (self._pre_step_hooks, pre_step),
+                (self._post_step_hooks, post_step),
+                (self._perturbation_records, record),
+            )
+            if fn is not None
+        ]
+        for hooks, fn in added:
+            hooks.append(fn)
+
+        def remove() -> None:
+            for hooks, fn in added:
+                for k, h in enumerate(hooks):
+                    if h is fn:
+                        del hooks[k]
+                        break
+
+        return remove
 
     def perturbation_records(self) -> list[dict[str, Any]]:
         return [rec() for rec in self._perturbation_records]
@@ -461,6 +499,30 @@ class PandaEnv(gym.Env[dict[str, Any], np.ndarray]):
         out[spec.STATE_SLICES["ee_pos"]] = d.site_xpos[self._grip_site]
         out[spec.STATE_SLICES["ee_quat"]] = _quat_of(d.site_xmat[self._grip_site])
         return np.clip(out, STATE_LOW, STATE_HIGH)
+
+    def privileged_state(self) -> np.ndarray:
+        """Privileged simulator state of the current physics state, float32 ``(PRIVILEGED_DIM,)``.
+
+        Layout ``spec.PRIVILEGED_NAMES``. For the predictor's oracle ceiling only: a deployed
+        monitor never sees it.
+        """
+        d = self.data
+        facts = Facts.measure(self)
+        out = np.zeros(spec.PRIVILEGED_DIM, dtype=np.float32)
+        grip = facts.grip_pos
+        for i in range(min(2, len(self.object_bodies))):
+            o = 9 * i
+            out[o : o + 3] = facts.obj_pos[i] - grip
+            dadr = self._obj_dadr[i]
+            out[o + 3 : o + 6] = d.qvel[dadr : dadr + 3]
+            out[o + 6] = facts.grasped[i]
+            out[o + 7] = facts.finger_touch[i]
+            out[o + 8] = facts.supported[i]
+        obj0 = facts.obj_pos[0, :2]
+        out[18:20] = self._goal_xy - obj0
+        out[20:22] = d.xpos[self.distractor_body, :2] - obj0
+        out[22] = min(facts.robot_table_force, 1e4)
+        return out
 
     def render_camera(self, camera: str, size: int | None = None) -> np.ndarray:
         """An RGB image ``(H, W, 3)`` uint8 from one camera of the current state."""

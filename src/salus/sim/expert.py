@@ -15,7 +15,7 @@ import numpy as np
 
 from salus.sim import spec
 from salus.sim.env import PandaEnv
-from salus.sim.scene import CUBE_HALF
+from salus.sim.spec import CUBE_HALF
 
 __all__ = ["ScriptedExpert"]
 
@@ -73,7 +73,7 @@ class ScriptedExpert:
         env = self.env
         ee = env.grip_pos()
         obj = env.object_pos(i)
-        opening = float(env.data.qpos[env._finger_qadr].sum())
+        opening = env.gripper_opening
         self.timer += 1
         phase = self.phase
         if phase in ("lift", "carry", "lower") and not self._held(i):

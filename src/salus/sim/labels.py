@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from salus.sim import FAILURE_TYPES
 from salus.sim._mujoco import mujoco
-from salus.sim.scene import CUBE_HALF
+from salus.sim.spec import CUBE_HALF, FAILURE_TYPES
 
 if TYPE_CHECKING:
     from salus.sim.env import PandaEnv
@@ -108,8 +107,8 @@ class Facts:
             finger_touch=left | right,
             supported=supported,
             robot_table_force=force,
-            opening=float(d.qpos[env._finger_qadr].sum()),
-            grip_pos=d.site_xpos[env._grip_site].copy(),
+            opening=env.gripper_opening,
+            grip_pos=env.grip_pos(),
         )
 
 

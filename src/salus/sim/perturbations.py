@@ -18,10 +18,12 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from salus._json import to_json
 from salus.errors import InvalidInputError, InvalidNameError
 from salus.sim import spec
 from salus.sim._mujoco import mujoco
-from salus.sim.env import OBJECT_REGION_HIGH, OBJECT_REGION_LOW, STATE_HIGH, STATE_LOW, PandaEnv
+from salus.sim.env import PandaEnv
+from salus.sim.spec import OBJECT_REGION_HIGH, OBJECT_REGION_LOW, STATE_HIGH, STATE_LOW
 
 __all__ = [
     "Perturbation",
@@ -51,20 +53,6 @@ def check_strength(strength: object) -> float:
     return value
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float):
-        return float(f"{value:.6g}")
-    return value
-
-
 def _rotate_quat(quat: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
     """``quat`` (w, x, y, z) rotated by ``angle`` about world ``axis`` (applied on the left)."""
     axis = np.asarray(axis, float) / max(float(np.linalg.norm(axis)), 1e-9)
@@ -90,12 +78,17 @@ class Perturbation(gym.Wrapper[dict[str, Any], np.ndarray, dict[str, Any], np.nd
             )
         self.base: PandaEnv = base
         self.params: dict[str, Any] = {}
-        base.add_hooks(
+        self._remove_hooks = base.add_hooks(
             reset=self._reset_hook,
             pre_step=self._pre_step_hook,
             post_step=self._post_step_hook,
             record=self.record,
         )
+
+    def close(self) -> None:
+        """Remove this wrapper's hooks from the base environment, then close it."""
+        self._remove_hooks()
+        super().close()
 
     # hooks called by PandaEnv
     def _reset_hook(self, env: PandaEnv) -> None:
@@ -122,7 +115,7 @@ class Perturbation(gym.Wrapper[dict[str, Any], np.ndarray, dict[str, Any], np.nd
 
     def record(self) -> dict[str, Any]:
         """This wrapper's entry of ``info["perturbations"]``."""
-        return {"name": self.name, "strength": self.strength, "params": _jsonable(self.params)}
+        return {"name": self.name, "strength": self.strength, "params": to_json(self.params, digits=6)}
 
 
 class ObjectPosePerturbation(Perturbation):
@@ -142,7 +135,7 @@ class ObjectPosePerturbation(Perturbation):
             others = [env.object_pos(j)[:2] for j in range(len(env.object_bodies)) if j != i]
             if any(np.linalg.norm(xy - o) < 0.07 for o in others):
                 xy, shift = pos[:2], np.zeros(2)
-            quat = env.data.qpos[env._obj_qadr[i] + 3 : env._obj_qadr[i] + 7]
+            quat = env.object_quat(i)
             old_yaw = 2 * math.atan2(float(quat[3]), float(quat[0]))
             env.set_object_pose(i, xy, old_yaw + yaw)
             shifts.append({"shift_xy": shift, "yaw": yaw})
@@ -317,7 +310,7 @@ class CameraShiftPerturbation(Perturbation):
     def on_reset(self, env: PandaEnv, rng: np.random.Generator) -> None:
         m = env.model
         for cam, (max_shift, max_angle) in self.LIMITS.items():
-            cid = env._cam_ids[cam]
+            cid = env.camera_id(cam)
             shift = rng.uniform(-1, 1, size=3) * max_shift * self.strength
             axis = rng.normal(size=3)
             angle = float(rng.uniform(-1, 1) * max_angle * self.strength)

@@ -1,4 +1,10 @@
-"""Run scripted-expert episodes and summarise them (used by ``salus sim rollout`` and the demo)."""
+"""The one control loop of salus (:func:`run_loop`, :func:`run_lockstep`: the only places that call
+``env.step``), and scripted-expert episodes with their summary (``salus sim rollout``, the demo).
+
+The loop works with any Gymnasium environment; collection, the recorder's sibling ``run_episode``,
+policy evaluation, demonstration recording and signal analysis all drive their environments
+through it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,104 @@ from typing import Any
 import numpy as np
 
 from salus.errors import InvalidInputError, InvalidNameError
+from salus.sim.spec import FAILURE_TYPES
 from salus.sim.tasks import get_task
 
-__all__ = ["EpisodeSummary", "RolloutResult", "run_rollouts", "POLICIES"]
+__all__ = [
+    "LoopEnd",
+    "run_loop",
+    "run_lockstep",
+    "EpisodeSummary",
+    "RolloutResult",
+    "run_rollouts",
+    "POLICIES",
+]
 
 POLICIES = ("scripted",)
+
+
+@dataclass
+class LoopEnd:
+    """How one environment's episode ended: ``steps`` taken, the last observation and ``info``
+    (those of the reset when no step was taken), and whether the environment ended it."""
+
+    steps: int
+    obs: Any
+    info: dict[str, Any]
+    terminated: bool = False
+    truncated: bool = False
+
+    @property
+    def done(self) -> bool:
+        """The environment ended the episode (not only the step limit)."""
+        return self.terminated or self.truncated
+
+
+def run_lockstep(
+    envs: Sequence[Any],
+    act: Callable[[list[Any]], Any],
+    seeds: Sequence[int | None],
+    *,
+    max_steps: int | None = None,
+    on_reset: Callable[[list[Any]], None] | None = None,
+    on_done: Callable[[int, LoopEnd], None] | None = None,
+) -> list[LoopEnd]:
+    """Run B environments in lockstep until each is terminated, truncated or at ``max_steps``.
+
+    Each env is reset with its seed, then ``on_reset(observations)`` is called (e.g. to reset the
+    policy). Every control step calls ``act(observations)`` once with the B current observations
+    (an environment that has finished keeps its last one) and steps every unfinished environment
+    with its row of the returned (B, A) actions. ``on_done(b, end)`` is called when env b finishes.
+    """
+    if not envs or len(seeds) != len(envs):
+        raise InvalidInputError(f"need one seed per environment, got {len(seeds)} for {len(envs)}")
+    if max_steps is not None and max_steps < 1:
+        raise InvalidInputError(f"max_steps must be >= 1, got {max_steps}")
+    obs: list[Any] = []
+    ends: list[LoopEnd] = []
+    for env, seed in zip(envs, seeds, strict=True):
+        o, info = env.reset(seed=None if seed is None else int(seed))
+        obs.append(o)
+        ends.append(LoopEnd(0, o, dict(info)))
+    if on_reset is not None:
+        on_reset(obs)
+    active = list(range(len(envs)))
+    while active:
+        actions = act(obs)
+        still = []
+        for b in active:
+            o, _reward, terminated, truncated, info = envs[b].step(actions[b])
+            obs[b] = o
+            end = ends[b]
+            end.steps += 1
+            end.obs, end.info = o, info
+            end.terminated, end.truncated = bool(terminated), bool(truncated)
+            if end.done or (max_steps is not None and end.steps >= max_steps):
+                if on_done is not None:
+                    on_done(b, end)
+            else:
+                still.append(b)
+        active = still
+    return ends
+
+
+def run_loop(
+    env: Any,
+    act: Callable[[Any], Any],
+    *,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    on_reset: Callable[[Any], None] | None = None,
+) -> LoopEnd:
+    """One environment: reset with ``seed``, ``on_reset(obs)``, then ``env.step(act(obs))`` until the
+    environment ends the episode or ``max_steps`` steps were taken (:func:`run_lockstep` with B = 1)."""
+    return run_lockstep(
+        [env],
+        lambda obs: [act(obs[0])],
+        [seed],
+        max_steps=max_steps,
+        on_reset=None if on_reset is None else (lambda obs: on_reset(obs[0])),
+    )[0]
 
 
 @dataclass
@@ -53,7 +152,7 @@ class RolloutResult:
     @property
     def failure_counts(self) -> dict[str, int]:
         counts = Counter(e.failure_type for e in self.episodes if not e.success)
-        return {k: counts.get(k, 0) for k in ("drop", "miss", "collision", "timeout")}
+        return {k: counts.get(k, 0) for k in FAILURE_TYPES}
 
     @property
     def steps_per_second(self) -> float:
@@ -112,17 +211,17 @@ def run_rollouts(
     try:
         for k in range(episodes):
             ep_seed = seed + k
-            obs, _ = env.reset(seed=ep_seed)
-            expert.reset()
             frames: list[np.ndarray] = []
-            steps = 0
-            while True:
-                if frames_dir is not None and steps % frame_every == 0:
+            count = [0]
+
+            def act(obs: dict[str, Any], frames: list[np.ndarray] = frames, count: list[int] = count) -> Any:
+                if frames_dir is not None and count[0] % frame_every == 0:
                     frames.append(np.concatenate([obs[k] for k in obs if k.startswith("image_")], axis=1))
-                obs, _, terminated, truncated, info = env.step(expert.act(obs))
-                steps += 1
-                if terminated or truncated:
-                    break
+                count[0] += 1
+                return expert.act(obs)
+
+            end = run_loop(env, act, seed=ep_seed, on_reset=lambda _obs: expert.reset())
+            obs, info, steps = end.obs, end.info, end.steps
             if frames_dir is not None:
                 import imageio.v3 as iio
 

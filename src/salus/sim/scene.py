@@ -11,6 +11,7 @@ import numpy as np
 
 from salus.sim._mujoco import mujoco
 from salus.sim.assets import franka_vfs
+from salus.sim.spec import CUBE_HALF, TABLE_CENTER, TABLE_HALF
 from salus.sim.tasks import COLOURS
 
 __all__ = [
@@ -23,10 +24,7 @@ __all__ = [
     "look_at_quat",
 ]
 
-CUBE_HALF = 0.02  # metres, half the edge of every cube
 CUBE_MASS = 0.05  # kg
-TABLE_CENTER = np.array([0.35, 0.0])  # table top is z = 0
-TABLE_HALF = np.array([0.55, 0.5])
 OBJECT_NAMES = ("obj_a", "obj_b")
 ROBOT_BODY_PREFIX = "panda0_"
 GRIP_SITE_Z = 0.2454  # along link7's z: between the finger pads, 1.5 cm above the finger tips

@@ -5,10 +5,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
 from salus.policies.builtin.configuration_builtin import BuiltinConfig, WordTokenizer
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
+    from salus.policies.builtin.adapter import DEFAULT_WEIGHTS_DIR as DEFAULT_WEIGHTS_DIR
+    from salus.policies.builtin.adapter import BuiltinPolicyAdapter as BuiltinPolicyAdapter
+    from salus.policies.builtin.adapter import load_builtin as load_builtin
+    from salus.policies.builtin.modeling_builtin import BuiltinFlowPolicy as BuiltinFlowPolicy
+    from salus.policies.builtin.modeling_builtin import BuiltinProcessor as BuiltinProcessor
+    from salus.policies.builtin.modeling_builtin import NormalizationStats as NormalizationStats
+    from salus.policies.builtin.modeling_builtin import load_pretrained as load_pretrained
+    from salus.policies.builtin.modeling_builtin import save_pretrained as save_pretrained
 
 _LAZY = {
     "BuiltinFlowPolicy": "salus.policies.builtin.modeling_builtin",

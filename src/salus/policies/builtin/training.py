@@ -88,6 +88,7 @@ def record_demonstrations(
     is the expert's clean action for the observed state and only successful episodes are kept.
     """
     from salus.sim import ScriptedExpert, make_env
+    from salus.sim.rollout import run_loop
 
     if demos_per_task < 1:
         raise InvalidInputError(f"demos_per_task must be >= 1, got {demos_per_task}")
@@ -109,17 +110,23 @@ def record_demonstrations(
         while kept < demos_per_task and tried < limit:
             ep_seed = DEMO_SEED_OFFSET + seed * 10_000 + tried
             tried += 1
-            obs, _ = env.reset(seed=ep_seed)
-            expert.reset()
             if demo_noise > 0:
                 noisy, noise_std = True, demo_noise
             else:  # the original recipe, bit for bit (same generator draws)
                 noisy, noise_std = bool(rng.random() < 0.5), action_noise
             ep_img: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
-            ep_state, ep_action = [], []
-            text = obs["task"]
-            success = False
-            while True:
+            ep_state: list[np.ndarray] = []
+            ep_action: list[np.ndarray] = []
+
+            def act(
+                obs: dict[str, Any],
+                ep_img: dict[str, list[np.ndarray]] = ep_img,
+                ep_state: list[np.ndarray] = ep_state,
+                ep_action: list[np.ndarray] = ep_action,
+                noisy: bool = noisy,
+                noise_std: float = noise_std,
+                expert: Any = expert,
+            ) -> np.ndarray:
                 label = np.asarray(expert.act(obs), dtype=np.float32)
                 for c in cameras:
                     ep_img[c].append(obs[f"image_{c}"])
@@ -128,10 +135,19 @@ def record_demonstrations(
                 executed = label.copy()
                 if noisy:
                     executed[:3] += rng.normal(0.0, noise_std, 3).astype(np.float32)
-                obs, _, terminated, truncated, info = env.step(np.clip(executed, -1.0, 1.0))
-                if terminated or truncated:
-                    success = bool(info.get("label", {}).get("success", info.get("success", False)))
-                    break
+                return np.clip(executed, -1.0, 1.0)
+
+            first: list[dict[str, Any]] = []
+
+            def on_reset(
+                obs: dict[str, Any], first: list[dict[str, Any]] = first, expert: Any = expert
+            ) -> None:
+                expert.reset()
+                first.append(obs)
+
+            end = run_loop(env, act, seed=ep_seed, on_reset=on_reset)
+            text = first[0]["task"]
+            success = bool(end.info.get("label", {}).get("success", end.info.get("success", False)))
             if not success:
                 continue
             kept += 1

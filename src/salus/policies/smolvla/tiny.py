@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from salus.errors import InvalidInputError
@@ -27,7 +28,7 @@ from salus.policies.smolvla.configuration_smolvla import (
     DEFAULT_STATE_KEY,
 )
 
-__all__ = ["build_tiny_smolvla", "TINY_VLM_DIRNAME"]
+__all__ = ["build_tiny_smolvla", "build_vlm_folder", "TINY_VLM_DIRNAME"]
 
 TINY_VLM_DIRNAME = "vlm"
 
@@ -60,8 +61,8 @@ _CORPUS = [
 ]
 
 
-def _build_tokenizer(vlm_dir: Path) -> int:
-    """Train a word-level tokenizer on ``_CORPUS`` and save it as a HF tokenizer folder; returns its size."""
+def _build_tokenizer(vlm_dir: Path, texts: Sequence[str] = ()) -> int:
+    """Train a word-level tokenizer on ``_CORPUS`` + ``texts``, save it as a HF tokenizer folder; returns its size."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,7 +71,7 @@ def _build_tokenizer(vlm_dir: Path) -> int:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", *_SPECIAL_TOKENS.values()]
     trainer = trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1)
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
+    tok.train_from_iterator([*_CORPUS, *texts], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
@@ -84,16 +85,40 @@ def _build_tokenizer(vlm_dir: Path) -> int:
     return len(fast)
 
 
-def _build_vlm_folder(vlm_dir: Path, *, image_size: int, hidden_size: int, num_layers: int) -> None:
-    """Write a tiny SmolVLM config, tokenizer and processor into ``vlm_dir``."""
+def build_vlm_folder(
+    vlm_dir: Path,
+    *,
+    image_size: int,
+    hidden_size: int,
+    num_layers: int,
+    vision_layers: int = 1,
+    patch_size: int | None = None,
+    texts: Sequence[str] = (),
+) -> None:
+    """Write a small SmolVLM config, tokenizer and processor into ``vlm_dir``.
+
+    ``num_layers`` text layers and ``vision_layers`` vision layers of width ``hidden_size``;
+    ``image_size / patch_size`` patches per side (default 4), ``(side / 2) ** 2`` image tokens per
+    camera after the pixel-shuffle connector; ``texts`` are added to the tokenizer's corpus.
+    """
     from transformers import AutoTokenizer, SmolVLMConfig, SmolVLMProcessor
     from transformers.models.smolvlm.image_processing_smolvlm import SmolVLMImageProcessor
     from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
+    patch_size = image_size // 4 if patch_size is None else int(patch_size)
+    side = image_size // patch_size if patch_size > 0 else 0
+    if patch_size < 1 or image_size % patch_size or side % 2:
+        raise InvalidInputError(
+            f"image_size ({image_size}) must be an even multiple of patch_size ({patch_size}): the "
+            "pixel-shuffle connector merges 2x2 patches"
+        )
+    if vision_layers < 1 or num_layers < 1:
+        raise InvalidInputError(
+            f"num_layers and vision_layers must be >= 1, got {num_layers}, {vision_layers}"
+        )
     vlm_dir.mkdir(parents=True, exist_ok=True)
-    vocab_size = _build_tokenizer(vlm_dir)
+    vocab_size = _build_tokenizer(vlm_dir, texts)
     tokenizer = AutoTokenizer.from_pretrained(vlm_dir)
-    patch_size = image_size // 4  # 16 patches, 4 image tokens after the pixel-shuffle connector
     head_dim = 16
     heads = max(hidden_size // head_dim, 2)
     config = SmolVLMConfig(
@@ -113,7 +138,7 @@ def _build_vlm_folder(vlm_dir: Path, *, image_size: int, hidden_size: int, num_l
         vision_config={
             "hidden_size": hidden_size,
             "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": 1,
+            "num_hidden_layers": vision_layers,
             "num_attention_heads": heads,
             "image_size": image_size,
             "patch_size": patch_size,
@@ -129,7 +154,7 @@ def _build_vlm_folder(vlm_dir: Path, *, image_size: int, hidden_size: int, num_l
         image_processor=SmolVLMImageProcessor(size=size, max_image_size=size),
         tokenizer=tokenizer,
         video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
-        image_seq_len=4,
+        image_seq_len=(side // 2) ** 2,
     )
     processor.save_pretrained(vlm_dir)
 
@@ -178,7 +203,7 @@ def build_tiny_smolvla(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vlm_dir = out / TINY_VLM_DIRNAME
-    _build_vlm_folder(vlm_dir, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers)
+    build_vlm_folder(vlm_dir, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers)
 
     ft, pf, nm = lr.FeatureType, lr.PolicyFeature, lr.NormalizationMode
     input_features = {

@@ -40,7 +40,13 @@ from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.policies.capture import capture_modules, resolve_module
 from salus.policies.chunking import ChunkedAdapter, ChunkResult
 from salus.policies.smolvla._compat import import_lerobot_smolvla
-from salus.policies.smolvla.configuration_smolvla import HOOK_MODULE, PREFIX_MODULE, SmolVLAAdapterConfig
+from salus.policies.smolvla.configuration_smolvla import (
+    HOOK_MODULE,
+    MAPPING_FILE,
+    PREFIX_MODULE,
+    SalusMapping,
+    SmolVLAAdapterConfig,
+)
 from salus.policies.smolvla.tiny import TINY_VLM_DIRNAME
 
 __all__ = ["SmolVLAAdapter", "load_smolvla"]
@@ -99,6 +105,16 @@ class SmolVLAAdapter(ChunkedAdapter):
         for src, dst in cfg.image_keys.items():
             if dst not in image_features:
                 raise InvalidNameError(f"image feature (target of {src!r})", dst, image_features)
+        # LeRobot fills at most `empty_cameras` missing cameras with blank images and silently drops
+        # the rest: a camera the checkpoint was trained with that the mapping does not feed is an error.
+        unfed = [f for f in image_features if f not in cfg.image_keys.values()]
+        if len(unfed) > int(getattr(pcfg, "empty_cameras", 0)):
+            raise InvalidInputError(
+                f"the checkpoint expects camera(s) {unfed} that image_keys {cfg.image_keys} does not provide "
+                f"(it fills at most empty_cameras={int(getattr(pcfg, 'empty_cameras', 0))} with blank images); "
+                "map a salus camera onto each, e.g. image_keys=image_front:"
+                f"{unfed[0]} in the spec or in {MAPPING_FILE}"
+            )
         state_feature = pcfg.robot_state_feature
         if state_feature is None or cfg.state_key not in pcfg.input_features:
             raise InvalidNameError(
@@ -145,6 +161,8 @@ class SmolVLAAdapter(ChunkedAdapter):
 
         ``kwargs`` are :class:`SmolVLAAdapterConfig` fields (when ``config`` is None). A folder with
         a ``vlm/`` sub-folder (as written by :func:`build_tiny_smolvla`) uses it as the VLM and tokenizer.
+        A folder's ``salus_mapping.json`` (:class:`SalusMapping`) gives the defaults of
+        ``state_indices``, ``action_indices`` and ``image_keys``; ``kwargs`` override them.
         """
         if config is not None and kwargs:
             raise InvalidInputError(f"pass either config or config fields, not both (got {sorted(kwargs)})")
@@ -152,8 +170,6 @@ class SmolVLAAdapter(ChunkedAdapter):
         for name in kwargs:
             if name not in valid:
                 raise InvalidNameError("SmolVLA adapter option", name, valid)
-        cfg = config if config is not None else SmolVLAAdapterConfig(**kwargs)
-        lr = import_lerobot_smolvla()
         local = Path(path)
         if local.exists():
             for name in ("config.json", PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
@@ -162,6 +178,12 @@ class SmolVLAAdapter(ChunkedAdapter):
                         f"SmolVLA checkpoint {str(local)!r} has no {name}; a LeRobot >= 0.4 checkpoint holds "
                         f"config.json, model.safetensors, {PREPROCESSOR_FILE} and {POSTPROCESSOR_FILE}"
                     )
+        if config is None:
+            mapping = SalusMapping.load(local) if local.is_dir() else None
+            options = {} if mapping is None else mapping.adapter_options()
+            config = SmolVLAAdapterConfig(**{**options, **kwargs})
+        cfg = config
+        lr = import_lerobot_smolvla()
         try:
             pcfg = lr.PreTrainedConfig.from_pretrained(str(path))
         except Exception as exc:  # hub errors, bad JSON
@@ -233,7 +255,8 @@ class SmolVLAAdapter(ChunkedAdapter):
         if dim != self.policy_state_dim:
             raise InvalidInputError(
                 f"the policy's state has {self.policy_state_dim} entries but the observation gives {dim}; "
-                "set state_indices to pick them"
+                f"set state_indices to pick them (spec option smolvla:PATH?state_indices=0-6,14-21, or "
+                f"{MAPPING_FILE} in the checkpoint folder)"
             )
         return b
 

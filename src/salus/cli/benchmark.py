@@ -1,0 +1,246 @@
+"""`salus benchmark`: the fixed benchmark that ranks failure detectors, end to end and resumable.
+
+collect a fixed dataset of the embedded default policy under the default perturbation mix (one task
+held out) -> train every model once per split seed -> ablations of our model (split seed 0) ->
+evaluate every method under the protocol over the seeds -> the report. Every stage is the command a
+person would type (so each resumes: collection continues where it stopped, existing checkpoints are
+kept); the results file (``docs/results.md`` by default) is this command's output, never edited by
+hand, and starts with the commands and the time each stage took.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["register", "benchmark_stages", "ABLATIONS"]
+
+# (label, feature groups, objective) of the ablation variants of salus-risk, fixed in advance.
+ABLATIONS: tuple[tuple[str, str, str], ...] = (
+    ("salus-risk[-knn]", "signals,baselines,state,embedding,hidden", ""),
+    ("salus-risk[-embedding,-hidden]", "signals,baselines,state,knn", ""),
+    ("salus-risk[signals only]", "signals", ""),
+    ("salus-risk[knn only]", "knn", ""),
+    ("salus-risk[horizon objective]", "signals,baselines,state,embedding,hidden,knn", "horizons"),
+)
+
+
+def benchmark_stages(
+    out: Path,
+    *,
+    episodes: int,
+    seed: int,
+    workers: int,
+    holdout_task: str,
+    split_seeds: str,
+    epochs: int,
+    data: Path | None = None,
+) -> list[tuple[str, list[str]]]:
+    """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
+    has) there is no collection stage."""
+    stages: list[tuple[str, list[str]]] = []
+    if data is None:
+        data = out / "data.zarr"
+        collect = ["collect", "--policy", "builtin", "--episodes", str(episodes), "--seed", str(seed)]
+        collect += ["--workers", str(workers), "--save-hidden", "--out", str(data)]
+        stages.append(("collect", collect))
+    common = ["--holdout-task", holdout_task, "--epochs", str(epochs), "--patience", "4", "--resume"]
+    train = ["train", str(data), "--model", "all", "--out", str(out / "models"), "--split-seeds", split_seeds]
+    stages.append(("train", [*train, *common]))
+    first = split_seeds.split(",")[0].strip()
+    for label, groups, objective in ABLATIONS:
+        args = ["train", str(data), "--model", "salus-risk", "--feature-groups", groups, "--label", label]
+        args += ["--out", str(out / "ablation" / label), "--seed", first, *common]
+        if objective:
+            args += ["--objective", objective]
+        stages.append((f"ablation {label}", args))
+    return stages
+
+
+def _recorded_groups(args: list[str], data: Path) -> list[str]:
+    """``args`` with ``--feature-groups`` restricted to the groups whose step keys ``data`` has."""
+    from salus.data import SalusDataset
+
+    keys = set(SalusDataset(data).keys)
+    need = {
+        "hidden": "hidden",
+        "state": "state",
+        "baselines": "baselines",
+        "embedding": "obs_embedding",
+        "knn": "obs_embedding",
+    }
+    i = args.index("--feature-groups") + 1
+    kept = [g for g in args[i].split(",") if need.get(g, "signals") in keys]
+    return [*args[:i], ",".join(kept or ["signals"]), *args[i + 1 :]]
+
+
+def _ablation_lines(out: Path, data: Any, seed: int) -> list[str]:
+    """The ablation table: each variant against the full salus-risk of split seed ``seed``."""
+    import math
+
+    from salus.predictor import TrainedPredictor, evaluate_detailed
+    from salus.predictor.protocol import ci95
+    from salus.predictor.tables import fmt
+
+    full = [
+        TrainedPredictor.load(out / "models" / f"seed{seed}" / n)
+        for n in ("salus-risk", "oracle-risk")
+        if (out / "models" / f"seed{seed}" / n / "predictor.json").is_file()
+    ]
+    variants = [
+        TrainedPredictor.load(out / "ablation" / label)
+        for label, _, _ in ABLATIONS
+        if (out / "ablation" / label / "predictor.json").is_file()
+    ]
+    ev = evaluate_detailed(data, [*full, *variants], include=("salus", "oracle", "ablation"))
+    names = [m.name for m in ev.methods]
+    if "salus-risk" not in names:
+        return []
+    ref = names.index("salus-risk")
+    lines = [
+        f"## Ablations (split seed {seed})",
+        "",
+        "What each input group and the objective buy: salus-risk with a group removed (or alone), the "
+        "seed's horizon-only objective, and the oracle (NOT deployable: also reads privileged simulator "
+        "state and the perturbation parameters). Difference to the full salus-risk with a 95% paired "
+        "bootstrap interval.",
+        "",
+        "| model | seen SAFE | seen at-risk 2 s | unseen SAFE | unseen at-risk 2 s | seen SAFE - full | unseen SAFE - full |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for k, m in enumerate(ev.report["methods"]):
+        cells = [m["name"]]
+        for g in ("seen", "unseen"):
+            cells += [fmt(m[g]["safe"]["auroc"]), fmt(m[g]["at_risk"]["2s"]["auroc"])]
+        for g in ("seen", "unseen"):
+            if k == ref:
+                cells.append("-")
+                continue
+            b = ev.boot[g]["safe"]
+            d = m[g]["safe"]["auroc"] - ev.report["methods"][ref][g]["safe"]["auroc"]
+            lo, hi = ci95(b[k] - b[ref])
+            cells.append(f"{d:+.3f} ({lo:+.3f}, {hi:+.3f})" if not math.isnan(lo) else f"{d:+.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    def benchmark(
+        out: Path = typer.Option(
+            Path("runs/benchmark"), "--out", help="Folder for data, models, evaluation, report."
+        ),
+        episodes: int = typer.Option(
+            3200, "--episodes", "-n", help="Episodes of the fixed dataset (resumed)."
+        ),
+        seed: int = typer.Option(2026, "--seed", help="Collection seed of the fixed dataset."),
+        workers: int = typer.Option(2, "--workers", "-w", help="Collection worker processes."),
+        holdout_task: str = typer.Option("pick_color", "--holdout-task", help="The unseen task."),
+        split_seeds: str = typer.Option("0,1,2", "--split-seeds", help="Split seeds (>= 3 for the results)."),
+        epochs: int = typer.Option(
+            20, "--epochs", help="Maximum training epochs (early stopping after 4 without improvement)."
+        ),
+        results: Path = typer.Option(
+            Path("docs/results.md"), "--results", help="Where the results markdown goes (JSON beside it)."
+        ),
+        skip_report: bool = typer.Option(False, "--skip-report", help="Do not write the HTML report."),
+        data_path: Path = typer.Option(
+            None,
+            "--data",
+            help="Benchmark an existing dataset (e.g. your robot's) instead of collecting one.",
+        ),
+    ) -> None:
+        """Collect, train (per split seed), ablate, evaluate and report: the benchmark, resumable."""
+        from rich.console import Console
+        from rich.markup import escape
+
+        from salus.cli.evaluate import clean_json, evaluate_seeds
+        from salus.cli.main import app as root_app
+        from salus.data import SalusDataset
+        from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
+        from salus.predictor.tables import format_benchmark
+
+        console = Console(stderr=True)
+        command = typer.main.get_command(root_app)
+        out.mkdir(parents=True, exist_ok=True)
+        stages = benchmark_stages(
+            out,
+            episodes=episodes,
+            seed=seed,
+            workers=workers,
+            holdout_task=holdout_task,
+            split_seeds=split_seeds,
+            epochs=epochs,
+            data=data_path,
+        )
+        timings: list[tuple[str, float]] = []
+        started = time.perf_counter()
+        for k, (name, args) in enumerate(stages):
+            if name.startswith("ablation"):  # only the groups this dataset records (e.g. no --save-hidden)
+                args = _recorded_groups(args, data_path or out / "data.zarr")
+                stages[k] = (name, args)
+            console.rule(f"[bold]{escape(name)}[/bold]: salus {escape(shlex.join(args))}")
+            t0 = time.perf_counter()
+            code = command.main(args=args, prog_name="salus", standalone_mode=False)
+            if isinstance(code, int) and code:
+                raise typer.Exit(code)
+            timings.append((name, time.perf_counter() - t0))
+        console.rule("[bold]evaluate")
+        t0 = time.perf_counter()
+        data = episodes_from_dataset(SalusDataset(data_path or out / "data.zarr"))
+        with console.status("evaluating") as status:
+            evals, agg = evaluate_seeds(
+                out / "models", data, DEFAULT_ALPHAS, progress=lambda m: status.update(m)
+            )
+            status.update("ablations")
+            first = int(split_seeds.split(",")[0])
+            ablation = _ablation_lines(out, data, first)
+        timings.append(("evaluate", time.perf_counter() - t0))
+        if not skip_report:  # the first seed's evaluation, drawn (not recomputed)
+            from salus.monitor.report import render_report
+
+            console.rule(f"[bold]report[/bold]: {out / 'report'}")
+            t0 = time.perf_counter()
+            render_report(evals[0], out / "report", commands=[f"salus {shlex.join(a)}" for _, a in stages])
+            timings.append(("report", time.perf_counter() - t0))
+        total = time.perf_counter() - started
+        me = "salus " + shlex.join(sys.argv[1:]) if "benchmark" in sys.argv else "salus benchmark"
+        commands = [
+            me,
+            "# which runs these stages (each resumes):",
+            *[f"salus {shlex.join(a)}" for _, a in stages],
+        ]
+        header = [
+            "Time of this run (stages resumed from an earlier run take only the check): "
+            + ", ".join(f"{n} {t:.0f} s" for n, t in timings)
+            + f"; total {total:.0f} s on a 2-core CPU machine.",
+        ]
+        reports = [e.report for e in evals]
+        if agg is None:
+            raise typer.Exit(2)
+        md = format_benchmark(agg, reports, commands=commands, header=header, extra=ablation)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(md)
+        payload: dict[str, Any] = {
+            "aggregate": agg,
+            "seeds": reports,
+            "commands": commands,
+            "timings_s": dict(timings),
+        }
+        results.with_suffix(".json").write_text(json.dumps(clean_json(_slim(payload)), indent=1) + "\n")
+        console.print(f"results: {results} (total {total:.0f} s)")
+
+
+def _slim(value: Any) -> Any:
+    """Drop per-episode lists (lead times) from the saved JSON; the report draws them."""
+    if isinstance(value, dict):
+        return {k: _slim(v) for k, v in value.items() if k != "lead_s"}
+    if isinstance(value, list):
+        return [_slim(v) for v in value]
+    return value

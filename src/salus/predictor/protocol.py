@@ -1,0 +1,446 @@
+"""The evaluation protocol: the one place where per-step failure scores become metrics.
+
+Every consumer (``salus evaluate``, ``salus report``, ``salus demo``, ``salus benchmark``) calls
+:func:`method_metrics` on the same episodes. An episode's score over time is the running maximum of
+its per-step score (SAFE, FAIL-Detect). Steps are 0-based: the score "after t steps" is index t-1.
+
+Metrics (each one gives 0.5 to a score equal to elapsed time, which failed rollouts would otherwise
+win because they are longer; tested in ``tests/predictor/test_protocol.py``):
+
+- **SAFE-comparable** (``safe``): ROC-AUC and AP of the running score at T per task = the shortest
+  rollout of that task, of any outcome (SAFE's ``set_task_min_step``), pooled over tasks and as the
+  mean over tasks.
+- **At-risk** (``at_risk``): at fixed elapsed times (1, 2, 3 s) only the episodes still running with
+  no failure event yet; label = the episode fails later (timeouts included: they have no event).
+- **Time-matched by lead** (``lead``): steps 1-5, 6-15 and 16-40 before an event failure (drop,
+  miss, collision) against steps of same-task successes at the same elapsed time.
+- **Per failure type** (``types``): ROC-AUC at T of each type's failures against the successes.
+- **Alarms** (``alarms``) per alpha and per threshold kind: the one-sided functional conformal band
+  (SAFE / FAIL-Detect: ``max_t (s_t - mu_t) / h_t``) and a constant threshold (split conformal on
+  each calibration success's maximum), both calibrated on successes only. Realised FPR on test
+  successes with a Wilson interval; event-failure recall with the alarm at least 0, 0.5 and 1 s
+  before ``failure_step``; detection after the event separately; lead time (median, IQR) over event
+  failures caught in time; timeouts on their own (recall by the 90th percentile of calibration
+  success length), never in lead time or "before failure" recall.
+
+Intervals come from a bootstrap over episodes (:func:`bootstrap_auroc`, the same resamples for every
+method, so differences are paired).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from salus.errors import InvalidInputError
+
+from .conformal import FunctionalBand, fit_functional_bands
+from .episodes import Episode
+
+__all__ = [
+    "EVENT_TYPES",
+    "ProtocolConfig",
+    "running_max",
+    "score_at",
+    "safe_times",
+    "roc_auc",
+    "average_precision",
+    "safe_metrics",
+    "at_risk_scores",
+    "at_risk_auroc",
+    "time_matched_auroc",
+    "type_metrics",
+    "constant_band",
+    "fit_bands",
+    "alarm_steps",
+    "alarm_metrics",
+    "wilson",
+    "bootstrap_auroc",
+    "ci95",
+    "method_metrics",
+]
+
+EVENT_TYPES: tuple[str, ...] = ("drop", "miss", "collision")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """What the protocol measures. Times in seconds, leads in control steps."""
+
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.2)
+    at_risk_s: tuple[float, ...] = (1.0, 2.0, 3.0)
+    lead_bins: tuple[tuple[int, int], ...] = ((1, 5), (6, 15), (16, 40))
+    recall_leads_s: tuple[float, ...] = (0.0, 0.5, 1.0)
+    event_types: tuple[str, ...] = EVENT_TYPES
+    thresholds: tuple[str, ...] = ("band", "constant")
+    control_hz: float = 20.0
+    fit_fraction: float = 0.3  # calibration successes that estimate mu_t, h_t (SAFE: 30%)
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.alphas or any(not 0.0 < a < 1.0 for a in self.alphas):
+            raise InvalidInputError(f"alphas must be in (0, 1), got {self.alphas}")
+        if any(t <= 0 for t in self.at_risk_s) or any(t < 0 for t in self.recall_leads_s):
+            raise InvalidInputError("at_risk_s must be > 0 and recall_leads_s >= 0 seconds")
+        if any(not 1 <= lo <= hi for lo, hi in self.lead_bins):
+            raise InvalidInputError(f"lead bins must be 1 <= lo <= hi, got {self.lead_bins}")
+        bad = set(self.thresholds) - {"band", "constant"}
+        if bad:
+            from salus.errors import InvalidNameError
+
+            raise InvalidNameError("threshold kind", sorted(bad)[0], ("band", "constant"))
+        if self.control_hz <= 0 or self.n_boot < 0:
+            raise InvalidInputError("control_hz must be > 0 and n_boot >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- basics
+def running_max(scores: np.ndarray) -> np.ndarray:
+    """Running maximum ``(T,)`` of a per-step score ``(T,)`` (NaN steps count as -inf)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = np.where(np.isfinite(s), s, -np.inf)
+    out = np.maximum.accumulate(s)
+    return np.where(np.isfinite(out), out, np.nan_to_num(out, neginf=-1e12))
+
+
+def score_at(running: np.ndarray, T: int) -> float:
+    """The running score after T steps (index T-1), or the last value if the episode is shorter."""
+    return float(running[min(T, len(running)) - 1])
+
+
+def safe_times(episodes: Sequence[Episode]) -> dict[str, int]:
+    """T per task: the shortest rollout of that task among ``episodes``, of any outcome (SAFE)."""
+    out: dict[str, int] = {}
+    for ep in episodes:
+        out[ep.task] = min(out.get(ep.task, ep.length), ep.length)
+    return dict(sorted(out.items()))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC (ties count one half); NaN if only one class is present."""
+    from scipy.stats import rankdata
+
+    lab = np.asarray(labels).astype(bool)
+    n_pos = int(lab.sum())
+    n_neg = lab.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[lab].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (failure = positive); NaN if only one class is present."""
+    from sklearn.metrics import average_precision_score
+
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) < 2:
+        return math.nan
+    return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k / n (NaN, NaN when n = 0)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    den = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Paired bootstrap ROC-AUCs ``(M, n_boot)`` of M score vectors ``(M, n)`` on the same episode
+    resamples (rank formula, ties averaged); NaN for resamples with a single class."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    n = labels.shape[0]
+    if n == 0 or n_boot == 0:
+        return np.full((scores.shape[0], n_boot), np.nan)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    lab = labels[idx]  # (B, n)
+    n_pos = lab.sum(axis=1)
+    n_neg = n - n_pos
+    out = np.empty((scores.shape[0], n_boot))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m in range(scores.shape[0]):
+            ranks = rankdata(scores[m][idx], axis=1)
+            u = (ranks * lab).sum(axis=1) - n_pos * (n_pos + 1) / 2.0
+            out[m] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+    return out
+
+
+def ci95(samples: np.ndarray) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles ignoring NaN (NaN, NaN if none)."""
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = np.percentile(s, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+# -------------------------------------------------------------------------------------- ranking
+def safe_metrics(
+    episodes: Sequence[Episode], running: Sequence[np.ndarray], times: Mapping[str, int]
+) -> dict[str, Any]:
+    """SAFE's ROC-AUC / AP of the running score at T per task, pooled and as the mean over tasks."""
+    labels = np.array([ep.failed for ep in episodes], dtype=bool)
+    at_t = np.array([score_at(r, times[ep.task]) for ep, r in zip(episodes, running, strict=True)])
+    tasks = sorted({ep.task for ep in episodes})
+    per_task = {}
+    for task in tasks:
+        m = np.array([ep.task == task for ep in episodes])
+        per_task[task] = {"auroc": roc_auc(labels[m], at_t[m]), "ap": average_precision(labels[m], at_t[m])}
+    finite = [v["auroc"] for v in per_task.values() if not math.isnan(v["auroc"])]
+    finite_ap = [v["ap"] for v in per_task.values() if not math.isnan(v["ap"])]
+    return {
+        "n": int(len(episodes)),
+        "n_failed": int(labels.sum()),
+        "auroc": roc_auc(labels, at_t),
+        "ap": average_precision(labels, at_t),
+        "auroc_task_mean": float(np.mean(finite)) if finite else math.nan,
+        "ap_task_mean": float(np.mean(finite_ap)) if finite_ap else math.nan,
+        "per_task": per_task,
+    }
+
+
+def at_risk_scores(
+    episodes: Sequence[Episode], running: Sequence[np.ndarray], step: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(episode positions, labels, scores) of the episodes at risk at ``step``: still running
+    (``length > step``) with no failure event yet (success, timeout, or ``failure_step > step``);
+    label = the episode fails later; score = running score at ``step`` (index ``step``)."""
+    idx, lab, sc = [], [], []
+    for k, (ep, r) in enumerate(zip(episodes, running, strict=True)):
+        if ep.length <= step:
+            continue
+        if ep.failed and ep.failure_type != "timeout" and ep.failure_step <= step:
+            continue
+        idx.append(k)
+        lab.append(ep.failed)
+        sc.append(float(r[step]))
+    return np.array(idx, dtype=int), np.array(lab, dtype=bool), np.array(sc, dtype=np.float64)
+
+
+def at_risk_auroc(episodes: Sequence[Episode], running: Sequence[np.ndarray], step: int) -> dict[str, Any]:
+    """ROC-AUC at one elapsed ``step`` over the episodes at risk then (see :func:`at_risk_scores`)."""
+    _, lab, sc = at_risk_scores(episodes, running, step)
+    return {"auroc": roc_auc(lab, sc), "n": int(lab.size), "n_failed": int(lab.sum())}
+
+
+def _lead_matrix(
+    episodes: Sequence[Episode], running: Sequence[np.ndarray], lo: int, hi: int, event_types: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, V)``, each (n_event_failures, n_successes): for failure i and success j of the same
+    task, A = summed comparison credit (1 above, 1/2 tie) over the failure's steps ``f - hi .. f - lo``
+    at which j is still running, V = the number of such comparisons."""
+    fails = [k for k, ep in enumerate(episodes) if ep.failed and ep.failure_type in event_types]
+    succs = [k for k, ep in enumerate(episodes) if ep.success]
+    A = np.zeros((len(fails), len(succs)))
+    V = np.zeros((len(fails), len(succs)))
+    if not fails or not succs:
+        return A, V
+    s_len = np.array([episodes[j].length for j in succs])
+    s_task = np.array([episodes[j].task for j in succs])
+    L = int(s_len.max())
+    S = np.full((len(succs), L), np.nan)
+    for c, j in enumerate(succs):
+        S[c, : len(running[j])] = running[j]
+    for r, i in enumerate(fails):
+        ep = episodes[i]
+        f = ep.failure_step
+        steps = np.arange(max(0, f - hi), max(0, f - lo + 1))
+        steps = steps[steps < min(ep.length, L)]
+        if steps.size == 0:
+            continue
+        same = s_task == ep.task
+        p = np.asarray(running[i])[steps][:, None]  # (s, 1)
+        n = S[:, steps].T  # (s, n_succ)
+        ok = np.isfinite(n) & same[None, :]
+        credit = np.where(ok, (p > n) + 0.5 * (p == n), 0.0)
+        A[r] = credit.sum(axis=0)
+        V[r] = ok.sum(axis=0)
+    return A, V
+
+
+def _lead_auc(
+    A: np.ndarray, V: np.ndarray, wf: np.ndarray | None = None, ws: np.ndarray | None = None
+) -> float:
+    """Time-matched AUC from the comparison matrices: the mean over failures (weights ``wf``) of
+    each failure's credit against the successes (weights ``ws``)."""
+    wf = np.ones(A.shape[0]) if wf is None else wf
+    ws = np.ones(A.shape[1]) if ws is None else ws
+    num, den = A @ ws, V @ ws
+    ok = den > 0
+    if not ok.any() or wf[ok].sum() == 0:
+        return math.nan
+    return float((wf[ok] * num[ok] / den[ok]).sum() / wf[ok].sum())
+
+
+def time_matched_auroc(
+    episodes: Sequence[Episode],
+    running: Sequence[np.ndarray],
+    lo: int,
+    hi: int,
+    *,
+    event_types: Sequence[str] = EVENT_TYPES,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """ROC-AUC of steps ``lo..hi`` before an event failure against steps of same-task successes at
+    the same elapsed time; each failure weighs the same. ``n_boot`` > 0 adds a 95% bootstrap
+    interval over failure and success episodes."""
+    A, V = _lead_matrix(episodes, running, lo, hi, event_types)
+    auc = _lead_auc(A, V)
+    out: dict[str, Any] = {"auroc": auc, "n_failed": int((V.sum(axis=1) > 0).sum()), "ci95": [math.nan] * 2}
+    if n_boot and A.size:
+        rng = np.random.default_rng(seed)
+        boots = []
+        for _ in range(n_boot):
+            wf = np.bincount(rng.integers(0, A.shape[0], A.shape[0]), minlength=A.shape[0]).astype(float)
+            ws = np.bincount(rng.integers(0, A.shape[1], A.shape[1]), minlength=A.shape[1]).astype(float)
+            boots.append(_lead_auc(A, V, wf, ws))
+        out["ci95"] = list(ci95(np.array(boots)))
+    return out
+
+
+def type_metrics(
+    episodes: Sequence[Episode], running: Sequence[np.ndarray], times: Mapping[str, int], types: Sequence[str]
+) -> dict[str, Any]:
+    """Per failure type: ROC-AUC at T (per task, pooled) of that type's failures against successes."""
+    at_t = np.array([score_at(r, times[ep.task]) for ep, r in zip(episodes, running, strict=True)])
+    out = {}
+    for t in types:
+        m = np.array([ep.success or ep.failure_type == t for ep in episodes], dtype=bool)
+        lab = np.array([ep.failure_type == t for ep in episodes], dtype=bool)
+        out[t] = {"auroc": roc_auc(lab[m], at_t[m]), "n": int(lab.sum())}
+    return out
+
+
+# --------------------------------------------------------------------------------------- alarms
+def constant_band(maxima: Sequence[float], alpha: float) -> FunctionalBand:
+    """Split conformal constant threshold: the ``ceil((n+1)(1-alpha))``-th smallest of the
+    calibration successes' maxima (infinite when that rank exceeds n)."""
+    ranked = np.sort(np.asarray(maxima, dtype=np.float64))
+    n = ranked.size
+    rank = math.ceil((n + 1) * (1.0 - alpha))
+    q = float(ranked[rank - 1]) if 1 <= rank <= n else math.inf
+    return FunctionalBand(np.zeros(1), np.ones(1), q, float(alpha), 0, int(n), two_sided=False)
+
+
+def fit_bands(
+    calib_running: Sequence[np.ndarray], config: ProtocolConfig
+) -> dict[str, dict[float, FunctionalBand]]:
+    """Per threshold kind (``band``: one-sided functional band, ``constant``), one threshold per
+    alpha, from the calibration successes' running scores."""
+    out: dict[str, dict[float, FunctionalBand]] = {}
+    if "band" in config.thresholds:
+        out["band"] = fit_functional_bands(
+            calib_running, config.alphas, two_sided=False, fit_fraction=config.fit_fraction, seed=config.seed
+        )
+    if "constant" in config.thresholds:
+        maxima = [float(np.max(r)) for r in calib_running]
+        out["constant"] = {float(a): constant_band(maxima, a) for a in config.alphas}
+    return out
+
+
+def alarm_steps(running: Sequence[np.ndarray], band: FunctionalBand) -> np.ndarray:
+    """First alarm step of each episode (-1: none)."""
+    return np.array([band.alarm_step(r) for r in running], dtype=int)
+
+
+def _frac(k: int, n: int) -> float:
+    return k / n if n else math.nan
+
+
+def alarm_metrics(
+    episodes: Sequence[Episode],
+    running: Sequence[np.ndarray],
+    band: FunctionalBand,
+    config: ProtocolConfig,
+    *,
+    timeout_step: int,
+) -> dict[str, Any]:
+    """What a user of the monitor gets at one threshold (see the module docstring)."""
+    a = alarm_steps(running, band)
+    hz = config.control_hz
+    succ = [k for k, ep in enumerate(episodes) if ep.success]
+    events = [k for k, ep in enumerate(episodes) if ep.failed and ep.failure_type in config.event_types]
+    timeouts = [k for k, ep in enumerate(episodes) if ep.failed and ep.failure_type == "timeout"]
+    fp = int(sum(a[k] >= 0 for k in succ))
+    out: dict[str, Any] = {
+        "alpha": band.alpha,
+        "threshold": band.half_width if math.isfinite(band.half_width) else math.inf,
+        "finite": bool(math.isfinite(band.half_width)),
+        "n_cal": band.n_cal,
+        "n_success": len(succ),
+        "n_event": len(events),
+        "n_timeout": len(timeouts),
+        "fpr": _frac(fp, len(succ)),
+        "fpr_ci95": list(wilson(fp, len(succ))),
+    }
+    f = {k: episodes[k].failure_step for k in events}
+    for lead in config.recall_leads_s:
+        steps = int(round(lead * hz))
+        k_ok = sum(0 <= a[k] <= f[k] - steps for k in events)
+        out[f"event_recall_{lead:g}s"] = _frac(k_ok, len(events))
+        out[f"event_recall_{lead:g}s_ci95"] = list(wilson(k_ok, len(events)))
+    out["event_after"] = _frac(sum(a[k] > f[k] for k in events), len(events))
+    out["event_any"] = _frac(sum(a[k] >= 0 for k in events), len(events))
+    leads = np.array([f[k] - a[k] for k in events if 0 <= a[k] <= f[k]], dtype=float) / hz
+    out["lead_s_median"] = float(np.median(leads)) if leads.size else math.nan
+    out["lead_s_iqr"] = [float(v) for v in np.percentile(leads, [25, 75])] if leads.size else [math.nan] * 2
+    out["lead_s"] = [float(v) for v in leads]
+    out["timeout_recall"] = _frac(sum(0 <= a[k] <= timeout_step for k in timeouts), len(timeouts))
+    out["timeout_step"] = int(timeout_step)
+    per_type = {}
+    for t in config.event_types:
+        ks = [k for k in events if episodes[k].failure_type == t]
+        per_type[t] = _frac(sum(0 <= a[k] <= f[k] for k in ks), len(ks))
+    out["event_recall_by_type"] = per_type
+    return out
+
+
+# ------------------------------------------------------------------------------------ one method
+def method_metrics(
+    episodes: Sequence[Episode],
+    running: Sequence[np.ndarray],
+    times: Mapping[str, int],
+    bands: Mapping[str, Mapping[float, FunctionalBand]],
+    config: ProtocolConfig,
+    *,
+    timeout_step: int,
+    failure_types: Sequence[str] = (*EVENT_TYPES, "timeout"),
+) -> dict[str, Any]:
+    """Every metric of the protocol for one method on one test set (running scores per episode)."""
+    hz = config.control_hz
+    out: dict[str, Any] = {"safe": safe_metrics(episodes, running, times)}
+    out["at_risk"] = {
+        f"{t:g}s": at_risk_auroc(episodes, running, int(round(t * hz))) for t in config.at_risk_s
+    }
+    out["lead"] = {
+        f"{lo}-{hi}": time_matched_auroc(
+            episodes, running, lo, hi, event_types=config.event_types, n_boot=0, seed=config.seed
+        )
+        for lo, hi in config.lead_bins
+    }
+    out["types"] = type_metrics(episodes, running, times, failure_types)
+    out["alarms"] = {
+        kind: {
+            str(a): alarm_metrics(episodes, running, b, config, timeout_step=timeout_step)
+            for a, b in by.items()
+        }
+        for kind, by in bands.items()
+    }
+    return out

@@ -1,0 +1,263 @@
+"""Markdown tables of evaluation reports (``salus evaluate``) and of the multi-seed benchmark.
+
+Formatting only: every number comes from ``salus.predictor.evaluate`` / ``protocol``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["format_markdown", "format_benchmark", "fmt"]
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def _ci(ci: Sequence[float] | None, digits: int = 2) -> str:
+    if not ci or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return ""
+    return f" ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})"
+
+
+def _delta(d: dict[str, Any]) -> str:
+    lo, hi = d["ci95"]
+    ci = "" if lo is None or math.isnan(lo) else f" ({lo:+.3f}, {hi:+.3f})"
+    mark = " **win**" if lo is not None and not math.isnan(lo) and lo > 0 else ""
+    return f"{d['delta']:+.3f}{ci}{mark}"
+
+
+def _setup_lines(report: dict[str, Any]) -> list[str]:
+    proto, split, ds = report["protocol"], report["split"], report["dataset"]
+    T = ", ".join(f"{k} {v}" for k, v in proto["T"].items())
+    return [
+        f"Dataset `{ds['source']}`: {ds['n_episodes']} episodes, tasks {', '.join(ds['tasks'])} "
+        f"(fingerprint `{ds['fingerprint']}`).",
+        *_collect_lines(ds.get("info") or {}),
+        f"Split (episodes): train {split['train']}, val {split['val']}, calib {split['calib']} "
+        f"({split['calib_successes']} successes calibrate the thresholds), test seen {split['test_seen']}, "
+        f"test unseen {split['test_unseen']} (held-out tasks: {', '.join(split['unseen_tasks']) or 'none'}).",
+        f"Protocol (`salus.predictor.protocol`): score = running max of the per-step score; T per task = "
+        f"the shortest rollout of that task, any outcome (SAFE): {T} steps; at-risk ROC-AUC at "
+        f"{', '.join(f'{t:g} s' for t in proto['at_risk_s'])} over episodes still running with no failure "
+        f"event; time-matched ROC-AUC by lead {', '.join(f'{lo}-{hi}' for lo, hi in proto['lead_bins'])} "
+        f"steps before drop/miss/collision against same-task successes at the same elapsed time; "
+        f"thresholds: one-sided functional conformal band and constant split-conformal threshold; "
+        f"timeouts counted apart (recall by step {proto['timeout_step']}, the 90th percentile of "
+        f"calibration success length); control rate {proto['control_hz']:g} Hz.",
+        "",
+    ]
+
+
+def _collect_lines(info: dict[str, Any]) -> list[str]:
+    """How the dataset was collected (its ``collect`` attributes), when it says."""
+    c = info.get("collect")
+    if not isinstance(c, dict):
+        return []
+    keep = {k: c[k] for k in ("policy", "tasks", "episodes", "seed", "max_steps") if k in c}
+    mix = c.get("mix")
+    n_mix = f", perturbation mix of {len(mix)} conditions" if isinstance(mix, list) else ""
+    return [f"Collected with {', '.join(f'{k}={v}' for k, v in keep.items())}{n_mix}."]
+
+
+def _selection_lines(sel: dict[str, Any]) -> list[str]:
+    if not sel or not sel.get("val_auroc_T"):
+        return []
+    vals = ", ".join(f"{k} {fmt(v)}" for k, v in sel["val_auroc_T"].items())
+    return [
+        f"Our predictor, chosen on validation ROC-AUC at T ({sel['n_val']} val episodes): "
+        f"**{sel['selected']}** ({vals}).",
+        "",
+    ]
+
+
+def format_markdown(
+    report: dict[str, Any], *, title: str = "Failure prediction results", commands: Sequence[str] = ()
+) -> str:
+    """One evaluation (one split) as markdown."""
+    lines = [f"# {title}", ""]
+    if commands:
+        lines += ["Reproduce:", "", "```bash", *commands, "```", ""]
+    lines += _setup_lines(report) + _selection_lines(report.get("selection", {}))
+    comp = report.get("comparisons") or {}
+    if comp.get("rows"):
+        lines += [
+            f"## {comp['ours']} against each fixed comparator",
+            "",
+            "Differences with 95% paired bootstrap intervals over episodes; **win** = interval above 0.",
+            "",
+            "| comparator | seen SAFE AUROC | seen at-risk 2 s | unseen SAFE AUROC | unseen at-risk 2 s |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in comp["rows"].items():
+            cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += _ranking_table(report["methods"])
+    lines += _alarm_tables(report["methods"], report["protocol"])
+    if report.get("notes"):
+        lines += ["", "Notes:", *[f"- {n}" for n in report["notes"]]]
+    return "\n".join(lines) + "\n"
+
+
+def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Ranking metrics",
+        "",
+        "SAFE = ROC-AUC at T per task (pooled; 95% bootstrap interval), at-risk = ROC-AUC at 1/2/3 s "
+        "elapsed, lead = time-matched ROC-AUC 1-5 / 6-15 / 16-40 steps before an event failure.",
+        "",
+        "| method | family | seen SAFE | seen AP | seen at-risk 1/2/3 s | seen lead | unseen SAFE | unseen at-risk 1/2/3 s | unseen lead |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        cells = [m["name"], m["family"]]
+        for g in ("seen", "unseen"):
+            r = m[g]
+            cells.append(fmt(r["safe"]["auroc"]) + _ci((r.get("ci95") or {}).get("safe")))
+            if g == "seen":
+                cells.append(fmt(r["safe"]["ap"]))
+            cells.append(" / ".join(fmt(v["auroc"], 2) for v in r["at_risk"].values()))
+            cells.append(" / ".join(fmt(v["auroc"], 2) for v in r["lead"].values()))
+        lines.append("| " + " | ".join(cells) + " |")
+    s0, u0 = methods[0]["seen"], methods[0]["unseen"]
+    lines += [
+        "",
+        f"Seen test: {s0['safe']['n']} episodes ({s0['safe']['n_failed']} failed); unseen: "
+        f"{u0['safe']['n']} ({u0['safe']['n_failed']} failed).",
+        "",
+        "Per failure type (ROC-AUC at T of that type against successes, seen):",
+        "",
+        "| method | " + " | ".join(s0["types"]) + " |",
+        "|---|" + "---|" * len(s0["types"]),
+    ]
+    for m in methods:
+        lines.append(
+            f"| {m['name']} | " + " | ".join(fmt(v["auroc"]) for v in m["seen"]["types"].values()) + " |"
+        )
+    return [*lines, ""]
+
+
+def _alarm_tables(methods: list[dict[str, Any]], proto: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for kind in proto["thresholds"]:
+        label = "one-sided functional band" if kind == "band" else "constant threshold"
+        for a in proto["alphas"]:
+            lines += [
+                f"## Alarms: {label}, alpha = {a:g}",
+                "",
+                "| method | seen FPR (95% CI) | seen event recall >=0 / 0.5 / 1 s before | seen after event | "
+                "seen lead median (IQR) s | seen timeouts | unseen FPR | unseen event recall >=0.5 s |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for m in methods:
+                s, u = m["seen"]["alarms"][kind][str(float(a))], m["unseen"]["alarms"][kind][str(float(a))]
+                rec = " / ".join(fmt(s[f"event_recall_{lead:g}s"], 2) for lead in proto["recall_leads_s"])
+                iqr = s["lead_s_iqr"]
+                lines.append(
+                    f"| {m['name']} | {fmt(s['fpr'], 2)}{_ci(s['fpr_ci95'])} | {rec} | {fmt(s['event_after'], 2)} | "
+                    f"{fmt(s['lead_s_median'], 2)} ({fmt(iqr[0], 2)}-{fmt(iqr[1], 2)}) | {fmt(s['timeout_recall'], 2)} | "
+                    f"{fmt(u['fpr'], 2)}{_ci(u['fpr_ci95'])} | {fmt(u['event_recall_0.5s'], 2)} |"
+                )
+            lines.append("")
+    return lines
+
+
+def _agg(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    v = row.get(key)
+    if not v:
+        return "n/a"
+    spread = "" if math.isnan(v["min"]) else f" [{v['min']:.{digits}f}, {v['max']:.{digits}f}]"
+    return f"{fmt(v['mean'], digits)}{spread}"
+
+
+def format_benchmark(
+    agg: dict[str, Any],
+    reports: Sequence[dict[str, Any]],
+    *,
+    commands: Sequence[str],
+    header: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> str:
+    """The benchmark over split seeds: mean [min, max] over seeds of each metric, the headline
+    comparisons (mean difference, interval of the mean from the per-seed paired bootstraps)."""
+    r0 = reports[0]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Produced by (never edited by hand):",
+        "",
+        "```bash",
+        *commands,
+        "```",
+        "",
+    ]
+    lines += [*header, ""] if header else []
+    lines += _setup_lines(r0)
+    lines += [
+        f"Split seeds: {agg['n_seeds']} (each seed re-splits the seen episodes and retrains every model; the "
+        f"held-out task stays unseen). Numbers are mean [min, max] over seeds.",
+        "",
+        "Our predictor chosen on validation, per seed: " + ", ".join(str(s) for s in agg["selected"]) + ".",
+        "",
+    ]
+    if agg["comparisons"]:
+        ours = agg["selected"][0] if len(set(agg["selected"])) == 1 else "the validation pick"
+        lines += [
+            f"## Headline: {ours} minus each fixed comparator",
+            "",
+            "Mean over seeds of the difference; 95% interval of that mean from the per-seed paired "
+            "bootstraps over episodes; **win** = interval above 0. The goal asks +0.05 with the interval above 0.",
+            "",
+            "| comparator | seen SAFE AUROC | seen at-risk 2 s | unseen SAFE AUROC | unseen at-risk 2 s |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in agg["comparisons"].items():
+            cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    proto = r0["protocol"]
+    lines += [
+        "## Ranking metrics (mean [min, max] over seeds)",
+        "",
+        "| method | family | seen SAFE | seen SAFE task-mean | seen at-risk 2 s | seen lead 6-15 | unseen SAFE | unseen SAFE task-mean | unseen at-risk 2 s | unseen lead 6-15 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in agg["methods"]:
+        cells = [row["name"], row["family"]]
+        for g in ("seen", "unseen"):
+            cells += [
+                _agg(row, f"{g}/safe"),
+                _agg(row, f"{g}/safe_task_mean"),
+                _agg(row, f"{g}/at_risk_2s"),
+                _agg(row, f"{g}/lead_6-15"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Alarms (mean [min, max] over seeds)",
+        "",
+        "Event recall = drop/miss/collision caught at least 0.5 s before `failure_step`; FPR on test successes.",
+        "",
+        "| method | "
+        + " | ".join(f"{k} @ {a:g}: seen FPR / recall" for k in proto["thresholds"] for a in proto["alphas"])
+        + " |",
+        "|---|" + "---|" * (len(proto["thresholds"]) * len(proto["alphas"])),
+    ]
+    for row in agg["methods"]:
+        cells = []
+        for k in proto["thresholds"]:
+            for a in proto["alphas"]:
+                cells.append(
+                    f"{_agg(row, f'seen/{k}@{a:g}/fpr', 2)} / {_agg(row, f'seen/{k}@{a:g}/event_recall_0.5s', 2)}"
+                )
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    lines += ["", *extra]
+    lines += ["", f"## Full tables of split seed {r0['protocol']['seed']}", ""]
+    full = format_markdown(r0, title="")
+    lines += full.split("\n")[2:]
+    return "\n".join(lines) + "\n"

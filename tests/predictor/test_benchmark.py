@@ -1,0 +1,65 @@
+"""`salus benchmark` end to end on a dataset the user already has (``--data``): every model per
+split seed, the ablations, the evaluation over seeds, the report, and a results file that starts
+with the commands and is resumable."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from salus.cli.benchmark import ABLATIONS, benchmark_stages
+from salus.cli.main import app
+from salus.predictor import synthetic_episodes
+
+from .helpers import write_dataset
+
+
+def test_stages_are_the_commands_a_person_types(tmp_path):
+    stages = benchmark_stages(
+        tmp_path,
+        episodes=3200,
+        seed=2026,
+        workers=2,
+        holdout_task="pick_color",
+        split_seeds="0,1,2",
+        epochs=20,
+    )
+    names = [n for n, _ in stages]
+    assert names[:2] == ["collect", "train"] and len(names) == 2 + len(ABLATIONS)
+    collect = stages[0][1]
+    assert collect[:2] == ["collect", "--policy"] and "--save-hidden" in collect and "3200" in collect
+    assert "--split-seeds" in stages[1][1] and "--resume" in stages[1][1]
+    own = benchmark_stages(
+        tmp_path,
+        episodes=1,
+        seed=0,
+        workers=1,
+        holdout_task="t",
+        split_seeds="0",
+        epochs=1,
+        data=tmp_path / "d",
+    )
+    assert own[0][0] == "train"  # a user's dataset: no collection
+
+
+def test_benchmark_on_an_existing_dataset(tmp_path):
+    data = write_dataset(tmp_path / "d.zarr", synthetic_episodes(150, seed=4, embedding_dim=16))
+    out, results = tmp_path / "bench", tmp_path / "docs" / "results.md"
+    args = ["benchmark", "--data", str(data), "--out", str(out), "--holdout-task", "stack", "--epochs", "1"]
+    args += ["--split-seeds", "0,1,2", "--results", str(results)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    md = results.read_text()
+    assert md.startswith("# Benchmark results") and "salus benchmark" in md and "Time of this run" in md
+    assert "## Headline" in md and "## Ablations (split seed 0)" in md and "oracle-risk" in md
+    payload = json.loads(results.with_suffix(".json").read_text())
+    assert payload["aggregate"]["n_seeds"] == 3 and len(payload["seeds"]) == 3
+    assert (out / "report" / "index.html").is_file()
+    for label, _, _ in ABLATIONS:
+        meta = json.loads((out / "ablation" / label / "predictor.json").read_text())
+        assert meta["label"] == label and "hidden" not in meta["features"]["groups"]  # not recorded
+    # Resumable: a second run keeps every checkpoint and gives the same numbers.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(results.with_suffix(".json").read_text())["aggregate"] == payload["aggregate"]
