@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, Any
 from salus._lazy import load_lazy
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
-    from salus.monitor.monitor import ATTRIBUTION_MODES as ATTRIBUTION_MODES
+    from salus.monitor.config import ATTRIBUTION_MODES as ATTRIBUTION_MODES
+    from salus.monitor.config import MonitorConfig as MonitorConfig
+    from salus.monitor.config import hold_action as hold_action
     from salus.monitor.monitor import Monitor as Monitor
-    from salus.monitor.monitor import MonitorConfig as MonitorConfig
-    from salus.monitor.monitor import Risk as Risk
-    from salus.monitor.monitor import SignalContribution as SignalContribution
-    from salus.monitor.monitor import hold_action as hold_action
-    from salus.monitor.monitor import offline_risk as offline_risk
+    from salus.monitor.offline import offline_risk as offline_risk
     from salus.monitor.replay import REPLAY_FORMATS as REPLAY_FORMATS
     from salus.monitor.replay import ReplayCurves as ReplayCurves
     from salus.monitor.replay import replay_episode as replay_episode
@@ -27,15 +25,17 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.monitor.report import FIGURE_NAMES as FIGURE_NAMES
     from salus.monitor.report import ReportView as ReportView
     from salus.monitor.report import render_report as render_report
+    from salus.monitor.risk import Risk as Risk
+    from salus.monitor.risk import SignalContribution as SignalContribution
 
 _LAZY: dict[str, str] = {
     "Monitor": "salus.monitor.monitor",
-    "MonitorConfig": "salus.monitor.monitor",
-    "Risk": "salus.monitor.monitor",
-    "SignalContribution": "salus.monitor.monitor",
-    "ATTRIBUTION_MODES": "salus.monitor.monitor",
-    "hold_action": "salus.monitor.monitor",
-    "offline_risk": "salus.monitor.monitor",
+    "MonitorConfig": "salus.monitor.config",
+    "Risk": "salus.monitor.risk",
+    "SignalContribution": "salus.monitor.risk",
+    "ATTRIBUTION_MODES": "salus.monitor.config",
+    "hold_action": "salus.monitor.config",
+    "offline_risk": "salus.monitor.offline",
     "ReportView": "salus.monitor.report",
     "render_report": "salus.monitor.report",
     "FIGURE_NAMES": "salus.monitor.report",

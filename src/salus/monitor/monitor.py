@@ -24,13 +24,16 @@ import math
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
+from salus.errors import CheckpointError, InvalidInputError
+from salus.monitor.config import ATTRIBUTION_MODES, MonitorConfig, hold_action
+from salus.monitor.offline import offline_risk
+from salus.monitor.risk import Risk, SignalContribution
 from salus.monitor.runners import make_runner
 from salus.predictor.discovery import choose_checkpoint
 from salus.sim.spec import STATE_DIM
@@ -45,123 +48,6 @@ __all__ = [
     "offline_risk",
     "choose_checkpoint",
 ]
-
-ATTRIBUTION_MODES = ("alarm", "always", "never")
-
-
-def hold_action(previous: np.ndarray | None, action_dim: int) -> np.ndarray:
-    """The default safe action when the policy itself fails: no end-effector motion, gripper
-    command unchanged (salus action layout ``dx, dy, dz, gripper``). (A,) or (B, A)."""
-    if previous is None:
-        return np.zeros(action_dim, dtype=np.float32)
-    out = np.array(previous, dtype=np.float32, copy=True)
-    out[..., :3] = 0.0
-    return out
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """How the monitor turns scores into alarms and explanations.
-
-    ``alpha``: which calibrated band (None: the checkpoint's default). ``attribution``: when to
-    compute the top signals ("alarm": only for environments in alarm, "always", "never").
-    ``top_k``: how many signals to report. ``failsafe_alarm``: a fail-safe environment reports
-    ``alarm`` True. ``safe_action``: what ``step`` returns for environments whose policy call failed
-    ("hold": :func:`hold_action`; "raise": re-raise the policy's error).
-    """
-
-    alpha: float | None = None
-    attribution: str = "alarm"
-    top_k: int = 3
-    failsafe_alarm: bool = True
-    safe_action: str = "hold"
-
-    def __post_init__(self) -> None:
-        if self.attribution not in ATTRIBUTION_MODES:
-            raise InvalidNameError("attribution mode", self.attribution, ATTRIBUTION_MODES)
-        if self.safe_action not in ("hold", "raise"):
-            raise InvalidNameError("safe_action", self.safe_action, ("hold", "raise"))
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise InvalidInputError(f"top_k must be an int >= 0, got {self.top_k!r}")
-        if self.alpha is not None and not 0.0 < float(self.alpha) < 1.0:
-            raise InvalidInputError(f"alpha must be in (0, 1), got {self.alpha}")
-
-
-@dataclass(frozen=True)
-class SignalContribution:
-    """One signal's share of an environment's failure score at this step.
-
-    ``contribution``: how much the score drops if this signal is set to its typical (training-mean)
-    value, all else equal (leave-one-out on the normalised features). ``value``: the raw signal;
-    ``z``: how many training standard deviations it is from the mean.
-    """
-
-    name: str
-    contribution: float
-    value: float
-    z: float
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.contribution:+.3f} (value {self.value:.3g}, {self.z:+.1f} sd)"
-
-
-@dataclass
-class Risk:
-    """The monitor's verdict for one control step of B environments.
-
-    ``probability`` (B, P): failure probability within each horizon (``horizons_s`` seconds; SAFE
-    models: P = 1, their trajectory score). ``score`` (B,): the running maximum of the monitored
-    score over the episode; ``threshold`` (B,): the band's upper edge at this step (inf: the band
-    never alarms). ``exceeded`` (B,): score > threshold. ``alarm`` (B,): exceeded, or fail-safe when
-    ``failsafe_alarm``. ``failsafe`` (B,) and ``reason`` (B strings or None). ``top_signals``: per
-    environment, the signals that drove the score (empty unless attribution ran). ``step`` (B,):
-    the step index inside each environment's episode. ``type_probability`` (B, K): probability of
-    each of ``failure_types`` within the monitored horizon (salus models; None for SAFE models).
-    NaN marks values a fail-safe step lacks.
-    """
-
-    probability: np.ndarray
-    horizons_s: tuple[float, ...]
-    score: np.ndarray
-    threshold: np.ndarray
-    exceeded: np.ndarray
-    alarm: np.ndarray
-    failsafe: np.ndarray
-    reason: list[str | None]
-    top_signals: list[list[SignalContribution]]
-    step: np.ndarray
-    alpha: float
-    failure_types: tuple[str, ...] = ()
-    type_probability: np.ndarray | None = None
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.alarm.shape[0])
-
-    @property
-    def any_alarm(self) -> bool:
-        return bool(self.alarm.any())
-
-    def describe(self, env_index: int = 0) -> str:
-        """One line a person can act on, for one environment."""
-        i = env_index
-        if self.failsafe[i]:
-            return f"env {i} step {int(self.step[i])}: FAIL-SAFE ({self.reason[i]})"
-        probs = ", ".join(
-            f"{'episode' if math.isinf(h) else f'{h:.2f}s'} {p:.2f}"
-            for h, p in zip(self.horizons_s, self.probability[i], strict=False)
-        )
-        state = "ALARM" if self.alarm[i] else "ok"
-        line = (
-            f"env {i} step {int(self.step[i])}: {state} score {self.score[i]:.3f} / threshold "
-            f"{self.threshold[i]:.3f} (alpha {self.alpha:g}); P(fail within) {probs}"
-        )
-        if self.type_probability is not None and self.failure_types:
-            k = int(np.nanargmax(self.type_probability[i]))
-            line += f"; most likely {self.failure_types[k]} ({self.type_probability[i, k]:.2f})"
-        if self.top_signals[i]:
-            line += "; driven by " + "; ".join(str(c) for c in self.top_signals[i])
-        return line
 
 
 def _as_numpy_state(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,7 +105,9 @@ class Monitor:
         self._extractor_cls = SignalExtractor
         self.features: Any = getattr(predictor, "feature_space", None)  # input kind "features"
         if self.input_kind == "features" and (self.features is None or not self.features.deployable):
-            raise CheckpointError(f"{predictor.name} has no deployable feature space; it cannot monitor a policy")
+            raise CheckpointError(
+                f"{predictor.name} has no deployable feature space; it cannot monitor a policy"
+            )
         self._baselines: Any = None
         if self.input_kind in ("signals", "features"):
             probe = SignalExtractor(1)
@@ -514,7 +402,9 @@ class Monitor:
         if "hidden" in groups:
             hidden = getattr(internals, "hidden_step", None)
             if hidden is None:
-                raise InvalidInputError(f"{self.predictor.name} reads the policy's hidden state, which it does not report")
+                raise InvalidInputError(
+                    f"{self.predictor.name} reads the policy's hidden state, which it does not report"
+                )
             inputs["hidden"] = np.asarray(hidden, dtype=np.float32)
         return self.features.step(inputs), raw
 
@@ -737,40 +627,3 @@ def _signal_features(values: np.ndarray, valid: np.ndarray, mean: np.ndarray, st
     np.clip(z, -50.0, 50.0, out=z)
     out[:, n:] = ok
     return out
-
-
-def offline_risk(
-    model_dir: str | Path, steps: Mapping[str, np.ndarray], alpha: float | None = None
-) -> dict[str, Any]:
-    """The monitor's curves over a stored episode (``signals``, ``signal_valid``, ``obs_embedding``):
-    ``probability`` (T, P), ``horizons_s``, ``score`` (T,) running max, ``threshold`` (T,), ``alarm_step``."""
-    from salus.predictor.checkpoint import TrainedPredictor
-    from salus.predictor.episodes import Episode
-
-    pred = TrainedPredictor.load(choose_checkpoint(model_dir))
-    emb = steps.get("obs_embedding")
-    ep = Episode(
-        signals=np.asarray(steps["signals"]),
-        valid=np.asarray(steps["signal_valid"]),
-        success=True,
-        failure_step=-1,
-        embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
-    )
-    probs = pred.episode_probs([ep])[0]
-    idx = min(int(pred.meta["score_index"]), probs.shape[1] - 1)
-    run = np.maximum.accumulate(np.where(np.isfinite(probs[:, idx]), probs[:, idx], -np.inf))
-    band = pred.band(alpha)
-    upper = band.upper(len(run))
-    above = np.flatnonzero(run > upper)
-    hz = float(pred.meta["control_hz"])
-    horizons = [int(h) for h in pred.meta["horizons"]]
-    horizons_s = [h / hz for h in horizons][: probs.shape[1]] if probs.shape[1] > 1 else [math.nan]
-    return {
-        "probability": probs,
-        "horizons_s": horizons_s,
-        "score": run,
-        "threshold": upper,
-        "alarm_step": int(above[0]) if above.size else -1,
-        "alpha": float(band.alpha),
-        "model": pred.name,
-    }
