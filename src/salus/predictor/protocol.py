@@ -431,7 +431,13 @@ def method_metrics(
     }
     out["lead"] = {
         f"{lo}-{hi}": time_matched_auroc(
-            episodes, running, lo, hi, event_types=config.event_types, n_boot=0, seed=config.seed
+            episodes,
+            running,
+            lo,
+            hi,
+            event_types=config.event_types,
+            n_boot=config.n_boot // 5,
+            seed=config.seed,
         )
         for lo, hi in config.lead_bins
     }

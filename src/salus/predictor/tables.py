@@ -108,8 +108,9 @@ def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Ranking metrics",
         "",
-        "SAFE = ROC-AUC at T per task (pooled; 95% bootstrap interval), at-risk = ROC-AUC at 1/2/3 s "
-        "elapsed, lead = time-matched ROC-AUC 1-5 / 6-15 / 16-40 steps before an event failure.",
+        "SAFE = ROC-AUC at T per task (pooled), at-risk = ROC-AUC at 1/2/3 s elapsed, lead = "
+        "time-matched ROC-AUC 1-5 / 6-15 / 16-40 steps before an event failure; each with its 95% "
+        "bootstrap interval over episodes (1000 resamples; 200 for lead).",
         "",
         "| method | family | seen SAFE | seen AP | seen at-risk 1/2/3 s | seen lead | unseen SAFE | unseen at-risk 1/2/3 s | unseen lead |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -121,8 +122,11 @@ def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
             cells.append(fmt(r["safe"]["auroc"]) + _ci((r.get("ci95") or {}).get("safe")))
             if g == "seen":
                 cells.append(fmt(r["safe"]["ap"]))
-            cells.append(" / ".join(fmt(v["auroc"], 2) for v in r["at_risk"].values()))
-            cells.append(" / ".join(fmt(v["auroc"], 2) for v in r["lead"].values()))
+            ci = r.get("ci95") or {}
+            cells.append(
+                " / ".join(fmt(v["auroc"], 2) + _ci(ci.get(f"at_risk_{k}")) for k, v in r["at_risk"].items())
+            )
+            cells.append(" / ".join(fmt(v["auroc"], 2) + _ci(v.get("ci95")) for v in r["lead"].values()))
         lines.append("| " + " | ".join(cells) + " |")
     s0, u0 = methods[0]["seen"], methods[0]["unseen"]
     lines += [
