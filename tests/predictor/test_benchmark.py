@@ -51,7 +51,11 @@ def test_benchmark_on_an_existing_dataset(tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     md = results.read_text()
-    assert md.startswith("# Benchmark results") and "salus benchmark" in md and "Time of each stage when it did its work" in md
+    assert (
+        md.startswith("# Benchmark results")
+        and "salus benchmark" in md
+        and "Time of each stage when it did its work" in md
+    )
     assert "## Headline" in md and "## Ablations (split seed 0)" in md and "oracle-risk" in md
     payload = json.loads(results.with_suffix(".json").read_text())
     assert payload["aggregate"]["n_seeds"] == 3 and len(payload["seeds"]) == 3
