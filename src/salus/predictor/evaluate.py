@@ -219,11 +219,8 @@ class Evaluation:
 
 
 def _headline_value(res: dict[str, Any], metric: str) -> float:
-    if metric == "safe":
-        return float(res["safe"]["auroc"])
-    if metric.startswith("at_risk_"):
-        return float(res["at_risk"][metric[len("at_risk_") :]]["auroc"])
-    raise InvalidInputError(f"unknown headline metric {metric!r}")
+    """One metric of one test group's results (``safe``, ``at_risk_2s``, ...; see :func:`_get`)."""
+    return _metric(res, metric)
 
 
 def _comparator_names(names: Sequence[str]) -> list[str]:
@@ -504,8 +501,14 @@ def _summary_keys(report: dict[str, Any]) -> list[str]:
 
 
 def _get(entry: dict[str, Any], key: str) -> float:
+    """A method's value for a flat key ``group/metric``."""
     g, metric = key.split("/", 1)
-    res = entry[g]
+    return _metric(entry[g], metric)
+
+
+def _metric(res: dict[str, Any], metric: str) -> float:
+    """``safe``, ``safe_task_mean``, ``ap``, ``at_risk_<t>s``, ``lead_<lo>-<hi>`` or
+    ``<kind>@<alpha>/<alarm field>`` of one test group's results."""
     if metric == "safe":
         return float(res["safe"]["auroc"])
     if metric == "safe_task_mean":

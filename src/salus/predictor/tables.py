@@ -31,6 +31,18 @@ def _delta(d: dict[str, Any]) -> str:
     return f"{d['delta']:+.3f}{ci}{mark}"
 
 
+def _comparison_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Our model minus each comparator on the headline metrics, one row per comparator."""
+    lines = [
+        "| comparator | seen SAFE AUROC | seen at-risk 2 s | unseen SAFE AUROC | unseen at-risk 2 s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _setup_lines(report: dict[str, Any]) -> list[str]:
     proto, split, ds = report["protocol"], report["split"], report["dataset"]
     T = ", ".join(f"{k} {v}" for k, v in proto["T"].items())
@@ -90,13 +102,8 @@ def format_markdown(
             "",
             "Differences with 95% paired bootstrap intervals over episodes; **win** = interval above 0.",
             "",
-            "| comparator | seen SAFE AUROC | seen at-risk 2 s | unseen SAFE AUROC | unseen at-risk 2 s |",
-            "|---|---|---|---|---|",
+            *_comparison_table(comp["rows"]),
         ]
-        for name, row in comp["rows"].items():
-            cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
     lines += _ranking_table(report["methods"])
     lines += _alarm_tables(report["methods"], report["protocol"])
     if report.get("notes"):
@@ -269,13 +276,8 @@ def format_benchmark(
             "Mean over seeds of the difference; 95% interval of that mean from the per-seed paired "
             "bootstraps over episodes; **win** = interval above 0. The goal asks +0.05 with the interval above 0.",
             "",
-            "| comparator | seen SAFE AUROC | seen at-risk 2 s | unseen SAFE AUROC | unseen at-risk 2 s |",
-            "|---|---|---|---|---|",
+            *_comparison_table(agg["comparisons"]),
         ]
-        for name, row in agg["comparisons"].items():
-            cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
     proto = r0["protocol"]
     lines += [
         "## Ranking metrics (mean [min, max] over seeds)",
