@@ -165,3 +165,39 @@ def test_bad_report_choices_are_clear_errors(evaluation, tmp_path: Path) -> None
         render_report(evaluation, tmp_path, alpha=0.3)
     view = ReportView.of(evaluation, primary="baseline:baseline_0", alpha=0.2)
     assert view.primary == "baseline:baseline_0" and view.alpha == 0.2
+
+
+def _closed_loop_result() -> dict:
+    """``salus assist``'s result layout on hand-made counterfactuals (metrics from the real code)."""
+    from salus.predictor.closed_loop import RANDOM, FreshEpisode, closed_loop_metrics
+
+    rng = np.random.default_rng(0)
+    eps = [
+        FreshEpisode(f"e{i}", ("push", "stack")[i % 2], i % 2 == 1, bool(s), -1 if s else 40, "none" if s else "drop", 90)
+        for i, s in enumerate(rng.random(60) < 0.4)
+    ]  # fmt: skip
+    alphas = (0.05, 0.1, 0.2)
+    plans = {
+        m: {a: np.where(rng.random(60) < 2 * a + 0.1, rng.integers(0, 60, 60), -1) for a in alphas}
+        for m in ("ours", "knn", RANDOM)
+    }
+    handover = {(e.key, t): bool(rng.random() < 0.7) for e in eps for t in range(60)}
+    metrics = closed_loop_metrics(eps, plans, handover, random_for="ours")
+    return {
+        "selected": "ours", "methods": ["ours", "knn", RANDOM], "alphas": list(alphas),
+        "threshold": "band", "fresh": "fresh.zarr", "models": "models", "fresh_collect": {"seed": 1},
+        "replay_mismatches": [], "counterfactual_episodes": 123, "simulation_s": 4.0, **metrics,
+    }  # fmt: skip
+
+
+def test_closed_loop_figure_and_tables_join_the_page(evaluation, tmp_path: Path) -> None:
+    cl = _closed_loop_result()
+    index = render_report(evaluation, tmp_path, closed_loop=cl)
+    page = index.read_text()
+    assert "src='closed_loop.png'" in page and (tmp_path / "closed_loop.png").stat().st_size > 10_000
+    assert "Closed loop: ask a person, or stop, at the first alarm" in page and "Handover (pooled)" in page
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["closed_loop"]["ours"]["help"] == [
+        cl["methods"]["ours"][f"{a:g}"]["pooled"]["help_rate"]["rate"] for a in cl["alphas"]
+    ]
+    assert "closed_loop.png" in summary["figures"]

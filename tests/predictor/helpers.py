@@ -19,15 +19,16 @@ def extractor_state() -> dict:
     }
 
 
-def write_dataset(path: Path, episodes: EpisodeSet) -> Path:
-    """Write ``episodes`` with the real ``DatasetWriter`` (zarr on disk)."""
+def write_dataset(path: Path, episodes: EpisodeSet, collect: dict | None = None) -> Path:
+    """Write ``episodes`` with the real ``DatasetWriter`` (zarr on disk); ``collect`` replaces the
+    recorded collection settings."""
     from salus.data import DatasetWriter, EpisodeRecord
 
     attrs = {
         "signal_names": list(episodes.signal_names),
         "baseline_names": list(episodes.baseline_names),
         "env": {"control_hz": episodes.control_hz},
-        "collect": {"policy": "synthetic", "episodes": len(episodes), "seed": 0},
+        "collect": collect or {"policy": "synthetic", "episodes": len(episodes), "seed": 0},
     }
     with DatasetWriter(path, attrs, state={"extractor": extractor_state()}) as writer:
         for ep in episodes.episodes:

@@ -41,6 +41,25 @@ def test_stages_are_the_commands_a_person_types(tmp_path):
         data=tmp_path / "d",
     )
     assert own[0][0] == "train"  # a user's dataset: no collection
+    closed = benchmark_stages(
+        tmp_path,
+        episodes=10,
+        seed=1,
+        workers=2,
+        holdout_task="t",
+        split_seeds="3,4",
+        epochs=1,
+        fresh_episodes=8,
+    )
+    assert [n for n, _ in closed][-2:] == ["collect fresh", "assist"]
+    fresh_collect, assist = closed[-2][1], closed[-1][1]
+    assert fresh_collect[fresh_collect.index("--seed") + 1] == "7001" and "8" in fresh_collect
+    assert assist[0] == "assist" and assist[assist.index("--models") + 1].endswith("seed3")
+    own_closed = benchmark_stages(
+        tmp_path, episodes=1, seed=0, workers=1, holdout_task="t", split_seeds="0", epochs=1,
+        data=tmp_path / "d", fresh_episodes=8,
+    )  # fmt: skip
+    assert "assist" not in [n for n, _ in own_closed]  # the closed loop needs our simulator
 
 
 def test_benchmark_on_an_existing_dataset(tmp_path):

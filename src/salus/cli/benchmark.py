@@ -41,10 +41,15 @@ def benchmark_stages(
     split_seeds: str,
     epochs: int,
     data: Path | None = None,
+    fresh_episodes: int = 0,
+    fresh_seed: int = 7001,
 ) -> list[tuple[str, list[str]]]:
     """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
-    has) there is no collection stage."""
+    has) there is no collection stage and no closed loop (it needs our simulator). ``fresh_episodes``
+    > 0 adds the closed-loop stages: fresh episodes collected with ``fresh_seed``, then ``salus
+    assist`` with the first split seed's models."""
     stages: list[tuple[str, list[str]]] = []
+    own_data = data is not None
     if data is None:
         data = out / "data.zarr"
         collect = ["collect", "--policy", "builtin", "--episodes", str(episodes), "--seed", str(seed)]
@@ -60,6 +65,28 @@ def benchmark_stages(
         if objective:
             args += ["--objective", objective]
         stages.append((f"ablation {label}", args))
+    if fresh_episodes > 0 and not own_data:
+        fresh = out / "assist" / "fresh.zarr"
+        collect = [
+            "collect",
+            "--policy",
+            "builtin",
+            "--episodes",
+            str(fresh_episodes),
+            "--seed",
+            str(fresh_seed),
+        ]
+        collect += ["--workers", str(workers), "--save-hidden", "--out", str(fresh)]
+        stages.append(("collect fresh", collect))
+        assist = [
+            "assist",
+            str(data),
+            "--models",
+            str(out / "models" / f"seed{first}"),
+            "--fresh",
+            str(fresh),
+        ]
+        stages.append(("assist", [*assist, "--out", str(out / "assist"), "--workers", str(workers)]))
     return stages
 
 
@@ -168,6 +195,10 @@ def register(app: typer.Typer) -> None:
             "--data",
             help="Benchmark an existing dataset (e.g. your robot's) instead of collecting one.",
         ),
+        fresh_episodes: int = typer.Option(
+            640, "--fresh-episodes", help="Fresh episodes for the closed loop (`salus assist`); 0: none."
+        ),
+        fresh_seed: int = typer.Option(7001, "--fresh-seed", help="Collection seed of the fresh episodes."),
     ) -> None:
         """Collect, train (per split seed), ablate, evaluate and report: the benchmark, resumable."""
         from rich.console import Console
@@ -191,6 +222,8 @@ def register(app: typer.Typer) -> None:
             split_seeds=split_seeds,
             epochs=epochs,
             data=data_path,
+            fresh_episodes=fresh_episodes,
+            fresh_seed=fresh_seed,
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()
@@ -215,12 +248,22 @@ def register(app: typer.Typer) -> None:
             first = int(split_seeds.split(",")[0])
             ablation = _ablation_lines(out, data, first)
         timings.append(("evaluate", time.perf_counter() - t0))
+        closed_loop = _closed_loop(out) if any(n == "assist" for n, _ in stages) else None
+        if closed_loop is not None:
+            from salus.predictor.tables import closed_loop_lines
+
+            ablation += closed_loop_lines(closed_loop)
         if not skip_report:  # the first seed's evaluation, drawn (not recomputed)
             from salus.monitor.report import render_report
 
             console.rule(f"[bold]report[/bold]: {out / 'report'}")
             t0 = time.perf_counter()
-            render_report(evals[0], out / "report", commands=[f"salus {shlex.join(a)}" for _, a in stages])
+            render_report(
+                evals[0],
+                out / "report",
+                commands=[f"salus {shlex.join(a)}" for _, a in stages],
+                closed_loop=closed_loop,
+            )
             timings.append(("report", time.perf_counter() - t0))
         total = time.perf_counter() - started
         me = "salus " + shlex.join(sys.argv[1:]) if "benchmark" in sys.argv else "salus benchmark"
@@ -247,9 +290,20 @@ def register(app: typer.Typer) -> None:
             "seeds": reports,
             "commands": commands,
             "timings_s": dict(timings),
+            "closed_loop": closed_loop,
         }
         results.with_suffix(".json").write_text(json.dumps(clean_json(_slim(payload)), indent=1) + "\n")
         console.print(f"results: {results} (total {total:.0f} s)")
+
+
+def _closed_loop(out: Path) -> dict[str, Any] | None:
+    """``salus assist``'s results of this benchmark, without the per-episode rows."""
+    from salus.monitor.assist import RESULT_FILE
+
+    path = out / "assist" / RESULT_FILE
+    if not path.is_file():
+        return None
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "episodes"}
 
 
 def _slim(value: Any) -> Any:

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "report",
     "demo",
     "benchmark",
+    "assist",
 )
 
 for _name in COMMAND_MODULES:

@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_methods",
     "run_evaluation",
     "evaluate_detailed",
+    "with_fresh_test",
     "aggregate_seeds",
     "baseline_methods",
     "embedding_methods",
@@ -363,8 +364,13 @@ def evaluate_detailed(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     include: Sequence[str] = ("salus", "safe", "oracle", "baseline", "embedding", "signal"),
     progress: Callable[[str], None] | None = None,
+    test: EpisodeSet | None = None,
 ) -> Evaluation:
-    """Score every method on the predictors' split (or ``split``) and apply the protocol."""
+    """Score every method on the predictors' split (or ``split``) and apply the protocol.
+
+    ``test``: fresh episodes (e.g. new seeds, ``salus assist``) that replace the split's test parts:
+    training, validation and calibration stay those of ``episodes``; a fresh episode of a task the
+    split holds out (or that ``episodes`` never had) is unseen, any other is seen."""
     from .training import check_split_matches
 
     splits = [check_split_matches(p, episodes) for p in predictors]
@@ -373,6 +379,8 @@ def evaluate_detailed(
             "the predictors were trained on different splits; train them together (--model all)"
         )
     split = split or (splits[0] if splits else split_episodes(episodes, _default_split()))
+    if test is not None:
+        episodes, split = with_fresh_test(episodes, split, test)
     seed = int(predictors[0].meta.get("train_config", {}).get("seed", 0)) if predictors else 0
     times = safe_times(episodes.episodes)
     idx = sorted(set(split.val) | set(split.calib) | set(split.test_seen) | set(split.test_unseen))
@@ -410,6 +418,34 @@ def evaluate_detailed(
         for p in predictors
     ]
     return ev
+
+
+def with_fresh_test(
+    episodes: EpisodeSet, split: EpisodeSplit, test: EpisodeSet
+) -> tuple[EpisodeSet, EpisodeSplit]:
+    """``episodes`` followed by ``test``, and ``split`` with ``test`` as its test parts."""
+    for what in ("signal_names", "baseline_names"):
+        if tuple(getattr(episodes, what)) != tuple(getattr(test, what)):
+            raise InvalidInputError(
+                f"the fresh episodes' {what} {list(getattr(test, what))} differ from the "
+                f"dataset's {list(getattr(episodes, what))}; collect them with the same policy and signals"
+            )
+    if episodes.control_hz != test.control_hz:
+        raise InvalidInputError(f"control rates differ: {episodes.control_hz} vs {test.control_hz} Hz")
+    seen_tasks = {episodes[i].task for i in split.train}
+    n = len(episodes)
+    combined = EpisodeSet(
+        episodes=[*episodes.episodes, *test.episodes],
+        signal_names=episodes.signal_names,
+        baseline_names=episodes.baseline_names,
+        extractor_statistics=episodes.extractor_statistics,
+        control_hz=episodes.control_hz,
+        source=f"{episodes.source} + fresh {test.source}",
+        info=episodes.info,
+    )
+    seen = tuple(n + j for j, ep in enumerate(test.episodes) if ep.task in seen_tasks)
+    unseen = tuple(n + j for j, ep in enumerate(test.episodes) if ep.task not in seen_tasks)
+    return combined, EpisodeSplit(split.train, split.val, split.calib, seen, unseen)
 
 
 def run_evaluation(

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_markdown", "format_benchmark", "fmt"]
+__all__ = ["format_markdown", "format_benchmark", "closed_loop_lines", "fmt"]
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -319,3 +319,93 @@ def format_benchmark(
     full = format_markdown(r0, title="")
     lines += full.split("\n")[2:]
     return "\n".join(lines) + "\n"
+
+
+def _pct(r: dict[str, Any]) -> str:
+    """A rate with its Wilson interval, in percent: ``62% (55-68)``."""
+    if not r or not r.get("n"):
+        return "n/a"
+    lo, hi = r["ci95"]
+    return f"{100 * r['rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> list[str]:
+    """The closed-loop section (``salus assist``'s ``closed_loop.json``) as markdown."""
+    sel, methods, alphas = cl["selected"], cl["methods"], cl["alphas"]
+    alone, ceil = cl["policy_alone"], cl["ceiling"]
+    fc = cl.get("fresh_collect") or {}
+    lines = [
+        "## Closed loop: ask a person, or stop, at the first alarm",
+        "",
+        f"{cl['n_episodes']} fresh episodes (`{cl['fresh']}`: {fc.get('episodes', '?')} episodes, collection "
+        f"seed {fc.get('seed', '?')}, none of whose seeds is in the benchmark dataset), models of `{cl['models']}`, "
+        "thresholds: "
+        + str(cl["threshold"])
+        + ". The person is the scripted expert, taking over at the alarm "
+        "step; a handover after the failure event counts as a help request that saved nothing. Counterfactuals "
+        "replay the policy-alone episode's actions up to the alarm (the monitor only watches until then), "
+        f"{cl['counterfactual_episodes']} simulated episodes in {cl['simulation_s']:.0f} s; "
+        f"{len(cl['replay_mismatches'])} episode(s) whose plain replay did not reproduce the recorded outcome "
+        "were left out. Random = requests at a constant per-step rate, matched to "
+        f"{sel}'s help rate at each alpha. 95% Wilson intervals; gap to random: paired bootstrap.",
+        "",
+        f"Policy alone: {_pct(alone['pooled'])} success; person in charge from the start (ceiling): "
+        f"{_pct(ceil['pooled'])}.",
+        "",
+        "### Handover (pooled)",
+        "",
+        "| method | alpha | help requests / episode | success with monitor | minus random, same rate | saves | late help | handovers that lost a success | needless requests (of successes) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        for a in alphas:
+            r = cl["methods"][m][f"{a:g}"]["pooled"]
+            vs = r.get("vs_random")
+            gap = "-"
+            if vs is not None:
+                lo, hi = vs["ci95"]
+                gap = f"{100 * vs['delta']:+.1f} pts ({100 * lo:+.1f}, {100 * hi:+.1f})" + (
+                    " **win**" if lo > 0 else ""
+                )
+            label = m if m != "random" else f"random (at {sel}'s rate)"
+            lines.append(
+                f"| {label} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(r['success'])} | {gap} | "
+                f"{r['saves']} | {r['late_help']} | {r['harmed']} | {_pct(r['needless_help'])} |"
+            )
+    lines += [
+        "",
+        "### Stop (pooled)",
+        "",
+        "A stop holds the robot at the alarm; the episode ends *stopped*. Prevented = a drop/miss/collision "
+        "episode stopped no later than its event; timeouts (no event) are counted apart.",
+        "",
+        "| method | alpha | stops / episode | failures prevented (of events) | timeouts stopped | needless stops (of successes) | events missed or stopped late |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        for a in alphas:
+            r = cl["methods"][m][f"{a:g}"]["pooled"]
+            st = r["stop"]
+            label = m if m != "random" else f"random (at {sel}'s rate)"
+            lines.append(
+                f"| {label} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(st['prevented'])} | "
+                f"{_pct(st['stopped_timeouts'])} | {_pct(st['needless'])} | {_pct(st['missed_events'])} |"
+            )
+    groups = [g for g in alone if g not in ("pooled",)]
+    key = f"{per_task_alpha:g}"
+    lines += [
+        "",
+        f"### Per task and seen/unseen (handover at alpha {per_task_alpha:g})",
+        "",
+        "| group | n | policy alone | ceiling | "
+        + " | ".join(f"{m if m != 'random' else 'random'}: success / help" for m in methods)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(methods),
+    ]
+    for g in groups:
+        cells = [g, str(alone[g]["n"]), _pct(alone[g]), _pct(ceil[g])]
+        for m in methods:
+            r = cl["methods"][m].get(key, {}).get(g)
+            cells.append("n/a" if r is None else f"{_pct(r['success'])} / {fmt(r['help_rate']['rate'], 2)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]

@@ -44,6 +44,7 @@ class LoopEnd:
     info: dict[str, Any]
     terminated: bool = False
     truncated: bool = False
+    stopped: bool = False  # the loop ended it before the step (``should_end``: an intervention)
 
     @property
     def done(self) -> bool:
@@ -59,6 +60,7 @@ def run_lockstep(
     max_steps: int | None = None,
     on_reset: Callable[[list[Any]], None] | None = None,
     on_done: Callable[[int, LoopEnd], None] | None = None,
+    should_end: Callable[[int], bool] | None = None,
 ) -> list[LoopEnd]:
     """Run B environments in lockstep until each is terminated, truncated or at ``max_steps``.
 
@@ -66,6 +68,8 @@ def run_lockstep(
     policy). Every control step calls ``act(observations)`` once with the B current observations
     (an environment that has finished keeps its last one) and steps every unfinished environment
     with its row of the returned (B, A) actions. ``on_done(b, end)`` is called when env b finishes.
+    ``should_end(b)``, asked after ``act`` and before env b is stepped, ends env b there without
+    executing its action (``end.stopped``: e.g. a monitor's stop intervention).
     """
     if not envs or len(seeds) != len(envs):
         raise InvalidInputError(f"need one seed per environment, got {len(seeds)} for {len(envs)}")
@@ -84,6 +88,11 @@ def run_lockstep(
         actions = act(obs)
         still = []
         for b in active:
+            if should_end is not None and should_end(b):
+                ends[b].stopped = True
+                if on_done is not None:
+                    on_done(b, ends[b])
+                continue
             o, _reward, terminated, truncated, info = envs[b].step(actions[b])
             obs[b] = o
             end = ends[b]
@@ -106,15 +115,18 @@ def run_loop(
     seed: int | None = None,
     max_steps: int | None = None,
     on_reset: Callable[[Any], None] | None = None,
+    should_end: Callable[[], bool] | None = None,
 ) -> LoopEnd:
     """One environment: reset with ``seed``, ``on_reset(obs)``, then ``env.step(act(obs))`` until the
-    environment ends the episode or ``max_steps`` steps were taken (:func:`run_lockstep` with B = 1)."""
+    environment ends the episode, ``max_steps`` steps were taken or ``should_end()`` (asked after
+    ``act``) is True (:func:`run_lockstep` with B = 1)."""
     return run_lockstep(
         [env],
         lambda obs: [act(obs[0])],
         [seed],
         max_steps=max_steps,
         on_reset=None if on_reset is None else (lambda obs: on_reset(obs[0])),
+        should_end=None if should_end is None else (lambda _b: should_end()),
     )[0]
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "draw_timelines",
     "draw_roc",
     "draw_signals",
+    "draw_closed_loop",
     "pick_examples",
 ]
 
@@ -383,3 +384,57 @@ def draw_signals(view: ReportView, path: Path) -> None:
     )
     fig.tight_layout()
     _save(fig, path)
+
+
+# ------------------------------------------------------------------------------ closed loop
+def draw_closed_loop(cl: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``salus assist``'s results: success with handover against help requests per episode (one
+    curve per method over alpha, random requests as the floor, the person-in-charge ceiling and the
+    policy alone), and for stops, failures prevented against needless stops."""
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    alone, ceil = cl["policy_alone"]["pooled"], cl["ceiling"]["pooled"]
+    out: dict[str, Any] = {}
+    for m in cl["methods"]:
+        rows = [cl["methods"][m][f"{a:g}"]["pooled"] for a in cl["alphas"]]
+        x = [0.0, *[r["help_rate"]["rate"] for r in rows]]
+        y = [alone["rate"], *[r["success"]["rate"] for r in rows]]
+        lo = [alone["ci95"][0], *[r["success"]["ci95"][0] for r in rows]]
+        hi = [alone["ci95"][1], *[r["success"]["ci95"][1] for r in rows]]
+        is_random = m == "random"
+        style = {"color": "0.45", "ls": "--"} if is_random else {"lw": 2.2 if m == cl["selected"] else 1.3}
+        label = f"random (at {cl['selected']}'s rate)" if is_random else m
+        line = ax.plot(x, y, marker="o", ms=3.5, label=label, **style)[0]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.08 if not is_random else 0.12)
+        sx = [r["stop"]["needless"]["rate"] for r in rows]
+        sy = [r["stop"]["prevented"]["rate"] for r in rows]
+        bx.plot([0.0, *sx], [0.0, *sy], marker="o", ms=3.5, label=label, **style)
+        out[m] = {"help": x[1:], "success": y[1:]}
+    ax.axhline(ceil["rate"], color="k", lw=1, ls=":")
+    ax.plot(
+        [1.0],
+        [ceil["rate"]],
+        marker="*",
+        ms=11,
+        color="k",
+        ls="",
+        label=f"person from the start {ceil['rate']:.0%}",
+    )
+    ax.plot(
+        [0.0], [alone["rate"]], marker="s", ms=6, color="k", ls="", label=f"policy alone {alone['rate']:.0%}"
+    )
+    ax.set_xlabel("help requests per episode")
+    ax.set_ylabel("task success (a late handover is not a save)")
+    ax.set_title(f"Handover at the first alarm ({cl['n_episodes']} fresh episodes)")
+    ax.set_xlim(-0.02, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    bx.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+    bx.set_xlabel("needless stops (share of would-be successes stopped)")
+    bx.set_ylabel("failures prevented (share of event failures)")
+    bx.set_title("Stop at the first alarm")
+    bx.grid(alpha=0.3)
+    bx.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+    return out

@@ -15,6 +15,15 @@ from .view import ReportView
 __all__ = ["page_html", "CAPTIONS"]
 
 CAPTIONS: dict[str, tuple[str, str]] = {
+    "closed_loop": (
+        "Closed loop: what an alarm buys",
+        "Fresh episodes (salus assist). Left: task success when the scripted expert takes over at the "
+        "first alarm, against help requests per episode, one point per alpha (shaded: 95% Wilson "
+        "interval); dashed grey: random requests at the same rate (the floor); star: the person in "
+        "charge from the start (the ceiling); square: the policy alone. A handover after the failure "
+        "event counts as a request that saved nothing. Right: stopping at the alarm, event failures "
+        "prevented against would-be successes stopped.",
+    ),
     "calibration": (
         "Calibration",
         "Realised false-alarm rate on test successes against alpha, seen and unseen tasks, for each "
@@ -122,8 +131,10 @@ def page_html(
     title: str,
     meta: Mapping[str, Any],
     commands: Sequence[str] = (),
+    extra_markdown: str = "",
 ) -> str:
-    """The whole page. ``figures`` are the names of the PNGs written next to it (``<name>.png``)."""
+    """The whole page. ``figures`` are the names of the PNGs written next to it (``<name>.png``);
+    ``closed_loop`` among them is placed with ``extra_markdown`` (its tables) at the end."""
     report = {**view.report, "notes": []}
     preamble, sections = _sections(format_markdown(report, title="", commands=commands))
     meta_rows = {
@@ -143,7 +154,7 @@ def page_html(
         + "</table>",
         _markdown(_paragraphs(preamble)),
     ]
-    figures_html = "".join(_figure(n) for n in figures)
+    figures_html = "".join(_figure(n) for n in figures if n != "closed_loop")
     placed = False
     for heading, body in sections:
         body_html = _mark_primary(_markdown(body), view.primary)
@@ -157,6 +168,11 @@ def page_html(
             parts.append(f"<h2>{html.escape(heading)}</h2>{body_html}")
     if not placed:
         parts.append(figures_html)
+    if "closed_loop" in figures:
+        parts.append(_figure("closed_loop"))
+        _, extra = _sections(extra_markdown)
+        for heading, body in extra:
+            parts.append(f"<h2>{html.escape(heading)}</h2>{_markdown(body)}")
     notes = view.report.get("notes") or []
     if notes:
         parts.append(

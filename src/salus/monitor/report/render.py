@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from salus._json import to_json
 
-from .figures import FIGURE_NAMES, draw_calibration, draw_lead_time, draw_roc, draw_signals, draw_timelines
+from .figures import (
+    FIGURE_NAMES,
+    draw_calibration,
+    draw_closed_loop,
+    draw_lead_time,
+    draw_roc,
+    draw_signals,
+    draw_timelines,
+)
 from .page import page_html
 from .view import ReportView
 
@@ -59,12 +67,14 @@ def render_report(
     title: str = TITLE,
     meta: Mapping[str, Any] | None = None,
     commands: Sequence[str] = (),
+    closed_loop: Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw ``evaluation`` (from ``salus.predictor.evaluate_detailed``) into ``out_dir``: the figures
     (``<name>.png`` for :data:`FIGURE_NAMES`), ``results.json`` and ``results.md`` (the evaluation's
     report and tables, as ``salus evaluate --out`` writes them), ``report.json`` (what the figures
     show) and ``index.html``. ``primary``: the method the figures follow (default: the one chosen on
     validation); ``alpha``: the alarm level they show (one of the evaluated alphas; default 0.1).
+    ``closed_loop``: ``salus assist``'s results, drawn as ``closed_loop.png`` with their tables.
     Returns the path of ``index.html``."""
     from salus.predictor.tables import format_markdown
 
@@ -84,6 +94,15 @@ def render_report(
     summary["timeline_examples"] = draw_timelines(view, out / "timelines.png")
     summary["roc_auc"] = draw_roc(view, out / "roc.png")
     draw_signals(view, out / "signals.png")
+    figures = list(FIGURE_NAMES)
+    extra_md = ""
+    if closed_loop is not None:
+        from salus.predictor.tables import closed_loop_lines
+
+        summary["closed_loop"] = draw_closed_loop(dict(closed_loop), out / "closed_loop.png")
+        summary["figures"].append("closed_loop.png")
+        figures.append("closed_loop")
+        extra_md = "\n".join(closed_loop_lines(dict(closed_loop)))
 
     def write_json(name: str, value: Any) -> None:
         (out / name).write_text(
@@ -94,6 +113,8 @@ def render_report(
     (out / "results.md").write_text(format_markdown(view.report, commands=commands))
     write_json("report.json", summary)
     index = out / "index.html"
-    page = page_html(view, FIGURE_NAMES, title=title, meta=dict(meta or {}), commands=commands)
+    page = page_html(
+        view, figures, title=title, meta=dict(meta or {}), commands=commands, extra_markdown=extra_md
+    )
     index.write_text(page, encoding="utf-8")
     return index

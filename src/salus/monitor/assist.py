@@ -1,0 +1,279 @@
+"""``salus assist``: the closed-loop evaluation of the monitor on fresh episodes (resumable, parallel).
+
+1. Check that the fresh dataset was collected like the benchmark's (policy, tasks, perturbation mix,
+   signals) and that none of its seeds occurs in the benchmark dataset.
+2. Score every method on the fresh episodes, with thresholds calibrated on the benchmark's
+   calibration successes (:func:`salus.predictor.evaluate_detailed` with ``test=``); the selected
+   model's bands must equal the ones its checkpoint gives the monitor.
+3. Alarm steps per method and alpha, random requests at the selected model's rates
+   (:mod:`salus.predictor.closed_loop`).
+4. Counterfactual episodes: per fresh episode, the replay of the policy alone (must reproduce the
+   recorded outcome; an episode that does not is reported and left out) and a handover to the
+   scripted expert at every step some plan asks for, plus step 0 (the ceiling), in worker
+   processes; each episode's outcomes are appended to ``OUT/handovers.jsonl`` as it finishes, so a
+   killed run resumes where it stopped.
+5. ``OUT/closed_loop.json``: the metrics (pooled, seen/unseen, per task).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salus.errors import DatasetError, InvalidInputError
+
+__all__ = ["run_assist", "check_fresh", "handover_jobs", "HANDOVER_FILE", "RESULT_FILE"]
+
+HANDOVER_FILE = "handovers.jsonl"
+RESULT_FILE = "closed_loop.json"
+_SAME = ("policy", "tasks", "mix", "max_steps", "image_size", "num_samples", "signal_stats", "policy_kwargs")
+
+
+def check_fresh(bench: Any, fresh: Any) -> None:
+    """Refuse a fresh dataset collected differently from the benchmark's, or sharing a seed with it."""
+    a, b = dict(bench.attrs.get("collect") or {}), dict(fresh.attrs.get("collect") or {})
+    if not a or not b:
+        raise DatasetError("both datasets must come from `salus collect` (attrs 'collect' missing)")
+    diff = [k for k in _SAME if a.get(k) != b.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: benchmark {a.get(k)!r}, fresh {b.get(k)!r}" for k in diff)
+        raise InvalidInputError(f"the fresh episodes were collected differently ({shown})")
+    shared = sorted(set(np.asarray(bench.seed).tolist()) & set(np.asarray(fresh.seed).tolist()))
+    if shared:
+        raise InvalidInputError(
+            f"{len(shared)} fresh episode seed(s) also occur in the benchmark dataset (e.g. {shared[:5]}); "
+            "collect the fresh episodes with another --seed"
+        )
+
+
+def handover_jobs(fresh: Any, steps: Sequence[set[int]], keys: Sequence[str]) -> list[Any]:
+    """One :class:`~salus.sim.handover.HandoverJob` per fresh episode (its plain replay first)."""
+    from salus.collect.plan import PerturbationMix, plan_episode
+    from salus.sim.handover import NO_HANDOVER, HandoverJob
+
+    attrs = dict(fresh.attrs["collect"])
+    mix = PerturbationMix.from_obj(attrs["mix"])
+    actions = fresh.episode_arrays("action")
+    jobs = []
+    for i, key in enumerate(keys):
+        spec = plan_episode(int(fresh.episode_index[i]), int(attrs["seed"]), attrs["tasks"], mix)
+        if spec.seed != int(fresh.seed[i]) or spec.task != str(fresh.task[i]):
+            raise DatasetError(f"{key}: the collection plan does not give this episode's seed and task")
+        jobs.append(
+            HandoverJob(
+                key=key,
+                task=spec.task,
+                seed=spec.seed,
+                perturbations=tuple((str(n), float(s)) for n, s in spec.perturbations),
+                actions=np.asarray(actions[i], dtype=np.float32),
+                steps=(NO_HANDOVER, *sorted(steps[i])),
+                max_steps=attrs.get("max_steps"),
+            )
+        )
+    return jobs
+
+
+def _init_worker() -> None:
+    from salus.collect.worker import limit_threads
+
+    limit_threads()
+
+
+def _run_job(job: Any) -> list[dict[str, Any]]:
+    from salus.sim.handover import replay_handovers
+
+    return [o.to_dict() for o in replay_handovers(job)]
+
+
+def _load_done(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Finished episodes of an earlier run (a torn last line from a kill is ignored)."""
+    done: dict[str, list[dict[str, Any]]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            done[str(rec["key"])] = list(rec["outcomes"])
+    return done
+
+
+def _run_jobs(
+    jobs: Sequence[Any], path: Path, workers: int, progress: Callable[[int, int], None] | None
+) -> dict[str, list[dict[str, Any]]]:
+    done = _load_done(path)
+    if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a") as f:  # a torn last line (killed mid-write): later lines start afresh
+            f.write("\n")
+    todo = [j for j in jobs if j.key not in done or {o["step"] for o in done[j.key]} != set(j.steps)]
+    total = len(jobs)
+
+    def record(key: str, outcomes: list[dict[str, Any]]) -> None:
+        done[key] = outcomes
+        with path.open("a") as f:
+            f.write(json.dumps({"key": key, "outcomes": outcomes}) + "\n")
+
+    if progress is not None:
+        progress(total - len(todo), total)
+    if workers <= 1:
+        for k, job in enumerate(todo):
+            record(job.key, _run_job(job))
+            if progress is not None:
+                progress(total - len(todo) + k + 1, total)
+        return done
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_job, job): job.key for job in todo}
+        for k, fut in enumerate(as_completed(futures)):
+            record(futures[fut], fut.result())
+            if progress is not None:
+                progress(total - len(todo) + k + 1, total)
+    return done
+
+
+def _check_bands(ev: Any, predictor: Any, name: str) -> None:
+    """The protocol's bands for ``name`` equal the ones its checkpoint gives the monitor."""
+    for key in predictor.meta["conformal"]["bands"]:
+        a = float(key)
+        ours = next((b for k, b in ev.bands[name]["band"].items() if abs(k - a) < 1e-12), None)
+        if ours is None:
+            continue
+        mon = predictor.band(a)
+        if not (
+            np.allclose(ours.mu, mon.mu)
+            and np.allclose(ours.h, mon.h)
+            and np.isclose(ours.half_width, mon.half_width)
+        ):
+            raise InvalidInputError(
+                f"{name}: the band at alpha {a:g} differs from the checkpoint's (the monitor's); "
+                "was the checkpoint calibrated on another split?"
+            )
+
+
+def run_assist(
+    data: str | Path,
+    models: str | Path,
+    fresh_path: str | Path,
+    out: str | Path,
+    *,
+    alphas: Sequence[float] | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    say: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The closed-loop evaluation (see the module docstring); returns and writes ``OUT/closed_loop.json``."""
+    from salus._json import to_json
+    from salus.data import SalusDataset
+    from salus.predictor import TrainedPredictor, episodes_from_dataset, evaluate_detailed
+    from salus.predictor.closed_loop import (
+        CLOSED_LOOP_ALPHAS,
+        CLOSED_LOOP_COMPARATORS,
+        RANDOM,
+        FreshEpisode,
+        alarm_plan,
+        closed_loop_metrics,
+        handover_steps,
+        random_alarms,
+    )
+    from salus.predictor.discovery import checkpoint_dirs, choose_checkpoint
+
+    def note(msg: str) -> None:
+        if say is not None:
+            say(msg)
+
+    t0 = time.perf_counter()
+    alphas = tuple(float(a) for a in (alphas or CLOSED_LOOP_ALPHAS))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bench_ds, fresh_ds = SalusDataset(data), SalusDataset(fresh_path)
+    check_fresh(bench_ds, fresh_ds)
+    bench, fresh = episodes_from_dataset(bench_ds), episodes_from_dataset(fresh_ds)
+    preds = [TrainedPredictor.load(d) for d in checkpoint_dirs(models)]
+    selected = choose_checkpoint(models).name
+    note(f"scoring {len(fresh)} fresh episodes (thresholds from the benchmark's calibration successes)")
+    ev = evaluate_detailed(
+        bench,
+        [p for p in preds if p.name != "oracle-risk"],
+        alphas=alphas,
+        include=("salus", "safe", "embedding"),
+        test=fresh,
+    )
+    by_name = {p.name: p for p in preds}
+    _check_bands(ev, by_name[selected], selected)
+    n0 = len(bench)
+    idx = list(range(n0, n0 + len(fresh)))
+    unseen = set(ev.split.test_unseen)
+    keys = [f"fresh:{int(i)}" for i in np.asarray(fresh_ds.episode_index)]
+    episodes = [
+        FreshEpisode(k, ep.task, n0 + j in unseen, ep.success, ep.failure_step, ep.failure_type, ep.length)
+        for j, (k, ep) in enumerate(zip(keys, fresh.episodes, strict=True))
+    ]
+    names = [
+        selected,
+        *[m for m in CLOSED_LOOP_COMPARATORS if m in {x.name for x in ev.methods} and m != selected],
+    ]
+    plans = alarm_plan(ev, idx, names, alphas)
+    rates = {a: float(np.mean(plans[selected][a] >= 0)) for a in alphas}
+    rand = random_alarms([e.length for e in episodes], list(rates.values()), seed=seed)
+    plans[RANDOM] = {a: rand[r] for a, r in rates.items()}
+    steps = handover_steps(plans, len(episodes))
+    jobs = handover_jobs(fresh_ds, steps, keys)
+    n_sims = sum(len(j.steps) for j in jobs)
+    note(f"{n_sims} counterfactual episodes ({len(jobs)} replays + handovers) on {workers} worker(s)")
+    t_sim = time.perf_counter()
+    done = _run_jobs(jobs, out / HANDOVER_FILE, workers, progress)
+    t_sim = time.perf_counter() - t_sim
+    handover: dict[tuple[str, int], bool] = {}
+    mismatched = []
+    for ep in episodes:
+        outs = {int(o["step"]): o for o in done[ep.key]}
+        plain = outs[-1]
+        if (bool(plain["success"]), int(plain["failure_step"]), str(plain["failure_type"])) != (
+            ep.success,
+            ep.failure_step,
+            ep.failure_type,
+        ):
+            mismatched.append(ep.key)
+        for t, o in outs.items():
+            handover[(ep.key, t)] = bool(o["success"])
+    keep = [k for k, ep in enumerate(episodes) if ep.key not in set(mismatched)]
+    kept = [episodes[k] for k in keep]
+    kept_plans = {m: {a: v[keep] for a, v in by.items()} for m, by in plans.items()}
+    metrics = closed_loop_metrics(kept, kept_plans, handover, random_for=selected, seed=seed)
+    result = {
+        "selected": selected,
+        "methods": [*names, RANDOM],
+        "alphas": list(alphas),
+        "threshold": "one-sided functional band on the benchmark's calibration successes (the monitor's)",
+        "data": str(data),
+        "models": str(models),
+        "fresh": str(fresh_path),
+        "fresh_collect": dict(fresh_ds.attrs.get("collect") or {}),
+        "replay_mismatches": mismatched,
+        "counterfactual_episodes": n_sims,
+        "simulation_s": round(t_sim, 1),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "random_rates": {f"{a:g}": r for a, r in rates.items()},
+        **metrics,
+        "episodes": [
+            {
+                "key": e.key,
+                "task": e.task,
+                "success": e.success,
+                "failure_type": e.failure_type,
+                "failure_step": e.failure_step,
+                "alarms": {m: {f"{a:g}": int(v[k]) for a, v in by.items()} for m, by in plans.items()},
+            }
+            for k, e in enumerate(episodes)
+        ],
+    }
+    (out / RESULT_FILE).write_text(json.dumps(to_json(result, non_finite="null"), indent=1) + "\n")
+    return result
