@@ -123,6 +123,7 @@ def test_reference_dataset_is_complete_and_labelled(reference):
     assert set(ds.keys) >= {"signals", "signal_valid", "baselines", "action", "state", "obs_embedding"}
     assert ds.attrs["signal_names"] and len(ds.attrs["signal_names"]) == 12
     assert ds.attrs["collect"]["episodes"] == EPISODES and ds.attrs["policy"]["spec"]
+    assert ds.attrs["collect_seconds"] > 0  # the wall time of the runs that collected
     assert ds.state("extractor")["format_version"] == 1
     assert ds.steps("obs_embedding").dtype == np.float16 and ds.steps("signals").shape[1] == 12
     mix = PerturbationMix.default(__import__("salus.sim", fromlist=["x"]).PERTURBATION_NAMES)

@@ -343,6 +343,9 @@ def collect(
                 for leftover in pdir.iterdir():
                     leftover.unlink()
                 pdir.rmdir()
+        if stats.new_episodes:  # wall time of the runs that collected (resumes add theirs)
+            worked = float(writer.attrs.get("collect_seconds") or 0.0) + stats.elapsed
+            writer.update_attrs({"collect_seconds": round(worked, 1)})
     finally:
         writer.close()
     return CollectResult(

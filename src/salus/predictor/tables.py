@@ -338,7 +338,9 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
         "## Closed loop: ask a person, or stop, at the first alarm",
         "",
         f"{cl['n_episodes']} fresh episodes (`{cl['fresh']}`: {fc.get('episodes', '?')} episodes, collection "
-        f"seed {fc.get('seed', '?')}, none of whose seeds is in the benchmark dataset), models of `{cl['models']}`, "
+        f"seed {fc.get('seed', '?')}, none of whose seeds is in the benchmark dataset"
+        + (f"; collected in {cl['fresh_collect_seconds']:.0f} s" if cl.get("fresh_collect_seconds") else "")
+        + f"), models of `{cl['models']}`, "
         "thresholds: "
         + str(cl["threshold"])
         + ". The person is the scripted expert, taking over at the alarm "
