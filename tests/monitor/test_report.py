@@ -201,3 +201,6 @@ def test_closed_loop_figure_and_tables_join_the_page(evaluation, tmp_path: Path)
         cl["methods"]["ours"][f"{a:g}"]["pooled"]["help_rate"]["rate"] for a in cl["alphas"]
     ]
     assert "closed_loop.png" in summary["figures"]
+    if CHROMIUM is not None:  # the browser loads it too
+        w, h = _browser_images(index)["closed_loop.png"]
+        assert w >= 400 and h >= 300
