@@ -103,7 +103,9 @@ def _stage_seconds(out: Path, now: dict[str, float]) -> dict[str, float]:
     return merged
 
 
-def _recorded_seconds(out: Path, now: dict[str, float]) -> dict[str, float]:
+def _recorded_seconds(
+    out: Path, now: dict[str, float], closed_loop: dict[str, Any] | None
+) -> dict[str, float]:
     """Stage times the artifacts record about the runs that did the work (a collection's
     ``collect_seconds``, ``salus assist``'s ``total_s``), so a stage first run by hand and resumed
     here still shows its work; each at least this run's time."""
@@ -113,9 +115,8 @@ def _recorded_seconds(out: Path, now: dict[str, float]) -> dict[str, float]:
     for name, path in (("collect", out / "data.zarr"), ("collect fresh", out / "assist" / "fresh.zarr")):
         if name in now and path.is_dir():
             found[name] = float(SalusDataset(path).attrs.get("collect_seconds") or 0.0)
-    cl = _closed_loop(out) if "assist" in now else None
-    if cl is not None:
-        found["assist"] = float(cl.get("total_s") or 0.0)
+    if closed_loop is not None and "assist" in now:
+        found["assist"] = float(closed_loop.get("total_s") or 0.0)
     return {k: max(v, now[k]) for k, v in found.items()}
 
 
@@ -288,7 +289,7 @@ def register(app: typer.Typer) -> None:
             "# which runs these stages (each resumes):",
             *[f"salus {shlex.join(a)}" for _, a in stages],
         ]
-        worked = _stage_seconds(out, {**dict(timings), **_recorded_seconds(out, dict(timings))})
+        worked = _stage_seconds(out, {**dict(timings), **_recorded_seconds(out, dict(timings), closed_loop)})
         header = [
             "Time of each stage when it did its work (a resumed stage only checks; kept in "
             f"`{out / STAGE_TIMES}`): "

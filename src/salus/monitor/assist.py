@@ -211,7 +211,7 @@ def run_assist(
     note(f"scoring {len(fresh)} fresh episodes (thresholds from the benchmark's calibration successes)")
     ev = evaluate_detailed(
         bench,
-        [p for p in preds if p.name != "oracle-risk"],
+        preds,
         alphas=alphas,
         include=("salus", "safe", "embedding"),
         test=fresh,
@@ -256,7 +256,8 @@ def run_assist(
             mismatched.append(ep.key)
         for t, o in outs.items():
             handover[(ep.key, t)] = bool(o["success"])
-    keep = [k for k, ep in enumerate(episodes) if ep.key not in set(mismatched)]
+    left_out = set(mismatched)
+    keep = [k for k, ep in enumerate(episodes) if ep.key not in left_out]
     kept = [episodes[k] for k in keep]
     kept_plans = {m: {a: v[keep] for a, v in by.items()} for m, by in plans.items()}
     metrics = closed_loop_metrics(kept, kept_plans, handover, random_for=selected, seed=seed)

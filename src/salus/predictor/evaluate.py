@@ -185,17 +185,24 @@ def embedding_methods(
 
 
 def predictor_methods(
-    predictors: Sequence[TrainedPredictor], episodes: EpisodeSet, indices: Sequence[int]
+    predictors: Sequence[TrainedPredictor],
+    episodes: EpisodeSet,
+    indices: Sequence[int],
+    include: Sequence[str] | None = None,
 ) -> list[MethodScores]:
-    out = []
-    for p in predictors:
-        eps = [episodes[i] for i in indices]
-        scores = dict(zip(indices, p.episode_scores(eps), strict=True))
-        from .registry import get_model_spec
+    """Each predictor's per-step scores on ``indices``; with ``include``, only the predictors of
+    those families are scored (the others are skipped before their features are computed)."""
+    from .registry import get_model_spec
 
+    out = []
+    eps = [episodes[i] for i in indices]
+    for p in predictors:
         spec = get_model_spec(p.name)
         label = str(p.meta.get("label") or p.name)
         family = "ablation" if label != p.name else spec.family
+        if include is not None and family not in include:
+            continue
+        scores = dict(zip(indices, p.episode_scores(eps), strict=True))
         groups = ",".join(p.config.groups) if p.input_kind == "features" else ""
         note = spec.note if label == p.name else f"{p.name} with features {groups}"
         out.append(MethodScores(label, family, scores, note=note))
@@ -392,7 +399,7 @@ def evaluate_detailed(
             progress(msg)
 
     say("scoring predictors")
-    methods += [m for m in predictor_methods(predictors, episodes, idx) if m.family in include]
+    methods += predictor_methods(predictors, episodes, idx, include)
     if "baseline" in include:
         say("online baselines")
         methods += baseline_methods(episodes, split, idx)
