@@ -43,7 +43,7 @@ $(LEROBOT_STAMP): $(STAMP)
 
 install-lerobot: $(LEROBOT_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(LEROBOT_STAMP)
 	$(VENV)/bin/salus demo
 
 test: $(STAMP) $(LEROBOT_STAMP)

@@ -1,11 +1,18 @@
 """The salus monitor around LeRobot's SmolVLA (``pip install 'salus[lerobot]'`` / ``make install-lerobot``).
 
-The predictor must be trained on rollouts of the same policy, so that its signal statistics match
-the policy's internals::
+By default the policy is the SmolVLA that ships in the package (trained in our simulator; `make
+demo` collects its rollouts and trains the predictor on them)::
 
-    salus collect --policy smolvla:lerobot/smolvla_base --episodes 500 --out data/smolvla.zarr ...
-    salus train data/smolvla.zarr --model salus-mlp --out runs/smolvla-monitor
-    python examples/monitor_smolvla.py --policy lerobot/smolvla_base --model runs/smolvla-monitor
+    make demo                                     # -> runs/demo/models/<model>
+    python examples/monitor_smolvla.py --model runs/demo/models/salus-risk
+
+The predictor must be trained on rollouts of the same policy, so that its signal statistics match
+the policy's internals. For your own checkpoint::
+
+    salus signals fit --policy smolvla:DIR --episodes 64 --batch-size 16
+    salus collect --policy smolvla:DIR --episodes 500 --save-hidden --out data/smolvla.zarr
+    salus train data/smolvla.zarr --model salus-risk --out runs/smolvla-monitor
+    python examples/monitor_smolvla.py --policy DIR --model runs/smolvla-monitor/salus-risk
 
 ``--policy`` is a LeRobot SmolVLA checkpoint folder or hub id (the hub needs network access; on a
 GPU pass ``--device cuda``). The loop is the same as with the built-in policy: the adapter
@@ -23,7 +30,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", required=True, help="SmolVLA checkpoint folder or hub id")
+    parser.add_argument(
+        "--policy", default=None, help="SmolVLA checkpoint folder or hub id (default: the packaged SmolVLA)"
+    )
     parser.add_argument(
         "--model", required=True, help="predictor checkpoint trained on this policy's rollouts"
     )
@@ -40,7 +49,8 @@ def main() -> None:
     from salus.policies import load_policy
     from salus.sim import make_env
 
-    policy = load_policy(f"smolvla:{args.policy}", device=args.device, seed=args.seed)
+    spec = "smolvla" if args.policy is None else f"smolvla:{args.policy}"
+    policy = load_policy(spec, device=args.device, seed=args.seed)
     monitor = Monitor.load(args.model, policy=policy)
     envs = [make_env(args.task) for _ in range(args.envs)]
 

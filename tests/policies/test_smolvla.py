@@ -312,7 +312,14 @@ def test_bad_input_and_config_errors(tiny_dir: Path) -> None:
         SmolVLAAdapterConfig(num_samples=0)
     with pytest.raises(InvalidNameError, match="num_samples"):
         load_policy(f"smolvla:{tiny_dir}", num_sample=2)
-    with pytest.raises(InvalidInputError, match="smolvla:PATH"):
+
+
+def test_smolvla_without_a_path_needs_the_packaged_weights(tmp_path: Path, monkeypatch) -> None:
+    """`smolvla` alone is the packaged SmolVLA; a package without its weights says what to pass."""
+    import salus.policies
+
+    monkeypatch.setattr(salus.policies, "packaged_weights_dir", lambda name: tmp_path / name)
+    with pytest.raises(CheckpointError, match="smolvla:PATH"):
         load_policy("smolvla")
 
 

@@ -272,6 +272,51 @@ def test_train_reuses_its_demonstrations_only_when_recorded_alike(demos_dir: Pat
     )
 
 
+def test_init_from_continues_a_finished_run_and_refuses_another_shape(
+    demos_dir: Path, trained: Path, tmp_path: Path
+) -> None:
+    """--init-from: the weights of a finished run start a new one (fresh optimiser and schedule)."""
+    args = ["policy", "train", "--arch", "smolvla", "--dataset", str(demos_dir), *TRAIN_ARGS]
+    args[args.index("--steps") + 1] = "4"
+    args[args.index("--seed") + 1] = "4"  # another seed: a fresh start would not be near `trained`
+    out = tmp_path / "longer"
+    log = json.loads(run_cli([*args, "--init-from", str(trained), "--out", str(out), "--json"]).stdout)
+    assert log["init_from"] == {"path": str(trained), "steps": 40, "total_steps": 40}
+    before, after = load_file(str(trained / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on ...
+    change = sum(float((after[k] - before[k]).norm() ** 2) for k in before) ** 0.5
+    size = sum(float(before[k].norm() ** 2) for k in before) ** 0.5
+    assert change < 0.05 * size  # ... from the trained weights (a fresh start is ~100% away)
+    assert load_policy(f"smolvla:{out}", seed=0).act(sim_obs()).shape == (4,)
+    other = list(args)
+    other[other.index("--hidden-size") + 1] = "48"
+    result = CliRunner().invoke(app, [*other, "--init-from", str(trained), "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, InvalidInputError) and "hidden_size" in str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--init-from", str(demos_dir), "--out", str(tmp_path / "o2")])
+    assert isinstance(result.exception, InvalidInputError) and "not a finished" in str(result.exception)
+
+
+def test_package_makes_a_folder_that_loads_from_anywhere(trained: Path, tmp_path: Path) -> None:
+    """`salus policy package`: how the shipped weights are made; no path of the training machine."""
+    import shutil
+
+    staged = tmp_path / "staged"
+    shutil.copytree(trained, staged)
+    run_cli(["policy", "package", str(staged), "--out", str(tmp_path / "pkg")])
+    moved = tmp_path / "elsewhere" / "weights"
+    moved.parent.mkdir()
+    (tmp_path / "pkg").rename(moved)
+    shutil.rmtree(staged)  # the training folder (and its vlm/) is gone
+    assert json.loads((moved / "config.json").read_text())["vlm_model_name"] == "vlm"
+    assert str(tmp_path) not in (moved / "policy_preprocessor.json").read_text()
+    adapter = load_policy(f"smolvla:{moved}", seed=0)
+    assert adapter.act(sim_obs()).shape == (4,)
+    result = CliRunner().invoke(
+        app, ["policy", "package", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]
+    )
+    assert isinstance(result.exception, InvalidInputError) and "config.json" in str(result.exception)
+
+
 def test_builtin_rejects_smolvla_only_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["policy", "train", "--out", str(tmp_path), "--hidden-size", "64"])
     assert isinstance(result.exception, InvalidInputError) and "--hidden-size" in str(result.exception)

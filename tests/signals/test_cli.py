@@ -106,11 +106,13 @@ def test_summary_flags_constant_identical_and_nan_columns():
         summarize_signals(x[:, :5], np.ones((30, 5), bool))
 
 
-def test_stats_path_of_builtin_is_beside_its_weights(tmp_path):
+def test_stats_path_of_packaged_policies_is_beside_their_weights(tmp_path):
     assert signal_stats_path("builtin").parent.name == "weights"
+    assert signal_stats_path("builtin").parent.parent.name == "builtin"
+    assert signal_stats_path("smolvla").parent.parent.name == "smolvla"  # the packaged SmolVLA
     assert signal_stats_path(f"builtin:{tmp_path}") == tmp_path / "extractor_stats"
-    with pytest.raises(InvalidInputError):
-        signal_stats_path("smolvla")
+    with pytest.raises(InvalidInputError, match="builtin"):
+        signal_stats_path("python")  # not packaged: it needs a path
 
 
 def test_stats_fitted_for_other_weights_are_stale(tmp_path):

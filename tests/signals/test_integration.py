@@ -119,3 +119,26 @@ def test_fit_from_expert_rollouts_records_provenance(builtin_spec, tmp_path):
     assert ex.meta["weights_sha256"] == policy_weights_fingerprint(builtin_spec)
     again = SignalExtractor.load(ex.save(tmp_path / "stats")[1])
     assert again.meta == ex.meta and again.cluster_radius == pytest.approx(ex.cluster_radius)
+
+
+def test_lockstep_fit_rollouts_keep_each_live_envs_chunks(builtin_spec):
+    """batch_size > 1 (the fast path of `salus signals fit`): the same episodes (task, seed), the
+    first observation embedding equal to the single-environment run's, and exactly one embedding per
+    chunk an environment computed before it finished (none from the steps it waits for the others)."""
+    from salus.errors import InvalidInputError
+    from salus.policies import load_policy
+    from salus.signals.analysis import run_policy_rollouts
+
+    tasks = ("pick_place", "push", "stack")
+    one = run_policy_rollouts(builtin_spec, 3, tasks=tasks, seed=11, keep_internals=True)
+    many = run_policy_rollouts(builtin_spec, 3, tasks=tasks, seed=11, keep_internals=True, batch_size=3)
+    n = load_policy(builtin_spec).n_action_steps
+    assert len(many.success) == len(many.embeddings) == 3 and len(set(many.lengths)) > 1
+    for i in range(3):
+        np.testing.assert_allclose(many.embeddings[i][0], one.embeddings[i][0], rtol=1e-5, atol=1e-6)
+        assert many.embeddings[i].shape[0] == -(-many.lengths[i] // n)
+        assert one.embeddings[i].shape[0] == -(-one.lengths[i] // n)
+    with pytest.raises(InvalidInputError, match="fitting only"):
+        run_policy_rollouts(builtin_spec, 2, seed=1, actor="expert", batch_size=2)
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        run_policy_rollouts(builtin_spec, 2, seed=1, batch_size=0)

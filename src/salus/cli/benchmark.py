@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from salus.policies import DEFAULT_POLICY
+
 __all__ = ["register", "benchmark_stages", "ABLATIONS"]
 
 # (label, feature groups, objective) of the ablation variants of salus-risk, fixed in advance.
@@ -43,6 +45,7 @@ def benchmark_stages(
     data: Path | None = None,
     fresh_episodes: int = 0,
     fresh_seed: int = 7001,
+    policy: str = DEFAULT_POLICY,
 ) -> list[tuple[str, list[str]]]:
     """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
     has) there is no collection stage and no closed loop (it needs our simulator). ``fresh_episodes``
@@ -52,7 +55,7 @@ def benchmark_stages(
     own_data = data is not None
     if data is None:
         data = out / "data.zarr"
-        collect = ["collect", "--policy", "builtin", "--episodes", str(episodes), "--seed", str(seed)]
+        collect = ["collect", "--policy", policy, "--episodes", str(episodes), "--seed", str(seed)]
         collect += ["--workers", str(workers), "--save-hidden", "--out", str(data)]
         stages.append(("collect", collect))
     common = ["--holdout-task", holdout_task, "--epochs", str(epochs), "--patience", "4", "--resume"]
@@ -70,7 +73,7 @@ def benchmark_stages(
         collect = [
             "collect",
             "--policy",
-            "builtin",
+            policy,
             "--episodes",
             str(fresh_episodes),
             "--seed",
@@ -216,6 +219,12 @@ def register(app: typer.Typer) -> None:
             640, "--fresh-episodes", help="Fresh episodes for the closed loop (`salus assist`); 0: none."
         ),
         fresh_seed: int = typer.Option(7001, "--fresh-seed", help="Collection seed of the fresh episodes."),
+        policy: str = typer.Option(
+            DEFAULT_POLICY,
+            "--policy",
+            help="Policy spec the dataset is collected with: smolvla (the packaged SmolVLA, the "
+            "default) or builtin (the light option); ignored with --data.",
+        ),
     ) -> None:
         """Collect, train (per split seed), ablate, evaluate and report: the benchmark, resumable."""
         from rich.console import Console
@@ -241,6 +250,7 @@ def register(app: typer.Typer) -> None:
             data=data_path,
             fresh_episodes=fresh_episodes,
             fresh_seed=fresh_seed,
+            policy=policy,
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()

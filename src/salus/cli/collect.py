@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from salus.cli._common import split_values
+from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "normalize_ray_argv"]
 
@@ -56,7 +57,9 @@ def collect_command(
         ..., "--out", "-o", help="Dataset to write (DATA.zarr); an existing one is resumed."
     ),
     policy: str = typer.Option(
-        "builtin", "--policy", help="Policy spec: builtin, builtin:DIR or smolvla:PATH."
+        DEFAULT_POLICY,
+        "--policy",
+        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
     ),
     episodes: int = typer.Option(24, "--episodes", "-n", help="Episodes the dataset should hold at the end."),
     tasks: list[str] | None = typer.Option(

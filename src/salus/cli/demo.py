@@ -1,6 +1,6 @@
 """`salus demo`: the main job, end to end on the embedded default policy.
 
-collect (built-in policy, perturbation mix) -> train every predictor with one task held out ->
+collect (the embedded default policy, the packaged SmolVLA, under the perturbation mix) -> train every predictor with one task held out ->
 calibrate and evaluate seen and unseen -> HTML report. Each stage is the same command a user would
 run by hand; the demo only chains them with one output folder, so rerunning it resumes collection
 and every number comes from the seeded commands.
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import typer
+
+from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "demo_stages"]
 
@@ -27,16 +29,17 @@ def demo_stages(
     epochs: int,
     alpha: float,
     max_steps: int | None,
+    policy: str = DEFAULT_POLICY,
 ) -> list[tuple[str, list[str]]]:
     """The demo as a list of (stage name, salus CLI arguments): what a person would type."""
     data = out / "data.zarr"
     model_dir = out / "models"
-    collect = ["collect", "--policy", "builtin", "--episodes", str(episodes), "--seed", str(seed)]
+    collect = ["collect", "--policy", policy, "--episodes", str(episodes), "--seed", str(seed)]
     collect += ["--workers", str(workers), "--save-hidden", "--out", str(data)]
     if max_steps is not None:
         collect += ["--max-steps", str(max_steps)]
     train = ["train", str(data), "--model", models, "--out", str(model_dir), "--holdout-task", holdout_task]
-    # A larger calibration share than the default: the built-in policy's successes are what the
+    # A larger calibration share than the default: the policy's successes are what the
     # conformal band is calibrated on, and alpha = 0.05 needs about 20 of them in the scoring half.
     train += ["--seed", str(seed), "--epochs", str(epochs), "--alpha", str(alpha), "--calib-fraction", "0.3"]
     evaluate = ["evaluate", str(model_dir), str(data), "--out", str(out / "evaluation")]
@@ -66,6 +69,12 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(
             None, "--max-steps", help="Control steps per episode; default: the simulator's limit per task."
         ),
+        policy: str = typer.Option(
+            DEFAULT_POLICY,
+            "--policy",
+            help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light, "
+            "LeRobot-free option), or any spec `salus collect` takes.",
+        ),
     ) -> None:
         """Run the whole pipeline on the embedded default policy and print the results table."""
         from rich.console import Console
@@ -88,6 +97,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             alpha=alpha,
             max_steps=max_steps,
+            policy=policy,
         )
         started = time.perf_counter()
         for name, args in stages:

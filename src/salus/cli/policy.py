@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from salus.cli._common import progress_bar, split_values
+from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
 
@@ -207,6 +208,12 @@ def train(
         "recording into OUT/demos (then --tasks, --demos, --demo-noise are not used).",
     ),
     state_features: str = typer.Option(None, "--state-features", help="smolvla: " + _STATE_FEATURES_HELP),
+    init_from: Path = typer.Option(
+        None,
+        "--init-from",
+        help="smolvla: start from this finished smolvla folder's weights (same size, tasks and "
+        "dataset), with a fresh optimiser and schedule: train longer without starting over.",
+    ),
     checkpoint_every: int = typer.Option(
         None, "--checkpoint-every", help="smolvla: steps between checkpoints (500)."
     ),
@@ -235,6 +242,7 @@ def train(
         raise InvalidNameError("policy architecture", arch, ("builtin", "smolvla"))
     smolvla_only = {
         "--dataset": dataset, "--state-features": state_features, "--checkpoint-every": checkpoint_every,
+        "--init-from": init_from,
         "--hidden-size": hidden_size, "--text-layers": text_layers, "--vision-layers": vision_layers,
         "--image-size": image_size, "--patch-size": patch_size, "--chunk-size": chunk_size,
         "--n-action-steps": n_action_steps, "--num-steps": num_steps,
@@ -255,7 +263,7 @@ def train(
         }  # fmt: skip
         _train_smolvla(
             out, task_list, demos, seed, demo_noise, image_shift, dataset, state_features,
-            {k: v for k, v in sizes.items() if v is not None}, as_json,
+            {k: v for k, v in sizes.items() if v is not None}, as_json, init_from,
         )  # fmt: skip
         return
     _train_builtin(out, task_list, demos, steps or 4000, batch_size or 64, lr or 5e-4, image_shift, seed,
@@ -319,6 +327,7 @@ def _train_smolvla(
     state_features: str | None,
     sizes: dict[str, Any],
     as_json: bool,
+    init_from: Path | None = None,
 ) -> None:
     from salus.errors import InvalidInputError
     from salus.policies.smolvla.lerobot_dataset import (
@@ -363,7 +372,7 @@ def _train_smolvla(
             "export_seconds": round(export_s, 1),
             **{k: v for k, v in demos_data.salus.items() if k in ("recording", "state_features")},
         }
-        log = train_smolvla(demos_data, out, cfg, extra_log=extra, progress=on_step)
+        log = train_smolvla(demos_data, out, cfg, init_from=init_from, extra_log=extra, progress=on_step)
     if as_json:
         typer.echo(json.dumps({"out": str(out), **{k: v for k, v in log.items() if k != "losses_every_100"}}))
     else:
@@ -371,6 +380,23 @@ def _train_smolvla(
             f"wrote {out} ({log['frames']} frames, {log['parameters']:,} parameters, loss "
             f"{log['loss_first']:.4f} -> {log['loss_last']:.4f}); run it with --policy smolvla:{out}"
         )
+
+
+@policy_app.command("package")
+def package(
+    src: Path = typer.Argument(..., help="A finished `salus policy train --arch smolvla` folder."),
+    out: Path = typer.Option(..., "--out", help="Where the relocatable copy goes (replaced)."),
+) -> None:
+    """Copy a trained SmolVLA folder so it loads from anywhere (how the packaged weights are made).
+
+    Keeps the weights, processors, statistics, vlm/, salus_mapping.json, train_log.json and fitted
+    signal statistics; the VLM path becomes relative; checkpoints and demonstrations stay behind.
+    """
+    from salus.policies.smolvla.training import package_smolvla
+
+    dst = package_smolvla(src, out)
+    size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    typer.echo(f"wrote {dst} ({size / 1e6:.1f} MB); run it with --policy smolvla:{dst}")
 
 
 def _train_log(spec: str) -> dict[str, Any]:
@@ -388,7 +414,9 @@ def _train_log(spec: str) -> dict[str, Any]:
 @policy_app.command("eval")
 def evaluate(
     policy: str = typer.Option(
-        "builtin", "--policy", help="Policy spec: builtin, builtin:DIR, smolvla:PATH, ..."
+        DEFAULT_POLICY,
+        "--policy",
+        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
     ),
     tasks: list[str] = typer.Option(
         None, "--task", "--tasks", help="Tasks (default: the policy's training tasks)."
@@ -470,7 +498,11 @@ def evaluate(
 
 @policy_app.command("info")
 def info(
-    policy: str = typer.Option("builtin", "--policy", help="Policy spec."),
+    policy: str = typer.Option(
+        DEFAULT_POLICY,
+        "--policy",
+        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Architecture, sizes and training record of a policy."""

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from salus.cli._common import progress_bar, split_values
+from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
 
@@ -92,7 +93,9 @@ def check(
         None, help="A salus dataset (reads data/signals and data/signal_valid)."
     ),
     rollouts: int = typer.Option(0, "--rollouts", help="Instead of DATA: run N fresh rollouts of --policy."),
-    policy: str = typer.Option("builtin", "--policy", help="Policy spec for --rollouts."),
+    policy: str = typer.Option(
+        DEFAULT_POLICY, "--policy", help="Policy spec for --rollouts (default: the packaged SmolVLA)."
+    ),
     stats: Path | None = typer.Option(
         None, "--stats", help="Fitted extractor statistics (default: beside the policy)."
     ),
@@ -194,7 +197,9 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def fit(
     policy: str = typer.Option(
-        "builtin", "--policy", help="Policy spec (builtin, builtin:DIR, smolvla:PATH)."
+        DEFAULT_POLICY,
+        "--policy",
+        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
     ),
     episodes: int = typer.Option(
         30, "--episodes", help="Unperturbed rollouts to run; the successful ones are fitted."
@@ -217,6 +222,12 @@ def fit(
         "policy", "--source", help="policy: its own successful rollouts; expert: the scripted expert's demos."
     ),
     seed: int = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(
+        1,
+        "--batch-size",
+        help="Policy rollouts run in lockstep per batched policy call (faster for a large policy; "
+        "--source policy only).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit the extractor's frozen statistics (OOD Gaussian, cluster radius) on successful rollouts."""
@@ -253,6 +264,7 @@ def fit(
                 seed=seed,
                 source=source,
                 progress=tick,
+                batch_size=batch_size,
             )
         target = out if out is not None else signal_stats_path(policy)
     st_path, js_path = extractor.save(target)

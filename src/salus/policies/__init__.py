@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
@@ -24,6 +25,14 @@ POLICY_LOADERS: dict[str, str | Callable[..., PolicyAdapter]] = {
     "smolvla": "salus.policies.smolvla:load_smolvla",
     "python": "salus.policies.factory:load_python_policy",  # python:FILE.py:FACTORY or python:MODULE:FACTORY
 }
+
+# Policies whose weights ship in the package: NAME (a spec without a path) -> the package whose
+# ``weights/`` folder holds them. The embedded default is the one `salus demo` and `salus benchmark` run.
+PACKAGED_POLICIES: dict[str, str] = {
+    "builtin": "salus.policies.builtin",
+    "smolvla": "salus.policies.smolvla",
+}
+DEFAULT_POLICY = "smolvla"
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
     from salus.policies.builtin.adapter import BuiltinPolicyAdapter as BuiltinPolicyAdapter
@@ -53,6 +62,9 @@ __all__ = [
     "StepInternals",
     "batch_observation",
     "POLICY_LOADERS",
+    "PACKAGED_POLICIES",
+    "DEFAULT_POLICY",
+    "packaged_weights_dir",
     "COMPOSITE_POLICIES",
     "register_policy",
     "load_policy",
@@ -89,6 +101,23 @@ def _option_value(text: str) -> Any:
         return float(low)
     except ValueError:
         return text.strip()
+
+
+def packaged_weights_dir(name: str) -> Path:
+    """The ``weights/`` folder of a policy that ships in the package (``PACKAGED_POLICIES``).
+
+    Found without importing the package (no torch); an unknown name is an ``InvalidNameError``.
+    """
+    import importlib.util
+
+    from salus.errors import CheckpointError
+
+    if name not in PACKAGED_POLICIES:
+        raise InvalidNameError("packaged policy", name, tuple(PACKAGED_POLICIES))
+    spec = importlib.util.find_spec(PACKAGED_POLICIES[name])
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the package {PACKAGED_POLICIES[name]} of policy {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "weights"
 
 
 def split_policy_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:

@@ -18,7 +18,7 @@ import numpy as np
 from salus.errors import InvalidInputError
 from salus.policies.base import PolicyAdapter
 
-__all__ = ["evaluate_policy", "evaluate_conditions"]
+__all__ = ["evaluate_policy", "evaluate_conditions", "stack_observations"]
 
 
 def _reset(policy: PolicyAdapter, seed: int) -> None:
@@ -26,7 +26,7 @@ def _reset(policy: PolicyAdapter, seed: int) -> None:
     policy.reset(seed=seed)
 
 
-def _stack(obs: list[dict[str, Any]]) -> dict[str, Any]:
+def stack_observations(obs: list[dict[str, Any]]) -> dict[str, Any]:
     """B single observations -> one batched observation (``task`` a list of B strings)."""
     batched: dict[str, Any] = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k != "task"}
     batched["task"] = [o["task"] for o in obs]
@@ -63,7 +63,7 @@ def evaluate_policy(
         try:
             ends = run_lockstep(
                 envs,
-                lambda obs: policy.act(_stack(obs)),
+                lambda obs: policy.act(stack_observations(obs)),
                 [seed + start + i for i in range(b)],
                 on_reset=lambda _obs, s0=seed + start: _reset(policy, s0),  # type: ignore[misc]
                 on_done=None if progress is None else (lambda _b, _end: progress(1)),

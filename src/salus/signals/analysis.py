@@ -13,7 +13,6 @@ Heavy imports (torch, MuJoCo, zarr) happen inside the functions.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,30 +41,24 @@ __all__ = [
 STATS_FILENAME = "extractor_stats"
 
 
-def _builtin_weights_dir() -> Path:
-    spec = importlib.util.find_spec("salus.policies.builtin")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("the built-in policy package salus.policies.builtin is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "weights"
-
-
 def signal_stats_path(policy_spec: str) -> Path:
     """Base path (without suffix) of a policy's fitted signal statistics.
 
-    ``builtin`` -> the package's built-in weights directory; ``NAME:DIR`` -> DIR (or DIR's parent
-    when DIR is a file) / ``extractor_stats``.
+    A packaged policy without a path (``builtin``, ``smolvla``) -> its ``weights/`` folder in the
+    package; ``NAME:DIR`` -> DIR (or DIR's parent when DIR is a file) / ``extractor_stats``.
     """
-    from salus.policies import split_policy_spec
+    from salus.policies import PACKAGED_POLICIES, packaged_weights_dir, split_policy_spec
 
     name, path, _ = split_policy_spec(policy_spec)  # options (``?k=v``) do not move the statistics
     if not name:
         raise InvalidInputError(f"policy spec must be NAME or NAME:PATH, got {policy_spec!r}")
     if not path:
-        if name != "builtin":
+        if name not in PACKAGED_POLICIES:
             raise InvalidInputError(
-                f"policy spec {policy_spec!r} has no path; only 'builtin' has statistics in the package"
+                f"policy spec {policy_spec!r} has no path; only {sorted(PACKAGED_POLICIES)} have "
+                "statistics in the package"
             )
-        return _builtin_weights_dir() / STATS_FILENAME
+        return packaged_weights_dir(name) / STATS_FILENAME
     p = Path(path)
     return (p if not p.is_file() else p.parent) / STATS_FILENAME
 
@@ -77,13 +70,13 @@ def policy_weights_fingerprint(policy_spec: str) -> str | None:
     """
     import hashlib
 
-    from salus.policies import split_policy_spec
+    from salus.policies import PACKAGED_POLICIES, packaged_weights_dir, split_policy_spec
 
     name, path, _ = split_policy_spec(policy_spec)
     if path:
         folder = Path(path) if not Path(path).is_file() else Path(path).parent
-    elif name == "builtin":
-        folder = _builtin_weights_dir()
+    elif name in PACKAGED_POLICIES:
+        folder = packaged_weights_dir(name)
     else:
         return None
     weights = folder / "model.safetensors"
@@ -155,8 +148,13 @@ def run_policy_rollouts(
     keep_internals: bool = False,
     actor: str = "policy",
     progress: Callable[[int, bool], None] | None = None,
+    batch_size: int = 1,
 ) -> RolloutSignals:
     """Run ``episodes`` single-environment rollouts (tasks cycled, seeds ``seed + i``).
+
+    ``batch_size`` B > 1 runs B environments in lockstep with one batched policy call per step
+    (much faster for a large policy; the policy noise then differs from B = 1): only for fitting
+    (``keep_internals``, policy actor, no extractor, no perturbations).
 
     ``actor="expert"`` executes the scripted expert's actions (the training distribution) while the
     policy still runs on every observation, so its internals are recorded for the same states.
@@ -176,6 +174,12 @@ def run_policy_rollouts(
         raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
     if extractor is not None and extractor.batch_size != 1:
         raise InvalidInputError("run_policy_rollouts runs one environment: the extractor needs batch_size 1")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size > 1 and (extractor is not None or perturbations is not None or actor != "policy"):
+        raise InvalidInputError(
+            "batch_size > 1 is for fitting only: the policy's own unperturbed rollouts, no extractor"
+        )
     policy = load_policy(policy_spec, num_samples=num_samples, seed=seed)
     policy_config = getattr(policy, "config", None)
     env_kwargs: dict[str, Any] = {}
@@ -183,6 +187,10 @@ def run_policy_rollouts(
         env_kwargs["image_size"] = int(policy_config.image_size)  # type: ignore[union-attr]
     if getattr(policy_config, "cameras", None):
         env_kwargs["cameras"] = tuple(policy_config.cameras)  # type: ignore[union-attr]
+    if batch_size > 1:
+        return _lockstep_rollouts(
+            policy, episodes, tasks, seed, batch_size, env_kwargs, keep_internals, progress
+        )
     rng = np.random.default_rng(seed)
     out = RolloutSignals()
     envs: dict[str, Any] = {}
@@ -254,6 +262,65 @@ def run_policy_rollouts(
     return out
 
 
+def _lockstep_rollouts(
+    policy: Any,
+    episodes: int,
+    tasks: Sequence[str],
+    seed: int,
+    batch_size: int,
+    env_kwargs: dict[str, Any],
+    keep_internals: bool,
+    progress: Callable[[int, bool], None] | None,
+) -> RolloutSignals:
+    """:func:`run_policy_rollouts` with B environments per batched policy call (episode i: task
+    ``tasks[i % len(tasks)]``, seed ``seed + i``); a finished environment's chunks are not kept."""
+    from salus.policies.evaluation import stack_observations
+    from salus.sim import make_env
+    from salus.sim.rollout import run_lockstep
+
+    out = RolloutSignals()
+    for start in range(0, episodes, batch_size):
+        ids = list(range(start, min(episodes, start + batch_size)))
+        envs = [make_env(tasks[i % len(tasks)], **env_kwargs) for i in ids]
+        live = [True] * len(ids)
+        emb: list[list[np.ndarray]] = [[] for _ in ids]
+        smp: list[list[np.ndarray]] = [[] for _ in ids]
+
+        def act(obs: list[dict[str, Any]], live: list[bool] = live, emb: Any = emb, smp: Any = smp) -> Any:
+            actions = policy.act(stack_observations(obs))
+            rec = policy.last_internals
+            for b in range(len(obs)):
+                if keep_internals and live[b] and bool(rec.new_chunk[b]):
+                    emb[b].append(np.asarray(rec.obs_embedding[b], dtype=np.float32))
+                    if rec.samples is not None and rec.samples.shape[1] >= 2:
+                        smp[b].append(np.asarray(rec.samples[b], dtype=np.float32))
+            return actions
+
+        def done(b: int, _end: Any, live: list[bool] = live) -> None:
+            live[b] = False
+
+        def reset(_obs: list[Any], s0: int = seed + start) -> None:
+            policy.reset(seed=s0)  # env b's policy noise uses s0 + b
+
+        try:
+            ends = run_lockstep(envs, act, [seed + i for i in ids], on_reset=reset, on_done=done)
+        finally:
+            for env in envs:
+                env.close()
+        for b, end in enumerate(ends):
+            label = end.info.get("label", {})
+            success = bool(label.get("success", end.info.get("success", False)))
+            out.success.append(success)
+            out.perturbations.append([])
+            out.lengths.append(end.steps)
+            if keep_internals:
+                out.embeddings.append(np.stack(emb[b]))
+                out.samples.append(np.stack(smp[b]) if smp[b] else None)
+            if progress is not None:
+                progress(ids[b], success)
+    return out
+
+
 def fit_extractor_from_rollouts(
     policy_spec: str,
     episodes: int,
@@ -264,6 +331,7 @@ def fit_extractor_from_rollouts(
     config: SignalConfig | None = None,
     source: str = "policy",
     progress: Callable[[int, bool], None] | None = None,
+    batch_size: int = 1,
 ) -> tuple[SignalExtractor, dict[str, Any]]:
     """Fit an extractor on the successful, unperturbed rollouts among ``episodes``.
 
@@ -282,6 +350,7 @@ def fit_extractor_from_rollouts(
         keep_internals=True,
         actor="expert" if source == "expert" else "policy",
         progress=progress,
+        batch_size=batch_size,
     )
     keep = [i for i, ok in enumerate(rollouts.success) if ok]
     if len(keep) < 2:
@@ -304,6 +373,7 @@ def fit_extractor_from_rollouts(
         "embedding_dim": int(emb.shape[1]),
         "sample_batches": 0 if samples is None else int(samples.shape[0]),
         "num_samples": num_samples,
+        "batch_size": batch_size,
         "cluster_radius": extractor.cluster_radius,
         "ood_shrinkage": extractor.ood.fitted_shrinkage,
         "seed": seed,

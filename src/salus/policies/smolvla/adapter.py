@@ -343,10 +343,20 @@ class SmolVLAAdapter(ChunkedAdapter):
 
 
 def load_smolvla(path: str | None = None, **kwargs: Any) -> SmolVLAAdapter:
-    """Loader of the ``smolvla:PATH`` policy spec (``PATH``: a LeRobot checkpoint folder or hub id)."""
+    """Loader of the ``smolvla[:PATH]`` policy spec.
+
+    ``PATH``: a LeRobot checkpoint folder or hub id; without one, the SmolVLA that ships in the
+    package (``salus/policies/smolvla/weights``, trained in our simulator by ``salus policy train
+    --arch smolvla``).
+    """
     if not path:
-        raise InvalidInputError(
-            "the smolvla policy spec needs a checkpoint: 'smolvla:PATH' with a LeRobot SmolVLA folder "
-            "or hub id (e.g. 'smolvla:lerobot/smolvla_base')"
-        )
+        from salus.policies import packaged_weights_dir
+
+        shipped = packaged_weights_dir("smolvla")
+        if not (shipped / "model.safetensors").is_file():
+            raise CheckpointError(
+                f"the packaged SmolVLA weights are missing from {shipped}; reinstall salus, or pass a "
+                "checkpoint: 'smolvla:PATH' with a LeRobot SmolVLA folder"
+            )
+        path = str(shipped)
     return SmolVLAAdapter.from_pretrained(path, **kwargs)

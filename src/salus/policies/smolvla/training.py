@@ -43,6 +43,7 @@ __all__ = [
     "build_smolvla_policy",
     "train_smolvla",
     "masked_flow_loss",
+    "package_smolvla",
     "CHECKPOINTS_DIRNAME",
     "TRAIN_LOG_FILE",
 ]
@@ -310,20 +311,71 @@ def _checkpoint(
     return final
 
 
+_MODEL_FIELDS = ("hidden_size", "text_layers", "vision_layers", "image_size", "patch_size",
+                 "expert_width_multiplier", "chunk_size", "n_action_steps", "num_steps",
+                 "tokenizer_max_length", "std_floor")  # fmt: skip
+
+
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _check_init_from(init: Path, out: Path, config: SmolVLATrainConfig, pre: Any) -> dict[str, Any]:
+    """Check that the finished policy folder ``init`` can seed this run; returns what to record.
+
+    The model shape, the tokenizer (``vlm/``) and the normalisation statistics must equal this
+    run's, so its weights mean the same thing here; anything else is an ``InvalidInputError``.
+    """
+    import tempfile
+
+    log_file = init / TRAIN_LOG_FILE
+    if not (log_file.is_file() and (init / "model.safetensors").is_file()):
+        raise InvalidInputError(
+            f"--init-from {init} is not a finished `salus policy train --arch smolvla` folder "
+            f"(it needs {TRAIN_LOG_FILE} and model.safetensors)"
+        )
+    log = json.loads(log_file.read_text())
+    recorded = log.get("train_config", {})
+    wanted = config.to_dict()
+    diff = {k: (recorded.get(k), wanted[k]) for k in _MODEL_FIELDS if recorded.get(k) != wanted[k]}
+    if diff:
+        raise InvalidInputError(f"--init-from {init} has another model shape (its, this run's): {diff}")
+    if _folder_files(init / TINY_VLM_DIRNAME) != _folder_files(out / TINY_VLM_DIRNAME):
+        raise InvalidInputError(
+            f"--init-from {init} has another tokenizer/VLM config ({TINY_VLM_DIRNAME}/): train it on the same tasks"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.redirect_stdout(sys.stderr):
+            pre.save_pretrained(tmp)
+        stats = sorted(Path(tmp).glob("*normalizer*.safetensors"))
+        theirs = sorted(init.glob("policy_preprocessor*normalizer*.safetensors"))
+        if [p.name for p in stats] != [p.name for p in theirs] or any(
+            a.read_bytes() != b.read_bytes() for a, b in zip(stats, theirs, strict=True)
+        ):
+            raise InvalidInputError(
+                f"--init-from {init} was trained with other normalisation statistics: use the same dataset"
+            )
+    steps_before = int((log.get("init_from") or {}).get("total_steps", 0)) + int(recorded.get("steps", 0))
+    return {"path": str(init), "steps": int(recorded.get("steps", 0)), "total_steps": steps_before}
+
+
 def train_smolvla(
     data: LeRobotDemos,
     out_dir: str | Path,
     config: SmolVLATrainConfig,
     *,
+    init_from: str | Path | None = None,
     extra_log: dict[str, Any] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train a SmolVLA on ``data`` into the LeRobot checkpoint folder ``out_dir``; returns the log.
 
     Resumes from ``OUT/checkpoints`` when a checkpoint of the same config is there (else
-    ``CheckpointError``). The finished folder holds ``config.json``, ``model.safetensors``, the
-    pre/post-processors and statistics, ``vlm/``, ``salus_mapping.json`` and ``train_log.json``;
-    the checkpoints are removed. ``progress(step, steps, mean loss of the last 50 steps)``.
+    ``CheckpointError``). ``init_from``: a finished folder of this trainer whose weights start the
+    run (fine-tuning, with a fresh optimiser and schedule), checked by ``_check_init_from``. The
+    finished folder holds ``config.json``, ``model.safetensors``, the pre/post-processors and
+    statistics, ``vlm/``, ``salus_mapping.json`` and ``train_log.json``; the checkpoints are
+    removed. ``progress(step, steps, mean loss of the last 50 steps)``.
     """
     from safetensors.torch import load_model
 
@@ -339,7 +391,15 @@ def train_smolvla(
     resume = _last_checkpoint(ckpt_root)
     wanted = config.to_dict()
     if resume is not None:
-        recorded = json.loads((resume / _STATE_JSON).read_text())["train_config"]
+        resume_meta = json.loads((resume / _STATE_JSON).read_text())
+        recorded = resume_meta["train_config"]
+        init_recorded = resume_meta.get("init_from")
+        init_wanted = None if init_from is None else str(Path(init_from))
+        if (init_recorded or {}).get("path") != init_wanted:
+            raise CheckpointError(
+                f"{resume} was started from --init-from {init_recorded and init_recorded['path']}, not "
+                f"{init_wanted}; rerun with the same options to resume, or delete {ckpt_root} to start over"
+            )
         if recorded != wanted:
             diff = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
             raise CheckpointError(
@@ -347,6 +407,10 @@ def train_smolvla(
                 f"the same options to resume, or delete {ckpt_root} to start over"
             )
     policy, pre, post = build_smolvla_policy(out, config, data)
+    init: dict[str, Any] | None = None
+    if init_from is not None:
+        init = _check_init_from(Path(init_from), out, config, pre)
+        load_model(policy, str(Path(init_from) / "model.safetensors"))
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
@@ -393,6 +457,7 @@ def train_smolvla(
                 "train_seconds": time.perf_counter() - t0,
                 "train_cpu_seconds": time.process_time() - cpu0,
                 "train_config": wanted,
+                "init_from": init,
             }
             _checkpoint(ckpt_root, done, policy, pre, post, opt, gen, meta, config.keep_checkpoints)
         if progress is not None:
@@ -407,6 +472,7 @@ def train_smolvla(
         "parameters": int(sum(p.numel() for p in policy.parameters())),
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "resumed_from_step": start,
+        "init_from": init,
         "loss_first": float(np.mean(losses[:window])),
         "loss_last": float(np.mean(losses[-window:])),
         "losses_every_100": [
@@ -426,3 +492,46 @@ def train_smolvla(
     (out / TRAIN_LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
     shutil.rmtree(ckpt_root, ignore_errors=True)
     return log
+
+
+# Files of a finished folder that a packaged copy keeps (plus ``vlm/``); fitted signal statistics too.
+_PACKAGE_GLOBS = ("config.json", "model.safetensors", "policy_*processor*.json", "policy_*processor*.safetensors",
+                  "salus_mapping.json", TRAIN_LOG_FILE, "extractor_stats.json", "extractor_stats.safetensors")  # fmt: skip
+
+
+def package_smolvla(src: str | Path, dst: str | Path) -> Path:
+    """Copy the finished policy folder ``src`` to ``dst`` as a relocatable folder; returns ``dst``.
+
+    The trainer writes the absolute path of its ``vlm/`` folder into ``config.json``
+    (``vlm_model_name``) and the preprocessor (``tokenizer_name``); the copy names ``vlm`` instead, so
+    it loads from wherever it is installed (salus resolves it against the folder; with LeRobot
+    alone set ``config.vlm_model_name`` to ``DST/vlm``). Checkpoints and demonstrations stay behind.
+    """
+    src_dir, out = Path(src), Path(dst)
+    for name in ("config.json", "model.safetensors", TRAIN_LOG_FILE):
+        if not (src_dir / name).is_file():
+            raise InvalidInputError(f"{src_dir} is not a finished smolvla policy folder: it has no {name}")
+    if not (src_dir / TINY_VLM_DIRNAME).is_dir():
+        raise InvalidInputError(f"{src_dir} has no {TINY_VLM_DIRNAME}/ folder (VLM config and tokenizer)")
+    if out.resolve() == src_dir.resolve():
+        raise InvalidInputError("package_smolvla needs a destination other than its source")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for pattern in _PACKAGE_GLOBS:
+        for f in sorted(src_dir.glob(pattern)):
+            shutil.copy2(f, tmp / f.name)
+    shutil.copytree(src_dir / TINY_VLM_DIRNAME, tmp / TINY_VLM_DIRNAME)
+    cfg = json.loads((tmp / "config.json").read_text())
+    cfg["vlm_model_name"] = TINY_VLM_DIRNAME
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=4) + "\n")
+    pre_file = tmp / "policy_preprocessor.json"
+    if pre_file.is_file():
+        pre = json.loads(pre_file.read_text())
+        for step in pre.get("steps", []):
+            if "tokenizer_name" in step.get("config", {}):
+                step["config"]["tokenizer_name"] = TINY_VLM_DIRNAME
+        pre_file.write_text(json.dumps(pre, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
