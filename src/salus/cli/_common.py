@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["split_values", "progress_bar"]
+__all__ = ["split_values", "progress_bar", "POLICY_SPEC_HELP"]
+
+# The --policy help of every command that takes a policy spec (the default is salus.policies.DEFAULT_POLICY).
+POLICY_SPEC_HELP = (
+    "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), "
+    "builtin:DIR, smolvla:PATH, ..."
+)
 
 
 def split_values(values: list[str] | None) -> list[str]:

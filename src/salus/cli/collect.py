@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import split_values
+from salus.cli._common import POLICY_SPEC_HELP, split_values
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "normalize_ray_argv"]
@@ -59,7 +59,7 @@ def collect_command(
     policy: str = typer.Option(
         DEFAULT_POLICY,
         "--policy",
-        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
+        help=POLICY_SPEC_HELP,
     ),
     episodes: int = typer.Option(24, "--episodes", "-n", help="Episodes the dataset should hold at the end."),
     tasks: list[str] | None = typer.Option(

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import progress_bar, split_values
+from salus.cli._common import POLICY_SPEC_HELP, progress_bar, split_values
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
@@ -416,7 +416,7 @@ def evaluate(
     policy: str = typer.Option(
         DEFAULT_POLICY,
         "--policy",
-        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
+        help=POLICY_SPEC_HELP,
     ),
     tasks: list[str] = typer.Option(
         None, "--task", "--tasks", help="Tasks (default: the policy's training tasks)."
@@ -501,7 +501,7 @@ def info(
     policy: str = typer.Option(
         DEFAULT_POLICY,
         "--policy",
-        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
+        help=POLICY_SPEC_HELP,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

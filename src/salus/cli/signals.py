@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import progress_bar, split_values
+from salus.cli._common import POLICY_SPEC_HELP, progress_bar, split_values
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
@@ -199,7 +199,7 @@ def fit(
     policy: str = typer.Option(
         DEFAULT_POLICY,
         "--policy",
-        help="Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), builtin:DIR, smolvla:PATH, ...",
+        help=POLICY_SPEC_HELP,
     ),
     episodes: int = typer.Option(
         30, "--episodes", help="Unperturbed rollouts to run; the successful ones are fitted."

@@ -34,7 +34,7 @@ import torch
 from salus.errors import CheckpointError, InvalidInputError
 from salus.policies.builtin.training import _chunk_indices, _random_shift
 from salus.policies.smolvla._compat import import_lerobot_smolvla
-from salus.policies.smolvla.configuration_smolvla import DEFAULT_STATE_KEY, SalusMapping
+from salus.policies.smolvla.configuration_smolvla import DEFAULT_STATE_KEY, MAPPING_FILE, SalusMapping
 from salus.policies.smolvla.lerobot_dataset import LeRobotDemos
 from salus.policies.smolvla.tiny import TINY_VLM_DIRNAME, build_vlm_folder
 
@@ -410,7 +410,8 @@ def train_smolvla(
     init: dict[str, Any] | None = None
     if init_from is not None:
         init = _check_init_from(Path(init_from), out, config, pre)
-        load_model(policy, str(Path(init_from) / "model.safetensors"))
+        if resume is None:  # a resumed run loads its checkpoint's weights below instead
+            load_model(policy, str(Path(init_from) / "model.safetensors"))
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
@@ -494,9 +495,10 @@ def train_smolvla(
     return log
 
 
-# Files of a finished folder that a packaged copy keeps (plus ``vlm/``); fitted signal statistics too.
+# Files of a finished folder that a packaged copy keeps (plus ``vlm/``); fitted signal statistics too
+# (salus.signals.analysis.STATS_FILENAME; policies sit below signals, so the name is spelled here).
 _PACKAGE_GLOBS = ("config.json", "model.safetensors", "policy_*processor*.json", "policy_*processor*.safetensors",
-                  "salus_mapping.json", TRAIN_LOG_FILE, "extractor_stats.json", "extractor_stats.safetensors")  # fmt: skip
+                  MAPPING_FILE, TRAIN_LOG_FILE, "extractor_stats.json", "extractor_stats.safetensors")  # fmt: skip
 
 
 def package_smolvla(src: str | Path, dst: str | Path) -> Path:
