@@ -46,8 +46,9 @@ install-lerobot: $(LEROBOT_STAMP)
 demo: $(STAMP) $(LEROBOT_STAMP)
 	$(VENV)/bin/salus demo
 
+# The suite in parallel, one worker per core (pytest-xdist), and the 15 slowest tests listed.
 test: $(STAMP) $(LEROBOT_STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --durations=15 tests
 
 # The reliability property suite run long (random damage, kills and monitor faults; `make test`
 # runs a short deterministic profile of it). SALUS_SOAK_EXAMPLES sets the examples per property.
