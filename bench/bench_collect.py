@@ -84,7 +84,7 @@ def captured_rollout(worker, spec) -> int:
     """The collector's rollout without signal extraction or storage: capture on, runner bookkeeping."""
     from salus.collect.runner import run_episode
 
-    env, cached = worker._make_env(spec)
+    env, cached = worker.source.make(spec.task, spec.perturbations)
     record = run_episode(env, worker.policy, None, None, spec.seed, env.unwrapped.max_steps, task=spec.task)
     if not cached:
         env.close()
@@ -97,13 +97,17 @@ def compare(config, specs, out: Path) -> dict[str, dict[str, float]]:
     internals captured, no signals, no storage) and ``monitored`` (the collector's full work per
     episode: capture, 12 signals, online baselines, zarr commit). Steps per wall second and per
     process-CPU second (the fair measure on a shared machine: every variant is single-threaded)."""
+    from dataclasses import replace
+
     import numpy as np
 
     from salus.collect.collector import collection_attrs
     from salus.collect.worker import EpisodeWorker
     from salus.data import DatasetWriter
 
-    plain, worker = PlainRunner(config), EpisodeWorker(config)
+    # One-row forward passes, as the plain runner's: this part measures extraction and storage, not
+    # the fixed-size passes that make lockstep batches bit-identical (part 3 measures those).
+    plain, worker = PlainRunner(config), EpisodeWorker(replace(config, compute_batch=1))
     attrs, state = collection_attrs(config)
     names = ("plain", "captured", "monitored")
     wall = dict.fromkeys(names, 0.0)

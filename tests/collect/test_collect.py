@@ -165,17 +165,70 @@ def test_a_reused_simulator_gives_the_same_episode(policy_spec):
         np.testing.assert_array_equal(fresh.steps[key], reused.steps[key], err_msg=key)
 
 
-def test_same_dataset_from_processes_and_ray(reference, policy_spec, tmp_path):
+def test_same_dataset_from_processes_and_ray_at_any_batch_size(reference, policy_spec, tmp_path):
+    """Worker count, backend and lockstep batch size leave every stored bit as the serial B = 1 run."""
+    out = tmp_path / "lockstep.zarr"
+    result = collect(config(policy_spec), out, batch_size=4)
+    assert result.backend == "serial" and result.episodes == EPISODES
+    assert_same_dataset(reference, out)
+
     out = tmp_path / "procs.zarr"
-    result = collect(config(policy_spec), out, workers=2)
+    result = collect(config(policy_spec), out, workers=2, batch_size=2)
     assert result.backend == "processes" and result.episodes == EPISODES
     assert_same_dataset(reference, out)
 
     pytest.importorskip("ray")
     out_ray = tmp_path / "ray.zarr"
-    result = collect(config(policy_spec), out_ray, workers=2, use_ray=True)
+    result = collect(config(policy_spec), out_ray, workers=2, use_ray=True, batch_size=3)
     assert result.backend == "ray" and result.episodes == EPISODES
     assert_same_dataset(reference, out_ray)
+
+
+def test_lockstep_slots_refill_at_chunk_boundaries_with_the_single_run_records(policy_spec):
+    """Episodes of different lengths streamed through 2 slots: each slot takes the next episode at
+    the next chunk boundary, and every record (signals, baselines, internals) has the bits of the
+    episode run alone (the policy computes in fixed-size passes)."""
+    from salus.collect.runner import EpisodeJob, run_episodes
+    from salus.collect.worker import build_extractor
+    from salus.policies import load_policy
+    from salus.signals import OnlineBaselines, SignalExtractor
+    from salus.sim import make_env
+
+    cfg = config(policy_spec)
+    policy = load_policy(policy_spec, num_samples=cfg.num_samples)
+    policy.set_compute_batch(cfg.compute_batch)
+    fitted = build_extractor(cfg)
+    limits = [3, 11, 6, 9, 5]
+    tasks = ["pick_place", "push", "stack", "pick_color", "push"]
+
+    def run(b: int) -> dict[int, object]:
+        envs = [make_env(t, max_steps=m) for t, m in zip(tasks, limits, strict=True)]
+        jobs = iter(
+            [EpisodeJob(e, 40 + i, m, tag=i) for i, (e, m) in enumerate(zip(envs, limits, strict=True))]
+        )
+        out: dict[int, object] = {}
+        ex = SignalExtractor(b, fitted.config)
+        ex.load_state_dict(fitted.state_dict())
+        run_episodes(
+            lambda slot: next(jobs),
+            policy,
+            ex,
+            OnlineBaselines(b),
+            lambda job, rec: out.__setitem__(job.tag, rec),
+            batch_size=b,
+        )
+        for e in envs:
+            e.close()
+        return out
+
+    single, paired = run(1), run(2)
+    assert sorted(paired) == list(range(5))
+    for i in range(5):
+        a, b = single[i], paired[i]
+        assert a.length == b.length == limits[i] and a.seed == b.seed == 40 + i
+        assert a.steps.keys() == b.steps.keys()
+        for key in a.steps:
+            np.testing.assert_array_equal(a.steps[key], b.steps[key], err_msg=f"episode {i} {key}")
 
 
 # --------------------------------------------------------------------------- interruption

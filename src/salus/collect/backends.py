@@ -1,7 +1,8 @@
 """Where episodes run: in-process, in W spawned local processes, or on W Ray actors.
 
 Every backend takes an iterable of :class:`EpisodeSpec` and yields ``(spec, EpisodeRecord)`` as
-episodes finish (in any order), keeping at most ``2 W`` episodes in flight.
+episodes finish (in any order). A worker runs a job of :func:`job_size` consecutive episodes at a
+time through its ``batch_size`` lockstep slots; at most ``2 W`` jobs are in flight.
 """
 
 from __future__ import annotations
@@ -19,6 +20,23 @@ from salus.errors import InvalidInputError
 __all__ = ["Backend", "SerialBackend", "ProcessBackend", "RayBackend", "make_backend"]
 
 Result = tuple[EpisodeSpec, EpisodeRecord]
+
+
+def job_size(batch_size: int) -> int:
+    """Episodes a worker runs per job: one at B = 1, else four per slot (a slot that finishes
+    takes the job's next episode, so only the job's end runs with slots idle)."""
+    return 1 if batch_size == 1 else 4 * batch_size
+
+
+def _jobs(specs: Iterable[EpisodeSpec], size: int) -> Iterator[list[EpisodeSpec]]:
+    job: list[EpisodeSpec] = []
+    for spec in specs:
+        job.append(spec)
+        if len(job) == size:
+            yield job
+            job = []
+    if job:
+        yield job
 
 
 class Backend:
@@ -45,14 +63,14 @@ class SerialBackend(Backend):
 
     name = "serial"
 
-    def __init__(self, config: CollectConfig):
+    def __init__(self, config: CollectConfig, batch_size: int = 1):
         from salus.collect.worker import EpisodeWorker
 
-        self.worker = EpisodeWorker(config)
+        self.worker = EpisodeWorker(config, batch_size)
 
     def run(self, specs: Iterable[EpisodeSpec]) -> Iterator[Result]:
-        for spec in specs:
-            yield spec, self.worker.run(spec)
+        for job in _jobs(specs, job_size(self.worker.batch_size)):
+            yield from self.worker.run_many(job)
 
     def close(self) -> None:
         self.worker.close()
@@ -73,7 +91,7 @@ def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
             os._exit(1)
 
 
-def _init_process(config: CollectConfig) -> None:
+def _init_process(config: CollectConfig, batch_size: int) -> None:
     import os
     import threading
 
@@ -83,12 +101,12 @@ def _init_process(config: CollectConfig) -> None:
     global _WORKER
     from salus.collect.worker import EpisodeWorker
 
-    _WORKER = EpisodeWorker(config)
+    _WORKER = EpisodeWorker(config, batch_size)
 
 
-def _run_in_process(spec: EpisodeSpec) -> Result:
+def _run_in_process(job: list[EpisodeSpec]) -> list[Result]:
     assert _WORKER is not None
-    return spec, _WORKER.run(spec)
+    return _WORKER.run_many(job)
 
 
 class ProcessBackend(Backend):
@@ -96,38 +114,39 @@ class ProcessBackend(Backend):
 
     name = "processes"
 
-    def __init__(self, config: CollectConfig, workers: int):
+    def __init__(self, config: CollectConfig, workers: int, batch_size: int = 1):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         if workers < 1:
             raise InvalidInputError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        self.batch_size = batch_size
         self._pool: Any = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=mp.get_context("spawn"),
             initializer=_init_process,
-            initargs=(config,),
+            initargs=(config, batch_size),
         )
 
     def run(self, specs: Iterable[EpisodeSpec]) -> Iterator[Result]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
         pending: set[Any] = set()
-        it = iter(specs)
+        it = _jobs(specs, job_size(self.batch_size))
         exhausted = False
         while True:
             while not exhausted and len(pending) < 2 * self.workers:
-                spec = next(it, None)
-                if spec is None:
+                job = next(it, None)
+                if job is None:
                     exhausted = True
                     break
-                pending.add(self._pool.submit(_run_in_process, spec))
+                pending.add(self._pool.submit(_run_in_process, job))
             if not pending:
                 return
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result()[0].index if f.exception() is None else -1):
-                yield fut.result()
+            results = [r for fut in done for r in fut.result()]
+            yield from sorted(results, key=lambda r: r[0].index)
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -149,7 +168,7 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, config: CollectConfig, workers: int, address: str | None = None):
+    def __init__(self, config: CollectConfig, workers: int, address: str | None = None, batch_size: int = 1):
         from salus.errors import require_package
 
         ray = require_package("ray", "ray")
@@ -167,29 +186,29 @@ class RayBackend(Backend):
             ray.init(**kwargs)
             self._started = True
         actor_cls = ray.remote(num_cpus=1)(_RayWorker)
-        self._actors = [actor_cls.remote(config) for _ in range(workers)]
+        self.batch_size = batch_size
+        self._actors = [actor_cls.remote(config, batch_size) for _ in range(workers)]
 
     def run(self, specs: Iterable[EpisodeSpec]) -> Iterator[Result]:
         ray = self._ray
-        it = iter(specs)
+        it = _jobs(specs, job_size(self.batch_size))
         idle = list(self._actors)
-        inflight: dict[Any, tuple[Any, EpisodeSpec]] = {}
+        inflight: dict[Any, Any] = {}
         exhausted = False
         while True:
             while not exhausted and idle:
-                spec = next(it, None)
-                if spec is None:
+                job = next(it, None)
+                if job is None:
                     exhausted = True
                     break
                 actor = idle.pop()
-                inflight[actor.run.remote(spec)] = (actor, spec)
+                inflight[actor.run_many.remote(job)] = actor
             if not inflight:
                 return
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
-                actor, spec = inflight.pop(ref)
-                idle.append(actor)
-                yield spec, ray.get(ref)
+                idle.append(inflight.pop(ref))
+                yield from ray.get(ref)
 
     def close(self) -> None:
         ray = self._ray
@@ -205,7 +224,7 @@ class RayBackend(Backend):
 class _RayWorker:
     """Ray actor body (kept as a plain class; ``ray.remote`` wraps it at run time)."""
 
-    def __init__(self, config: CollectConfig):
+    def __init__(self, config: CollectConfig, batch_size: int = 1):
         import contextlib
         import signal as _signal
 
@@ -213,18 +232,25 @@ class _RayWorker:
             _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
         from salus.collect.worker import EpisodeWorker
 
-        self.worker = EpisodeWorker(config)
+        self.worker = EpisodeWorker(config, batch_size)
 
-    def run(self, spec: EpisodeSpec) -> EpisodeRecord:
-        return self.worker.run(spec)
+    def run_many(self, job: list[EpisodeSpec]) -> list[Result]:
+        return self.worker.run_many(job)
 
 
 def make_backend(
-    config: CollectConfig, workers: int = 1, ray_address: str | None = None, use_ray: bool = False
+    config: CollectConfig,
+    workers: int = 1,
+    ray_address: str | None = None,
+    use_ray: bool = False,
+    batch_size: int = 1,
 ) -> Backend:
-    """Serial for one local worker, processes for several, Ray actors with ``use_ray``."""
+    """Serial for one local worker, processes for several, Ray actors with ``use_ray``; each
+    worker runs ``batch_size`` environments in lockstep."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if use_ray:
-        return RayBackend(config, workers, ray_address)
+        return RayBackend(config, workers, ray_address, batch_size)
     if workers == 1:
-        return SerialBackend(config)
-    return ProcessBackend(config, workers)
+        return SerialBackend(config, batch_size)
+    return ProcessBackend(config, workers, batch_size)

@@ -11,7 +11,11 @@ from salus.collect.envs import ObservationMap, OutcomeRule
 from salus.collect.plan import PerturbationMix
 from salus.errors import InvalidInputError, InvalidNameError
 
-__all__ = ["CollectConfig", "SPEC_FIELDS", "ENV_SPEC_FIELDS"]
+__all__ = ["CollectConfig", "SPEC_FIELDS", "ENV_SPEC_FIELDS", "DEFAULT_BATCH_SIZE"]
+
+#: Environments per collection worker in lockstep (``salus collect --batch-size``): one forward
+#: pass of ``CollectConfig.compute_batch`` rows serves them all.
+DEFAULT_BATCH_SIZE = 8
 
 # Fields that decide what the episodes are: a resumed run must use the same values.
 SPEC_FIELDS = (
@@ -25,6 +29,7 @@ SPEC_FIELDS = (
     "image_size",
     "num_samples",
     "signal_stats",
+    "compute_batch",
 )
 # Also deciding the episodes when ``env`` is set (absent from the specs of salus.sim runs, so their
 # spec and its hash are what they were before ``--env`` existed).
@@ -42,7 +47,10 @@ class CollectConfig:
     fitted :class:`~salus.signals.SignalExtractor` file (``PATH.json`` / ``PATH.safetensors``);
     None uses the statistics shipped beside the policy's weights when there are any
     (``salus.signals.signal_stats_path``), ``"none"`` collects without (the OOD and sample-based
-    signals are then flagged invalid).
+    signals are then flagged invalid). ``compute_batch`` is the number of environments in every
+    forward pass of the policy (short passes are padded): it makes each episode the same bits
+    whether it ran alone or beside others in lockstep, so the dataset does not depend on
+    ``--batch-size`` or ``--workers``.
 
     ``env`` runs any Gymnasium environment instead of our tasks: a registered id (e.g.
     ``gym_pusht/PushT-v0``) or a factory ``MODULE:FUNC`` / ``FILE.py:FUNC`` called with
@@ -63,6 +71,7 @@ class CollectConfig:
     image_size: int = 96
     num_samples: int = 4
     signal_stats: str | None = None
+    compute_batch: int = 8
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     env: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +109,8 @@ class CollectConfig:
             raise InvalidInputError(f"max_steps must be a positive int or None, got {self.max_steps!r}")
         if not isinstance(self.num_samples, int) or self.num_samples < 1:
             raise InvalidInputError(f"num_samples must be an int >= 1, got {self.num_samples!r}")
+        if not isinstance(self.compute_batch, int) or not 1 <= self.compute_batch <= 1024:
+            raise InvalidInputError(f"compute_batch must be an int in [1, 1024], got {self.compute_batch!r}")
         if not isinstance(self.image_size, int) or self.image_size < 8:
             raise InvalidInputError(f"image_size must be an int >= 8, got {self.image_size!r}")
         if not isinstance(self.policy, str) or not self.policy:

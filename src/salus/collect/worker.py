@@ -14,6 +14,7 @@ from salus.collect.config import CollectConfig
 from salus.collect.envs import EnvSource, GymSource, SimSource
 from salus.collect.plan import EpisodeSpec
 from salus.data.record import EpisodeRecord
+from salus.errors import InvalidInputError
 
 __all__ = ["EpisodeWorker", "limit_threads", "build_extractor", "make_source"]
 
@@ -62,27 +63,41 @@ def make_source(config: CollectConfig, cameras: tuple[str, ...], image_size: int
 
 
 class EpisodeWorker:
-    """Runs episodes from :class:`EpisodeSpec` s.
+    """Runs episodes from :class:`EpisodeSpec` s, ``batch_size`` environments in lockstep.
 
-    The policy is built once, and so is the environment: our simulator keeps one per task for
-    unperturbed episodes (building one costs several times a reset) and builds a fresh, wrapped one
-    for each perturbed episode (the perturbation wrappers install hooks that cannot be removed); an
-    ``--env`` environment is built once. ``reset(seed)`` restores the whole simulator state, so an
-    episode does not depend on what ran before it (tested).
+    The policy is built once, and so is the environment: our simulator keeps one per task and slot
+    for unperturbed episodes (building one costs several times a reset) and builds a fresh, wrapped
+    one for each perturbed episode (the perturbation wrappers install hooks that cannot be
+    removed); an ``--env`` environment is built once per slot. ``reset(seed)`` restores the whole
+    simulator state, so an episode does not depend on what ran before it, and the policy computes
+    in passes of ``config.compute_batch`` rows, so it does not depend on what ran beside it either
+    (both tested): any batch size and any number of workers give the same episodes.
     """
 
-    def __init__(self, config: CollectConfig):
+    def __init__(self, config: CollectConfig, batch_size: int = 1):
         limit_threads()
         from salus.policies import load_policy
         from salus.signals import OnlineBaselines
 
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.config = config
+        self.batch_size = batch_size
         kwargs = dict(config.policy_kwargs)
         if config.num_samples > 1:
             kwargs.setdefault("num_samples", config.num_samples)
         self.policy = load_policy(config.policy, **kwargs)
+        set_compute_batch = getattr(self.policy, "set_compute_batch", None)
+        if set_compute_batch is not None:
+            set_compute_batch(config.compute_batch)
+        elif batch_size > 1:
+            raise InvalidInputError(
+                f"policy {config.policy!r} ({type(self.policy).__name__}) has no set_compute_batch, so its "
+                "batched results could depend on the batch; collect it with --batch-size 1"
+            )
         self.extractor = build_extractor(config)
-        self.baselines = OnlineBaselines(1)
+        self._extractors = {1: self.extractor}
+        self._baselines = {1: OnlineBaselines(1)}
         pconf = getattr(self.policy, "config", None)
         if config.env is None:
             self.cameras = tuple(getattr(pconf, "cameras", None) or ("front", "wrist"))
@@ -94,34 +109,62 @@ class EpisodeWorker:
 
     @property
     def _envs(self) -> dict[str, Any]:
-        """The simulators kept for unperturbed episodes, by task."""
+        """The simulators kept for unperturbed episodes, by task (and slot)."""
         return getattr(self.source, "envs", {})
 
-    def run(self, spec: EpisodeSpec) -> EpisodeRecord:
-        from salus.collect.runner import run_episode
+    def _rows(self, b: int) -> tuple[Any, Any]:
+        """Signal extractor and online baselines with b rows (the same fitted statistics)."""
+        if b not in self._extractors:
+            from salus.signals import OnlineBaselines, SignalExtractor
 
-        env, cached = self.source.make(spec.task, spec.perturbations)
-        with contextlib.ExitStack() as stack:
+            ex = SignalExtractor(b, self.extractor.config)
+            ex.load_state_dict(self.extractor.state_dict())
+            self._extractors[b] = ex
+            self._baselines[b] = OnlineBaselines(b)
+        return self._extractors[b], self._baselines[b]
+
+    def run(self, spec: EpisodeSpec) -> EpisodeRecord:
+        """One episode."""
+        return self.run_many([spec])[0][1]
+
+    def run_many(self, specs: list[EpisodeSpec]) -> list[tuple[EpisodeSpec, EpisodeRecord]]:
+        """Episodes through ``batch_size`` lockstep slots; (spec, record) in the order they finished."""
+        from salus.collect.runner import EpisodeJob, run_episodes
+
+        todo = iter(specs)
+        results: list[tuple[EpisodeSpec, EpisodeRecord]] = []
+
+        def next_job(slot: int) -> EpisodeJob:
+            spec = next(todo)
+            env, cached = self.source.make(spec.task, spec.perturbations, slot=slot)
+            return EpisodeJob(
+                env, spec.seed, self.source.step_limit(env), spec.task, spec.perturbations, (spec, cached)
+            )
+
+        def on_record(job: EpisodeJob, record: EpisodeRecord) -> None:
+            spec, cached = job.tag
             if not cached:
-                stack.callback(env.close)
-            stack.enter_context(_blas_single_thread())
-            record = run_episode(
-                env,
+                job.env.close()
+            record.episode_index = spec.index
+            results.append((spec, record))
+
+        b = min(self.batch_size, len(specs))
+        extractor, baselines = self._rows(b)
+        with _blas_single_thread():
+            run_episodes(
+                next_job,
                 self.policy,
-                self.extractor,
-                self.baselines,
-                spec.seed,
-                self.source.step_limit(env),
+                extractor,
+                baselines,
+                on_record,
+                batch_size=b,
                 save_images=self.config.save_images,
                 save_hidden=self.config.save_hidden,
                 cameras=self.cameras,
-                perturbations=spec.perturbations,
-                task=spec.task,
                 observation=self.source.observation,
                 outcome=getattr(self.source, "outcome", None),
             )
-        record.episode_index = spec.index
-        return record
+        return results
 
     def close(self) -> None:
         """Close the kept environments."""

@@ -76,6 +76,27 @@ class ChunkResult:
             samples=env if num_samples > 1 else None,
         )
 
+    def rows(self, n: int) -> ChunkResult:
+        """The first ``n`` rows (drops the padding of a fixed-size forward pass)."""
+        fields: dict[str, Any] = {
+            f: None if getattr(self, f) is None else getattr(self, f)[:n] for f in _RESULT_FIELDS
+        }
+        return ChunkResult(**fields)
+
+    @classmethod
+    def concat(cls, parts: list[ChunkResult]) -> ChunkResult:
+        """Row-wise concatenation of results for consecutive groups of environments."""
+        if len(parts) == 1:
+            return parts[0]
+        out: dict[str, Any] = {}
+        for f in _RESULT_FIELDS:
+            values = [getattr(p, f) for p in parts]
+            out[f] = None if values[0] is None else np.concatenate(values)
+        return cls(**out)
+
+
+_RESULT_FIELDS = ("chunk", "hidden_last", "hidden_mean", "velocities", "obs_embedding", "samples")
+
 
 class ChunkedAdapter(PolicyAdapter):
     """Per-environment action queues with internals kept for every step of every chunk.
@@ -114,6 +135,20 @@ class ChunkedAdapter(PolicyAdapter):
         self._batch_size: int | None = None
         self._state: dict[str, Any] = {}
         self._last: StepInternals | None = None
+        self.compute_batch: int | None = None
+
+    def set_compute_batch(self, rows: int | None) -> None:
+        """Run every forward pass on exactly ``rows`` environments (a short group is padded with
+        copies of its first row), or on all that need a chunk at once (None, the default).
+
+        Float kernels choose their blocking by batch size, so a row's chunk changes in the last bits
+        with the number of rows computed beside it. With a fixed pass size a row's chunk and
+        internals have the same bits whatever else is in the batch: collection uses it so that a
+        dataset does not depend on how many environments ran in lockstep.
+        """
+        if rows is not None and (not isinstance(rows, int | np.integer) or rows < 1):
+            raise InvalidInputError(f"compute batch must be a positive int or None, got {rows!r}")
+        self.compute_batch = None if rows is None else int(rows)
 
     # -- subclass hook -------------------------------------------------------------------------
     @abstractmethod
@@ -209,7 +244,7 @@ class ChunkedAdapter(PolicyAdapter):
         rows = np.flatnonzero(need)
         if rows.size:
             z = self._draw_noise(rows) if noise is None else self._noise_from_user(noise, rows, b)
-            result = self._compute_chunks(batched, rows, z)
+            result = self._chunks_in_passes(batched, rows, z)
             self._store(rows, result, b)
             st["chunk_id"][rows] += 1
             st["offset"][rows] = 0
@@ -232,7 +267,25 @@ class ChunkedAdapter(PolicyAdapter):
         self._last = internals
         return internals.action[0].copy() if single else internals.action.copy()
 
-    _FIELDS = ("chunk", "hidden_last", "hidden_mean", "velocities", "obs_embedding", "samples")
+    def _chunks_in_passes(
+        self, observation: Mapping[str, Any], rows: np.ndarray, noise: torch.Tensor
+    ) -> ChunkResult:
+        """:meth:`_compute_chunks` in passes of exactly ``compute_batch`` rows (see :meth:`set_compute_batch`)."""
+        p = self.compute_batch
+        if p is None:
+            return self._compute_chunks(observation, rows, noise)
+        k = self.num_samples
+        parts = []
+        for start in range(0, rows.size, p):
+            group, z = rows[start : start + p], noise[start * k : (start + p) * k]
+            n = group.size
+            if n < p:
+                group = np.concatenate([group, np.full(p - n, group[0])])
+                z = torch.cat([z, z[:k].repeat(p - n, 1, 1)])
+            parts.append(self._compute_chunks(observation, group, z).rows(n))
+        return ChunkResult.concat(parts)
+
+    _FIELDS = _RESULT_FIELDS
 
     def _store(self, rows: np.ndarray, result: ChunkResult, b: int) -> None:
         """Keep the new chunks' records; arrays handed out earlier are never modified (copy on write).

@@ -85,10 +85,13 @@ class GaussianStats:
         return self
 
     def distance(self, x: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of rows x (B, D) -> (B,) float32; non-finite rows give NaN."""
+        """Mahalanobis distance of rows x (B, D) -> (B,) float32; non-finite rows give NaN.
+
+        Each row is whitened by its own (1, D) @ (D, D) product, so a row's distance has the same
+        bits whatever B is (a (B, D) product lets BLAS pick its blocking by B)."""
         if self.mean is None or self.whitener is None:
             raise NotFittedError("GaussianStats has not been fitted; call fit(X) or load_state_dict()")
-        z = (np.asarray(x, dtype=np.float32) - self.mean) @ self.whitener
+        z = ((np.asarray(x, dtype=np.float32) - self.mean)[:, None, :] @ self.whitener)[:, 0]
         return np.sqrt(np.einsum("bd,bd->b", z, z))
 
     def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:

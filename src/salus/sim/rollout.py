@@ -25,6 +25,7 @@ __all__ = [
     "LoopEnd",
     "run_loop",
     "run_lockstep",
+    "Refill",
     "EpisodeSummary",
     "RolloutResult",
     "run_rollouts",
@@ -57,10 +58,12 @@ def run_lockstep(
     act: Callable[[list[Any]], Any],
     seeds: Sequence[int | None],
     *,
-    max_steps: int | None = None,
+    max_steps: int | Sequence[int | None] | None = None,
     on_reset: Callable[[list[Any]], None] | None = None,
     on_done: Callable[[int, LoopEnd], None] | None = None,
     should_end: Callable[[int], bool] | None = None,
+    refill: Callable[[int], Refill | None] | None = None,
+    align: int = 1,
 ) -> list[LoopEnd]:
     """Run B environments in lockstep until each is terminated, truncated or at ``max_steps``.
 
@@ -69,12 +72,23 @@ def run_lockstep(
     (an environment that has finished keeps its last one) and steps every unfinished environment
     with its row of the returned (B, A) actions. ``on_done(b, end)`` is called when env b finishes.
     ``should_end(b)``, asked after ``act`` and before env b is stepped, ends env b there without
-    executing its action (``end.stopped``: e.g. a monitor's stop intervention).
+    executing its action (``end.stopped``: e.g. a monitor's stop intervention). ``max_steps`` is
+    one limit for all or one per environment.
+
+    ``refill(b)`` (streaming: many episodes through B slots) is asked for slot b's next episode
+    after it finished, at the first loop step that is a multiple of ``align`` (a policy serving
+    chunks of ``align`` actions then starts every chunk of every slot at the same step); it returns
+    a :class:`Refill` (the env is reset with its seed and ``refill.on_reset(obs)`` called) or None
+    (the slot stays finished). Returns each slot's last episode.
     """
     if not envs or len(seeds) != len(envs):
         raise InvalidInputError(f"need one seed per environment, got {len(seeds)} for {len(envs)}")
-    if max_steps is not None and max_steps < 1:
-        raise InvalidInputError(f"max_steps must be >= 1, got {max_steps}")
+    limits = list(max_steps) if isinstance(max_steps, Sequence) else [max_steps] * len(envs)
+    if len(limits) != len(envs) or any(m is not None and m < 1 for m in limits):
+        raise InvalidInputError(f"max_steps must be None or >= 1 (one value or one per env), got {max_steps}")
+    if not isinstance(align, int) or align < 1:
+        raise InvalidInputError(f"align must be an int >= 1, got {align!r}")
+    envs = list(envs)
     obs: list[Any] = []
     ends: list[LoopEnd] = []
     for env, seed in zip(envs, seeds, strict=True):
@@ -84,14 +98,36 @@ def run_lockstep(
     if on_reset is not None:
         on_reset(obs)
     active = list(range(len(envs)))
-    while active:
+    waiting: list[int] = []
+    step = 0
+    while active or waiting:
+        if waiting and refill is not None:
+            if not active:  # nothing runs: jump to the next aligned step
+                step = -(-step // align) * align
+            if step % align == 0:
+                for b in waiting:
+                    nxt = refill(b)
+                    if nxt is None:
+                        continue
+                    envs[b], limits[b] = nxt.env, nxt.max_steps
+                    o, info = nxt.env.reset(seed=None if nxt.seed is None else int(nxt.seed))
+                    obs[b], ends[b] = o, LoopEnd(0, o, dict(info))
+                    if nxt.on_reset is not None:
+                        nxt.on_reset(o)
+                    active.append(b)
+                waiting = []
+                active.sort()
+            if not active:
+                break
         actions = act(obs)
+        step += 1
         still = []
         for b in active:
             if should_end is not None and should_end(b):
                 ends[b].stopped = True
                 if on_done is not None:
                     on_done(b, ends[b])
+                waiting.append(b)
                 continue
             o, _reward, terminated, truncated, info = envs[b].step(actions[b])
             obs[b] = o
@@ -99,13 +135,28 @@ def run_lockstep(
             end.steps += 1
             end.obs, end.info = o, info
             end.terminated, end.truncated = bool(terminated), bool(truncated)
-            if end.done or (max_steps is not None and end.steps >= max_steps):
+            limit = limits[b]
+            if end.done or (limit is not None and end.steps >= limit):
                 if on_done is not None:
                     on_done(b, end)
+                waiting.append(b)
             else:
                 still.append(b)
         active = still
+        if refill is None:
+            waiting = []
     return ends
+
+
+@dataclass
+class Refill:
+    """The next episode of a :func:`run_lockstep` slot: its environment, reset seed, step limit and
+    what to call with its first observation (e.g. reset that slot of the policy)."""
+
+    env: Any
+    seed: int | None
+    max_steps: int | None = None
+    on_reset: Callable[[Any], None] | None = None
 
 
 def run_loop(

@@ -225,6 +225,17 @@ class SmolVLAAdapter(ChunkedAdapter):
         if env_index is None:
             self.policy.reset()
 
+    def set_compute_batch(self, rows: int | None) -> None:
+        """Fixed-size passes (see :meth:`ChunkedAdapter.set_compute_batch`); the task text is then
+        also padded to the tokenizer's fixed length, not to the longest text of the pass, so a row's
+        shapes do not depend on the other rows' tasks (padding is masked out: same policy)."""
+        super().set_compute_batch(rows)
+        for step in getattr(self.preprocessor, "steps", ()):
+            if hasattr(step, "padding") and hasattr(step, "max_length"):  # LeRobot's tokenizer step
+                if not hasattr(step, "_salus_padding"):
+                    step._salus_padding = step.padding
+                step.padding = step._salus_padding if rows is None else "max_length"
+
     # -- observation ---------------------------------------------------------------------------
     def _validate(self, observation: Mapping[str, Any]) -> int:
         cfg = self.config
