@@ -27,7 +27,7 @@ from salus.collect.envs import GymSource
 from salus.collect.plan import EpisodeSpec, plan_episode
 from salus.data.format import pending_dir
 from salus.data.record import EpisodeRecord
-from salus.errors import DatasetError, SalusError
+from salus.errors import DatasetError, InvalidInputError, SalusError
 
 __all__ = [
     "CollectStats",
@@ -133,10 +133,79 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
     return attrs, {"extractor": extractor.state_dict()}
 
 
+def check_factories(config: CollectConfig) -> None:
+    """Resolve every user object a run names, before anything is created: the ``python:`` policy
+    factory (also inside an ensemble) and the ``--success`` / ``--failure`` callables must exist and
+    be callable (the ``--env`` factory is built by :func:`probe_env`). InvalidInputError otherwise."""
+    from salus._lazy import is_object_spec, load_object
+    from salus.policies import COMPOSITE_POLICIES, split_policy_spec
+
+    def policy(spec: str) -> None:
+        name, target, _options = split_policy_spec(spec)
+        if name in COMPOSITE_POLICIES:
+            for member in (target or "").split(","):
+                if member.strip():
+                    policy(member.strip())
+        elif name == "python":
+            if not target:
+                raise InvalidInputError(
+                    f"policy spec {spec!r} needs a factory: python:FILE.py:FACTORY or python:MODULE:FACTORY"
+                )
+            if not callable(load_object(target, "policy factory")):
+                raise InvalidInputError(f"policy factory {target!r} is not callable")
+
+    policy(config.policy)
+    if config.env is None:
+        return
+    for what, spec in (("success rule", config.success), ("failure rule", config.failure)):
+        if spec is not None and is_object_spec(spec) and not callable(load_object(spec, what)):
+            raise InvalidInputError(f"the {what} {spec!r} is not callable")
+
+
+def _probe_action(space: Any) -> Any:
+    """A neutral action for the probe: zeros clipped into a ``Box``, the first of a ``Discrete``;
+    None for other spaces (the probe then does not step)."""
+    try:
+        from gymnasium import spaces
+    except ImportError:  # pragma: no cover - gymnasium is a dependency
+        return None
+    if isinstance(space, spaces.Box):
+        return np.clip(np.zeros(space.shape, space.dtype), space.low, space.high).astype(space.dtype)
+    if isinstance(space, spaces.Discrete):
+        return np.int64(space.start)
+    return None
+
+
+def _probe_outcome(env: Any, config: CollectConfig, limit: int) -> int:
+    """Step the environment with a neutral action until the outcome rules can be evaluated (at once
+    for a ``--success`` callable, else at the first step whose ``info`` holds the success key, at
+    the latest when the episode ends) and evaluate them there, as at the end of an episode: a
+    missing success key, or a rule that fails on this environment's ``info`` / observation, is
+    reported before the dataset exists. Returns the steps taken (0: the action space is unknown,
+    the first episode checks the rules)."""
+    from salus._lazy import is_object_spec
+
+    assert config.observation is not None
+    action = _probe_action(getattr(env, "action_space", None))
+    if action is None:
+        return 0
+    rule = config.outcome
+    for t in range(1, max(1, limit) + 1):
+        obs, _reward, terminated, truncated, info = env.step(action)
+        config.observation.apply(obs)
+        if is_object_spec(rule.success) or rule.success in info or terminated or truncated or t >= limit:
+            where = f"--env {config.env!r} (probed before the dataset is created: {t} step(s) of a neutral action)"
+            rule.label(info, obs, t, where=where)
+            return t
+    return limit  # pragma: no cover - the loop always returns
+
+
 def probe_env(config: CollectConfig) -> dict[str, Any]:
-    """Build the ``--env`` environment once, reset it and map its first observation, so a wrong id,
-    factory or observation mapping is reported before any worker starts; returns the dataset's
-    ``env`` attributes (control rate from ``metadata["render_fps"]``, else 20 Hz)."""
+    """Build the ``--env`` environment once, reset it, map its first observation and step it until
+    the success / failure rules can be evaluated (:func:`_probe_outcome`), so a wrong id, factory,
+    observation mapping, success key or rule is reported before the dataset exists (the workers
+    build their own environment); returns the dataset's ``env`` attributes (control rate from
+    ``metadata["render_fps"]``, else 20 Hz)."""
     from salus.collect.worker import make_source
 
     assert config.env is not None and config.observation is not None
@@ -147,6 +216,7 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
         obs, _info = env.reset(seed=0)
         policy_obs, _ = config.observation.apply(obs)
         space = getattr(env, "action_space", None)
+        _probe_outcome(env, config, source.step_limit(env))
         return {
             "simulator": "gymnasium",
             "env": config.env,
@@ -266,10 +336,13 @@ def collect(
     overwrite: bool = False,
     on_progress: Callable[[CollectStats], None] | None = None,
     on_start: Callable[[CollectStats], None] | None = None,
+    batch_size: int = 1,
 ) -> CollectResult:
     """Collect ``config.episodes`` episodes into the zarr dataset ``out`` (created or resumed).
 
-    Ctrl-C stops after committing every finished episode; run the same call again to resume.
+    Each of the ``workers`` runs ``batch_size`` environments in lockstep (one batched policy call
+    per step); the dataset is the same for any ``workers`` and ``batch_size``. Ctrl-C stops after
+    committing every finished episode; run the same call again to resume.
     """
     from salus.collect.backends import make_backend
     from salus.data.writer import DatasetWriter
@@ -277,8 +350,9 @@ def collect(
 
     path = Path(out)
     check_policy_spec(config.policy)  # a typo must not leave an empty dataset behind
+    check_factories(config)  # python: policy factory, --success / --failure callables
     config = resolve_signal_stats(config)
-    attrs, state = collection_attrs(config)
+    attrs, state = collection_attrs(config)  # --env: builds, maps and steps it (probe_env)
     writer = DatasetWriter(path, attrs, state=state, overwrite=overwrite)
     interrupted = False
     backend_name = "ray" if use_ray else ("serial" if workers == 1 else "processes")
@@ -324,7 +398,7 @@ def collect(
         try:
             commit_ready()
             if stats.committed < total:
-                with make_backend(config, workers, ray_address, use_ray) as backend:
+                with make_backend(config, workers, ray_address, use_ray, batch_size) as backend:
                     backend_name = backend.name
                     for spec, record in backend.run(specs()):
                         record.episode_index = spec.index
@@ -346,6 +420,11 @@ def collect(
         if stats.new_episodes:  # wall time of the runs that collected (resumes add theirs)
             worked = float(writer.attrs.get("collect_seconds") or 0.0) + stats.elapsed
             writer.update_attrs({"collect_seconds": round(worked, 1)})
+    except BaseException:
+        # A run that fails before its first commit removes the empty store it created (an existing
+        # one is kept), so the corrected command needs no --overwrite; pending episodes stay.
+        writer.discard_if_empty()
+        raise
     finally:
         writer.close()
     return CollectResult(

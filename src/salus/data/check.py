@@ -11,14 +11,27 @@ from typing import Any
 
 import numpy as np
 
-from salus._io import reading
 from salus.data.format import (
     META_FIELDS,
     pending_dir,
 )
-from salus.data.integrity import ChunkDamage, chunk_rows_of, corrupt_chunks, missing_chunks, open_array
+from salus.data.integrity import (
+    ChunkDamage,
+    chunk_rows_of,
+    corrupt_chunks,
+    damage_message,
+    missing_chunks,
+    open_array,
+)
 from salus.data.lock import lock_path
-from salus.data.reader import SalusDataset, _read_state, commit_record, open_store
+from salus.data.reader import (
+    SalusDataset,
+    commit_record,
+    missing_nodes,
+    open_store,
+    read_stored_state,
+    structure_message,
+)
 from salus.errors import DatasetError
 
 __all__ = ["CheckReport", "DamageScan", "check_dataset", "dataset_info", "scan_damage"]
@@ -76,6 +89,9 @@ def scan_damage(path: str | os.PathLike[str], *, decode_data: bool = True) -> Da
     root = open_store(p)
     attrs = dict(root.attrs)
     n, steps, schema = commit_record(attrs, p)
+    absent = [node for node in missing_nodes(p, attrs, schema) if not node.startswith("state")]
+    if absent:  # every group / array the readers need, named at once
+        raise DatasetError(structure_message(p, absent))
     meta_arrays = {name: open_array(root, p, "meta", name) for name in META_FIELDS}
     data_arrays = {key: open_array(root, p, "data", key) for key in schema}
     for group, arrays, length in (("meta", meta_arrays, n), ("data", data_arrays, steps)):
@@ -150,7 +166,9 @@ class CheckReport:
 def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
     """Open the dataset, decode every committed chunk and check metadata consistency.
 
-    Detects: a missing path, a foreign (non-zarr or non-salus) store, a truncated store (arrays
+    Detects: a missing path, a foreign (non-zarr or non-salus) store, a missing group or array the
+    readers need (``salus.data.reader.required_nodes``: ``meta/*``, ``data/<key>``, the fitted
+    ``state/<owner>``; all named at once), a truncated store (arrays
     shorter than the commit record), missing and corrupt chunks (crc32c / zstd checksum, each
     reported with its array, chunk and episodes), inconsistent metadata, NaN/inf in valid signals.
     Data past the last commit (an interrupted collection) is a note, not a problem.
@@ -170,12 +188,15 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
             f"{len(report.damaged_episodes)} of {scan.num_episodes} episodes are damaged; "
             f"`salus dataset repair {path} --out NEW.zarr` copies the others into a new dataset"
         )
-    try:
-        with reading(Path(path) / "state", "the stored fitted state", DatasetError):
-            if "state" in scan.root or Path(scan.path / "state").is_dir():
-                _read_state(scan.root["state"], Path(path) / "state")
-    except DatasetError as exc:
-        report.problems.append(f"{exc} (not repairable: the state is fitted once, at creation)")
+    attrs = dict(scan.root.attrs)
+    lost = [node for node in missing_nodes(path, attrs, {}) if node.startswith("state")]
+    if lost:  # the fitted state `salus train` / `evaluate` read
+        report.problems.append(structure_message(path, lost))
+    else:
+        try:
+            read_stored_state(scan.root, path, attrs)
+        except DatasetError as exc:
+            report.problems.append(f"{exc} (not repairable: the state is fitted once, at creation)")
     try:
         ds = SalusDataset(path)
     except DatasetError as exc:
@@ -255,8 +276,29 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
 
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Summary of a dataset: episodes, steps, success rate, failure types, tasks, perturbations and
-    per-signal statistics (over valid entries)."""
-    ds = SalusDataset(path)
+    per-signal statistics (over valid entries).
+
+    Cheap, so it does not decode every chunk: it refuses (DatasetError) a store that lacks a group
+    or array the readers need, or a chunk file of committed rows (every chunk file the array
+    metadata implies is compared with a directory listing), and says under ``integrity`` that the
+    checksums of the chunks it did not read are not verified (``salus dataset check`` decodes all).
+    """
+    ds = SalusDataset(path)  # refuses missing meta/ or data/ arrays and damaged meta/ chunks
+    lost = [node for node in missing_nodes(ds.path, ds.attrs, ds.schema) if node.startswith("state")]
+    if lost:
+        raise DatasetError(structure_message(ds.path, lost))
+    damage = [
+        ds._data_damage(key, ds._data_arrays[key], i, "missing")
+        for key in ds.keys
+        for i in ds.missing_chunks(key)
+    ]
+    if damage:
+        raise DatasetError(damage_message(ds.path, damage, "to summarise it"))
+    listed = sum(
+        -(-length // chunk_rows_of(arr))
+        for arrays, length in ((ds._data_arrays, ds.num_steps), (ds._meta_arrays, ds.num_episodes))
+        for arr in arrays.values()
+    )
     n = ds.num_episodes
     pert = Counter(p["name"] for ep in ds.perturbations for p in ep)
     unperturbed = sum(1 for ep in ds.perturbations if not ep)
@@ -273,6 +315,14 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "step_keys": {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in ds.schema.items()},
         "policy": ds.attrs.get("policy"),
         "signals": {},
+        "integrity": {
+            "chunk_files": listed,
+            "missing_chunks": 0,
+            "checksums_verified": False,
+            "note": f"all {listed} chunk files of committed rows are present (listed, not decoded); "
+            "checksums are verified only for the arrays this summary read (meta/, data/signals, "
+            f"data/signal_valid): `salus dataset check {ds.path}` decodes every chunk",
+        },
     }
     if "signals" in ds.keys and ds.num_steps:
         sig = ds.steps("signals").astype(np.float64)

@@ -30,6 +30,7 @@ __all__ = [
     "COMMITTED_EPISODES_ATTR",
     "COMMITTED_STEPS_ATTR",
     "STEP_KEYS_ATTR",
+    "STATE_OWNERS_ATTR",
     "STEP_KEY_DTYPES",
     "REQUIRED_STEP_KEYS",
     "META_FIELDS",
@@ -46,6 +47,8 @@ FORMAT_VERSION_ATTR = "salus_format_version"
 COMMITTED_EPISODES_ATTR = "salus_committed_episodes"
 COMMITTED_STEPS_ATTR = "salus_committed_steps"
 STEP_KEYS_ATTR = "salus_step_keys"  # {key: {"dtype": str, "shape": [trailing dims]}}
+# The fitted states written at creation (``state/<owner>``), so that a store that lost one is noticed.
+STATE_OWNERS_ATTR = "salus_state_owners"  # [owner, ...]
 
 # Step keys with a fixed storage dtype (values are cast on append); other numeric keys keep their own.
 STEP_KEY_DTYPES: dict[str, np.dtype] = {

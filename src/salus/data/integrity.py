@@ -25,6 +25,7 @@ __all__ = [
     "ChunkDamage",
     "open_array",
     "chunk_file",
+    "listed_files",
     "missing_chunks",
     "corrupt_chunks",
     "chunk_rows_of",
@@ -123,8 +124,25 @@ def _chunk_range(arr: Any, length: int, within: tuple[int, int] | None) -> range
 def missing_chunks(
     array_dir: Path, arr: Any, length: int, within: tuple[int, int] | None = None
 ) -> list[int]:
-    """Chunks holding any of the first ``length`` rows (or of rows ``within`` [lo, hi)) whose file is absent."""
-    return [i for i in _chunk_range(arr, length, within) if not os.path.isfile(chunk_file(array_dir, arr, i))]
+    """Chunks holding any of the first ``length`` rows (or of rows ``within`` [lo, hi)) whose file is
+    absent: the chunk files the array metadata implies, compared with a listing of ``array_dir``
+    (nothing is decoded). A few chunks are looked up one by one instead of listing the directory."""
+    todo = _chunk_range(arr, length, within)
+    if len(todo) <= 8:
+        return [i for i in todo if not os.path.isfile(chunk_file(array_dir, arr, i))]
+    listed = listed_files(array_dir)
+    return [i for i in todo if chunk_file(array_dir, arr, i).relative_to(array_dir).as_posix() not in listed]
+
+
+def listed_files(directory: Path) -> set[str]:
+    """Relative paths (``/``-separated) of every file under ``directory`` (empty if it is absent)."""
+    out: set[str] = set()
+    base = str(directory)
+    for root, _dirs, files in os.walk(base):
+        rel = os.path.relpath(root, base)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        out.update(prefix + name for name in files)
+    return out
 
 
 def corrupt_chunks(

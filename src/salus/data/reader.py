@@ -20,6 +20,7 @@ from salus.data.format import (
     FORMAT_VERSION,
     FORMAT_VERSION_ATTR,
     META_FIELDS,
+    STATE_OWNERS_ATTR,
     STEP_KEYS_ATTR,
 )
 from salus.data.integrity import (
@@ -34,7 +35,17 @@ from salus.data.integrity import (
 from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
 
-__all__ = ["SalusDataset", "Split", "Windows", "open_store", "commit_record"]
+__all__ = [
+    "SalusDataset",
+    "Split",
+    "Windows",
+    "open_store",
+    "commit_record",
+    "required_nodes",
+    "required_state_owners",
+    "missing_nodes",
+    "read_stored_state",
+]
 
 
 def open_store(path: str | os.PathLike[str]) -> Any:
@@ -91,6 +102,55 @@ def commit_record(
     return int(n), int(steps), {str(k): dict(v) for k, v in schema.items()}
 
 
+#: Root attribute -> the fitted state a dataset that has it carries: ``salus collect``, ``Recorder``
+#: and ``repair`` record the signal extractor's config in ``attrs["extractor"]`` and its fitted
+#: statistics in ``state/extractor``, which ``salus train`` / ``evaluate`` read
+#: (``SalusDataset.state("extractor")``). Datasets written since ``salus_state_owners`` exists
+#: also name their states there.
+STATE_OWNERS_BY_ATTR: dict[str, str] = {"extractor": "extractor"}
+
+
+def required_state_owners(attrs: dict[str, Any]) -> list[str]:
+    """The ``state/<owner>`` groups a dataset with root attributes ``attrs`` must carry."""
+    owners = attrs.get(STATE_OWNERS_ATTR)
+    named = [str(o) for o in owners] if isinstance(owners, list) else []
+    named += [owner for attr, owner in STATE_OWNERS_BY_ATTR.items() if attr in attrs]
+    return sorted(set(named))
+
+
+def required_nodes(attrs: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Every group and array (path inside the store) the readers open: the ``meta`` group and each
+    of its ``META_FIELDS`` arrays, the ``data`` group and ``data/<key>`` of each committed step key,
+    and ``state/<owner>`` of each fitted state the dataset carries. The one list: ``SalusDataset``
+    opens these, ``salus dataset check`` / ``info`` and a resuming writer verify that all exist."""
+    nodes = ["meta", *(f"meta/{name}" for name in META_FIELDS), "data", *(f"data/{k}" for k in schema)]
+    owners = required_state_owners(attrs)
+    if owners:
+        nodes += ["state", *(f"state/{owner}" for owner in owners)]
+    return nodes
+
+
+def missing_nodes(path: str | os.PathLike[str], attrs: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """The :func:`required_nodes` whose metadata file (``NODE/zarr.json``) is absent from the store."""
+    p = Path(path)
+    return [node for node in required_nodes(attrs, schema) if not (p / node / "zarr.json").is_file()]
+
+
+def structure_message(path: str | os.PathLike[str], missing: Sequence[str]) -> str:
+    """What is wrong with a store that lacks the ``missing`` nodes, and what can be done."""
+    verb = "is" if len(missing) == 1 else "are"
+    text = f"{path}: the store is damaged: {', '.join(missing)} {verb} missing"
+    if any(m == "state" or m.startswith("state/") for m in missing):
+        text += (
+            " (state/ holds the fitted signal-extractor statistics that `salus train` and `evaluate` "
+            "read; they are written once, when the dataset is created)"
+        )
+    return (
+        f"{text}. `salus dataset repair` cannot restore a missing group or array (it only copies "
+        "what is there): collect into a new --out"
+    )
+
+
 @dataclass
 class Split:
     """Episode indices of each part of an episode-level split (disjoint, sorted)."""
@@ -133,6 +193,9 @@ class SalusDataset:
         self._root = root
         self.attrs: dict[str, Any] = dict(root.attrs)
         self.num_episodes, self.num_steps, self.schema = commit_record(self.attrs, self.path)
+        absent = [n for n in missing_nodes(self.path, self.attrs, self.schema) if not n.startswith("state")]
+        if absent:  # (a missing fitted state refuses only state(): `salus dataset check` reports it)
+            raise DatasetError(structure_message(self.path, absent))
         self._meta_arrays = {name: open_array(root, self.path, "meta", name) for name in META_FIELDS}
         self._data_arrays = {key: open_array(root, self.path, "data", key) for key in self.schema}
         for name, arr in self._meta_arrays.items():
@@ -290,6 +353,8 @@ class SalusDataset:
             if (self.path / "state").is_dir():
                 _check_nodes(self.path / "state")
             if "state" not in self._root or owner not in self._root["state"]:
+                if owner in required_state_owners(self.attrs):  # written at creation, lost since
+                    raise DatasetError(structure_message(self.path, [f"state/{owner}"]))
                 have = list(self._root["state"].group_keys()) if "state" in self._root else []
                 raise InvalidNameError("state owner", owner, have)
             return _read_state(self._root["state"][owner], self.path / "state" / owner)
@@ -526,3 +591,17 @@ def _read_state(group: Any, path: Path | None = None) -> dict[str, Any]:
     for name, sub in group.groups():
         out[name] = _read_state(sub, None if path is None else path / name)
     return out
+
+
+def read_stored_state(root: Any, path: str | os.PathLike[str], attrs: dict[str, Any]) -> dict[str, Any]:
+    """The whole stored ``state/`` group as a nested dict, verified: every fitted state the dataset
+    must carry (:func:`required_state_owners`) is there, every node and chunk exists and decodes;
+    DatasetError otherwise. ``{}`` for a dataset that carries no state."""
+    p = Path(path)
+    missing = [n for n in missing_nodes(p, attrs, {}) if n == "state" or n.startswith("state/")]
+    if missing:
+        raise DatasetError(structure_message(p, missing))
+    with reading(p / "state", "the stored fitted state", DatasetError):
+        if "state" in root or (p / "state").is_dir():
+            return _read_state(root["state"], p / "state")
+    return {}

@@ -23,7 +23,7 @@ from salus._io import reading
 from salus.data.check import _read_chunks, check_dataset, scan_damage
 from salus.data.integrity import format_indices
 from salus.data.lock import DatasetLock
-from salus.data.reader import _read_state
+from salus.data.reader import read_stored_state
 from salus.data.record import EpisodeRecord
 from salus.data.writer import RESERVED_ATTRS, DatasetWriter
 from salus.errors import DatasetError, InvalidInputError
@@ -84,8 +84,7 @@ def repair_dataset(
         attrs = {k: v for k, v in dict(scan.root.attrs).items() if k not in RESERVED_ATTRS}
         state: dict[str, Any] = {}
         with reading(src / "state", "the stored fitted state (it cannot be repaired)", DatasetError):
-            if "state" in scan.root or Path(scan.path / "state").is_dir():
-                state = _read_state(scan.root["state"], src / "state")
+            state = read_stored_state(scan.root, src, dict(scan.root.attrs))  # every state it must carry
         keep = np.flatnonzero(~scan.damaged)
         dropped = [int(i) for i in np.flatnonzero(scan.damaged)]
         if scan.num_episodes and not keep.size:

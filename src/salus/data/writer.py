@@ -11,9 +11,13 @@ writer truncates. No finished episode is ever lost and no partial one is ever vi
 Creation is atomic too: a new store is built complete (format attributes, empty arrays, fitted
 state) in ``DATA.zarr.creating`` beside the target and renamed into place, so a kill at any moment
 leaves no dataset or a valid empty one. Before appending to an existing store the writer checks
-that every chunk of committed rows exists, every ``meta/`` chunk decodes and the ``data/`` chunks
-it will write into decode: it never writes into a damaged chunk (a missing one would be re-created
-from zeros).
+that every group and array the readers need exists (``salus.data.reader.required_nodes``, the
+fitted ``state/`` included, which must also decode), that every chunk of committed rows exists,
+and that every ``meta/`` chunk, every committed chunk of the non-image ``data/`` keys and the image
+chunks of the last episode decode: it never appends to a store ``salus dataset check`` would
+refuse for that damage, nor writes into a damaged chunk (a missing one would be re-created from
+zeros). :meth:`DatasetWriter.discard_if_empty` removes a store the writer created and never
+committed to (a collection that failed before its first episode).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from salus.data.format import (
     FORMAT_VERSION_ATTR,
     META_CHUNK_ROWS,
     META_FIELDS,
+    STATE_OWNERS_ATTR,
     STEP_KEYS_ATTR,
     chunk_rows,
     creating_dir,
@@ -52,13 +57,19 @@ from salus.data.integrity import (
     open_array,
 )
 from salus.data.lock import DatasetLock
-from salus.data.reader import commit_record
+from salus.data.reader import commit_record, missing_nodes, read_stored_state, structure_message
 from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError
 
 __all__ = ["DatasetWriter", "RESERVED_ATTRS", "remove_partial_files", "write_state"]
 
-RESERVED_ATTRS = (FORMAT_VERSION_ATTR, COMMITTED_EPISODES_ATTR, COMMITTED_STEPS_ATTR, STEP_KEYS_ATTR)
+RESERVED_ATTRS = (
+    FORMAT_VERSION_ATTR,
+    COMMITTED_EPISODES_ATTR,
+    COMMITTED_STEPS_ATTR,
+    STEP_KEYS_ATTR,
+    STATE_OWNERS_ATTR,
+)
 
 
 def remove_partial_files(path: Path) -> int:
@@ -169,6 +180,7 @@ class DatasetWriter:
         self._schema: dict[str, dict[str, Any]] = {}
         self._episodes = 0
         self._steps = 0
+        self._created = False  # this writer created the store (see discard_if_empty)
         self._lock = DatasetLock(self.path) if lock else None
         if self._lock is not None:
             self._lock.acquire()
@@ -247,13 +259,17 @@ class DatasetWriter:
                 dtype=dtype,
                 compressors=meta_compressors(),
             )
+        owners: list[str] = []
         if state:
-            write_state(root.create_group("state"), state)
+            group = root.create_group("state")
+            write_state(group, state)
+            owners = sorted([*group.group_keys(), *group.array_keys()])  # the nodes readers will look for
         root.update_attributes(
             {
                 **to_json(dict(attrs), other="str"),
                 FORMAT_VERSION_ATTR: FORMAT_VERSION,
                 STEP_KEYS_ATTR: {},
+                STATE_OWNERS_ATTR: owners,
                 COMMITTED_EPISODES_ATTR: 0,
                 COMMITTED_STEPS_ATTR: 0,
             }
@@ -269,6 +285,7 @@ class DatasetWriter:
         self._schema = {}
         self._episodes = 0
         self._steps = 0
+        self._created = True
         self._bind_arrays()
 
     def _open_existing(self, root: Any) -> None:
@@ -278,7 +295,12 @@ class DatasetWriter:
                 f"{self.path} has salus format version {version}; this salus writes version {FORMAT_VERSION}"
             )
         self._root = root
-        self._episodes, self._steps, self._schema = commit_record(dict(root.attrs), self.path)
+        attrs = dict(root.attrs)
+        self._episodes, self._steps, self._schema = commit_record(attrs, self.path)
+        absent = missing_nodes(self.path, attrs, self._schema)
+        if absent:  # every group and array the readers need (`salus dataset check` would refuse it)
+            raise DatasetError(f"refusing to append: {structure_message(self.path, absent)}")
+        read_stored_state(root, self.path, attrs)  # small; DatasetError if damaged
         self._bind_arrays()
         for name, arr in self._meta.items():
             if arr.shape[0] < self._episodes:
@@ -297,20 +319,35 @@ class DatasetWriter:
             raise DatasetError(f"{self.path}: meta/episode_ends disagrees with the commit record; corrupt")
         self.truncate_uncommitted()
 
+    def _last_episode_start(self) -> int:
+        """First step of the last committed episode (0 if it cannot be read: the check reports why)."""
+        if self._episodes < 2:
+            return 0
+        try:
+            return int(self._meta["episode_ends"][self._episodes - 2])
+        except Exception:  # a damaged meta/episode_ends chunk, reported by _check_chunks
+            return max(0, self._steps - 1)
+
     def _check_chunks(self) -> None:
-        """Refuse to append to a store with a missing chunk of committed rows, a ``meta/`` chunk that
-        does not decode, or a ``data/`` chunk the next append writes into (the partly filled last
-        chunk of each array) that does not decode."""
+        """Refuse to append to a store that ``salus dataset check`` would refuse for damaged chunks,
+        as far as a quick look can tell: a missing chunk file of committed rows (a listing, no
+        decoding), or a chunk that does not decode among every ``meta/`` chunk, every committed chunk
+        of the ``data/`` keys other than images, and the image chunks of the last committed episode
+        (the partly filled last chunk, which the next append rewrites, is one of them). Images are
+        most of a store that has them (decoding all of them takes about 2 minutes per million
+        steps; the other keys about 2 s), so older image chunks are checked at read time and by
+        ``salus dataset check``."""
         damage: list[ChunkDamage] = []
         arrays = [("meta", name, arr, self._episodes) for name, arr in self._meta.items()]
         arrays += [("data", key, arr, self._steps) for key, arr in self._data.items()]
         for group, name, arr, length in arrays:
             rows = chunk_rows_of(arr)
             missing = missing_chunks(self.path / group / name, arr, length)
-            if group == "meta":  # small: decode all of it (readers refuse a store with a damaged one)
+            if group == "meta" or not name.startswith("image_"):  # decode every committed chunk
                 todo = [i for i in range(-(-length // rows)) if i not in missing]
-            else:  # the partly filled last chunk, which the next append rewrites
-                todo = [length // rows] if length % rows and length // rows not in missing else []
+            else:  # images: the chunks of the last committed episode
+                first = self._last_episode_start() // rows
+                todo = [i for i in range(first, -(-length // rows)) if i not in missing]
             found = [(i, "missing", "") for i in missing]
             found += [(i, "corrupt", err) for i, err in corrupt_chunks(arr, length, todo)]
             for i, kind, err in found:
@@ -484,6 +521,21 @@ class DatasetWriter:
         self._root = None
         if self._lock is not None:
             self._lock.release()
+
+    def discard_if_empty(self) -> bool:
+        """Close the writer and, when it created the store and nothing was committed to it, delete
+        the store (renamed aside first, so a kill leaves only a leftover the next writer removes).
+        A run that fails before its first episode thus leaves nothing behind; a store that existed
+        before is never deleted. Returns whether the store was deleted."""
+        remove = self._root is not None and self._created and self._episodes == 0
+        if remove:
+            self._root = None
+            aside = replaced_dir(self.path)
+            _remove_tree(aside)
+            os.rename(self.path, aside)
+            _remove_tree(aside)
+        self.close()
+        return remove
 
     def __enter__(self) -> DatasetWriter:
         return self
