@@ -52,6 +52,8 @@ def test_report_cli_draws_the_evaluation_of_the_first_seed(
     html = index.read_text()
     assert "salus-mlp" in html and "signal:" in html and "Alarms: constant threshold" in html
     assert "1 (the first of 2 seed directories)" in html and "seed1" in html
+    command = f"salus report {models} {tiny_data} --out {out} --json"  # real arguments, none elided
+    assert command in (out / "results.md").read_text() and command in html
     if CHROMIUM is not None:
         images = _browser_images(index)
         assert len(images) == 5 and all(w > 300 for w, _ in images.values()), images
@@ -61,7 +63,7 @@ def test_report_cli_errors_are_clear(tiny_data: Path, tiny_model: Path, tmp_path
     res = _invoke("report", str(tmp_path), str(tiny_data), "--out", str(tmp_path / "r"))
     assert res.exit_code != 0 and "holds no predictor checkpoint" in str(res.exception or res.output)
     res = _invoke("report", str(tiny_model), str(tiny_data), "--out", str(tmp_path / "r"), "--alpha", "1.5")
-    assert res.exit_code != 0 and "alphas must be in (0, 1)" in str(res.exception or res.output)
+    assert res.exit_code == 2 and "'--alpha': must be a finite number in (0, 1), got 1.5" in res.output
 
 
 def test_replay_cli_writes_frames_with_the_risk_curve(

@@ -2,15 +2,123 @@
 
 from __future__ import annotations
 
+import math
+import shlex
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["split_values", "progress_bar", "POLICY_SPEC_HELP"]
+__all__ = [
+    "invoked_command",
+    "split_values",
+    "progress_bar",
+    "POLICY_SPEC_HELP",
+    "check_range",
+    "in_range",
+    "out_dir",
+    "SEED_MAX",
+    "seed_option",
+    "positive_int",
+]
+
+#: The largest seed a command takes (every seeded generator salus uses accepts it).
+SEED_MAX = 2**32 - 1
 
 # The --policy help of every command that takes a policy spec (the default is salus.policies.DEFAULT_POLICY).
 POLICY_SPEC_HELP = (
     "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), "
-    "builtin:DIR, smolvla:PATH, ..."
+    "builtin:DIR, smolvla:PATH, python:FILE.py:FUNC or python:MODULE:FUNC (a function of yours "
+    "that builds your own PyTorch policy, docs/byo-robot.md), ..."
 )
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def range_text(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
+) -> str:
+    """The allowed range in words: ``in [0, 1)``, ``>= 1``, ``> 0``."""
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
+    return ""
+
+
+def check_range(
+    value: Any,
+    what: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Any:
+    """``value`` if it is a finite number in the range, else an ``InvalidInputError`` naming
+    ``what`` (e.g. ``--lr``), the range and the value. ``None`` (an option not given) passes."""
+    from salus.errors import InvalidInputError
+
+    if value is None:
+        return None
+    kind = "an integer" if isinstance(value, int) else "a finite number"
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (lo is None or (value > lo if lo_open else value >= lo))
+        and (hi is None or (value < hi if hi_open else value <= hi))
+    )
+    if not ok:
+        rng = range_text(lo, hi, lo_open=lo_open, hi_open=hi_open)
+        raise InvalidInputError(f"{what} must be {kind}{' ' + rng if rng else ''}, got {value!r}")
+    return value
+
+
+def in_range(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[Any], Any]:
+    """A typer option callback refusing NaN, infinities and values outside the range (also each
+    value of a repeated option) where the option is parsed: a usage error (exit 2) whose message
+    names the option, the allowed range and the value. ``None`` (option not given) passes."""
+
+    def callback(value: Any) -> Any:
+        import typer
+
+        from salus.errors import InvalidInputError
+
+        for v in value if isinstance(value, list | tuple) else [value]:
+            try:
+                check_range(v, "it", lo, hi, lo_open=lo_open, hi_open=hi_open)
+            except InvalidInputError as exc:
+                raise typer.BadParameter(str(exc).removeprefix("it ")) from None
+        return value
+
+    return callback
+
+
+#: Callbacks of the options most commands share.
+seed_option = in_range(0, SEED_MAX)
+positive_int = in_range(1)
+
+
+def out_dir(value: Path | None) -> Path | None:
+    """A typer callback for an output folder option: refused (exit 2) when it, or a folder it would
+    be created in, is an existing file."""
+    import typer
+
+    if value is None:
+        return None
+    for p in (Path(value), *Path(value).parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == Path(value) else f" ({p} is a file)"
+                raise typer.BadParameter(f"{value} must be a folder (existing or new), not a file{where}")
+            break
+    return value
 
 
 def split_values(values: list[str] | None) -> list[str]:
@@ -31,3 +139,26 @@ def progress_bar() -> Any:
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
+
+
+def invoked_command(ctx: Any) -> str:
+    """The command line that reproduces this invocation (``salus <command> ARGS --option VALUE``),
+    built from the parsed values, so a command chained by ``salus demo`` prints its real arguments;
+    options left at their defaults are omitted."""
+    words = ["salus", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name == "argument":
+            words += [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+            continue
+        if value is None or value == param.default or value in ((), []) or value is False:
+            continue
+        flag = param.opts[0]
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                words += [flag, str(v)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from salus.cli._common import check_range, out_dir, positive_int, seed_option
+
 __all__ = ["register"]
 
 
@@ -26,16 +28,24 @@ def register(app: typer.Typer) -> None:
             "--fresh",
             help="Fresh episodes of the same policy and perturbation mix, collected with another --seed.",
         ),
-        out: Path = typer.Option(Path("runs/assist"), "--out", help="Results folder (resumes)."),
+        out: Path = typer.Option(
+            Path("runs/assist"), "--out", callback=out_dir, help="Results folder (resumes)."
+        ),
         alphas: str = typer.Option(
             "",
             "--alphas",
             help="Comma-separated alphas (default: salus.predictor.closed_loop.CLOSED_LOOP_ALPHAS).",
         ),
         workers: int = typer.Option(
-            1, "--workers", "-w", help="Worker processes for the counterfactual episodes."
+            1,
+            "--workers",
+            "-w",
+            callback=positive_int,
+            help="Worker processes for the counterfactual episodes.",
         ),
-        seed: int = typer.Option(0, "--seed", help="Seeds the random help requests and the bootstrap."),
+        seed: int = typer.Option(
+            0, "--seed", callback=seed_option, help="Seeds the random help requests and the bootstrap."
+        ),
         json_out: bool = typer.Option(False, "--json", help="Print the pooled results as JSON."),
     ) -> None:
         """Closed-loop evaluation: success with handover, stops, help requests; resumable."""
@@ -54,8 +64,8 @@ def register(app: typer.Typer) -> None:
             raise InvalidInputError(
                 f"--alphas must be comma-separated numbers in (0, 1), got {alphas!r}"
             ) from exc
-        if workers < 1:
-            raise InvalidInputError(f"--workers must be >= 1, got {workers}")
+        for a in parsed or ():
+            check_range(a, "every --alphas value", 0, 1, lo_open=True, hi_open=True)
         console = Console(stderr=True)
         with Progress(
             TextColumn("counterfactual episodes"),

@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import in_range, out_dir, positive_int, seed_option
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "benchmark_stages", "ABLATIONS"]
@@ -94,6 +95,8 @@ def benchmark_stages(
 
 
 STAGE_TIMES = "stage_seconds.json"
+FRESH_EPISODES = 640  # default closed-loop episodes of `salus benchmark` (not with --data)
+FRESH_SEED = 7001
 
 
 def _stage_seconds(out: Path, now: dict[str, float]) -> dict[str, float]:
@@ -194,17 +197,27 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark(
         out: Path = typer.Option(
-            Path("runs/benchmark"), "--out", help="Folder for data, models, evaluation, report."
+            Path("runs/benchmark"),
+            "--out",
+            callback=out_dir,
+            help="Folder for data, models, evaluation, report.",
         ),
         episodes: int = typer.Option(
-            3200, "--episodes", "-n", help="Episodes of the fixed dataset (resumed)."
+            3200, "--episodes", "-n", callback=positive_int, help="Episodes of the fixed dataset (resumed)."
         ),
-        seed: int = typer.Option(2026, "--seed", help="Collection seed of the fixed dataset."),
-        workers: int = typer.Option(2, "--workers", "-w", help="Collection worker processes."),
+        seed: int = typer.Option(
+            2026, "--seed", callback=seed_option, help="Collection seed of the fixed dataset."
+        ),
+        workers: int = typer.Option(
+            2, "--workers", "-w", callback=positive_int, help="Collection worker processes."
+        ),
         holdout_task: str = typer.Option("pick_color", "--holdout-task", help="The unseen task."),
         split_seeds: str = typer.Option("0,1,2", "--split-seeds", help="Split seeds (>= 3 for the results)."),
         epochs: int = typer.Option(
-            20, "--epochs", help="Maximum training epochs (early stopping after 4 without improvement)."
+            20,
+            "--epochs",
+            callback=positive_int,
+            help="Maximum training epochs (early stopping after 4 without improvement).",
         ),
         results: Path = typer.Option(
             Path("docs/results.md"), "--results", help="Where the results markdown goes (JSON beside it)."
@@ -215,10 +228,19 @@ def register(app: typer.Typer) -> None:
             "--data",
             help="Benchmark an existing dataset (e.g. your robot's) instead of collecting one.",
         ),
-        fresh_episodes: int = typer.Option(
-            640, "--fresh-episodes", help="Fresh episodes for the closed loop (`salus assist`); 0: none."
+        fresh_episodes: int | None = typer.Option(
+            None,
+            "--fresh-episodes",
+            callback=in_range(0),
+            help=f"Fresh episodes for the closed loop (`salus assist`; default {FRESH_EPISODES}); 0: none. "
+            "Not with --data: the closed loop needs our simulator.",
         ),
-        fresh_seed: int = typer.Option(7001, "--fresh-seed", help="Collection seed of the fresh episodes."),
+        fresh_seed: int | None = typer.Option(
+            None,
+            "--fresh-seed",
+            callback=seed_option,
+            help=f"Collection seed of the fresh episodes (default {FRESH_SEED}; not with --data).",
+        ),
         policy: str = typer.Option(
             DEFAULT_POLICY,
             "--policy",
@@ -232,10 +254,18 @@ def register(app: typer.Typer) -> None:
 
         from salus.cli.evaluate import clean_json, evaluate_seeds
         from salus.cli.main import app as root_app
+        from salus.cli.train import _seeds
         from salus.data import SalusDataset
+        from salus.errors import InvalidInputError
         from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
         from salus.predictor.tables import format_benchmark
 
+        _seeds(split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
+        if data_path is not None and (fresh_episodes or fresh_seed is not None):
+            raise InvalidInputError(
+                "--fresh-episodes / --fresh-seed run the closed loop (`salus assist`), which needs our "
+                "simulator; with --data (your own dataset) there is none: drop them, or benchmark without --data"
+            )
         console = Console(stderr=True)
         command = typer.main.get_command(root_app)
         out.mkdir(parents=True, exist_ok=True)
@@ -248,8 +278,8 @@ def register(app: typer.Typer) -> None:
             split_seeds=split_seeds,
             epochs=epochs,
             data=data_path,
-            fresh_episodes=fresh_episodes,
-            fresh_seed=fresh_seed,
+            fresh_episodes=FRESH_EPISODES if fresh_episodes is None else fresh_episodes,
+            fresh_seed=FRESH_SEED if fresh_seed is None else fresh_seed,
             policy=policy,
         )
         timings: list[tuple[str, float]] = []

@@ -9,7 +9,8 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import POLICY_SPEC_HELP, split_values
+from salus.cli._common import POLICY_SPEC_HELP, out_dir, positive_int, seed_option, split_values
+from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "normalize_ray_argv"]
@@ -54,22 +55,30 @@ def _warn_unfitted(config: Any, console: Any) -> None:
 
 def collect_command(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Dataset to write (DATA.zarr); an existing one is resumed."
+        ..., "--out", "-o", callback=out_dir, help="Dataset to write (DATA.zarr); an existing one is resumed."
     ),
     policy: str = typer.Option(
         DEFAULT_POLICY,
         "--policy",
         help=POLICY_SPEC_HELP,
     ),
-    episodes: int = typer.Option(24, "--episodes", "-n", help="Episodes the dataset should hold at the end."),
+    episodes: int = typer.Option(
+        24, "--episodes", "-n", callback=positive_int, help="Episodes the dataset should hold at the end."
+    ),
     tasks: list[str] | None = typer.Option(
         None, "--tasks", help="Tasks (repeat or comma-separate); default: all tasks, rotating."
     ),
     seed: int = typer.Option(
-        0, "--seed", help="Base seed: episode i's seed, task and perturbations derive from it."
+        0,
+        "--seed",
+        callback=seed_option,
+        help="Base seed: episode i's seed, task and perturbations derive from it.",
     ),
     max_steps: int | None = typer.Option(
-        None, "--max-steps", help="Control steps per episode; default: the simulator's limit per task."
+        None,
+        "--max-steps",
+        callback=positive_int,
+        help="Control steps per episode; default: the simulator's limit per task.",
     ),
     perturb: list[str] | None = typer.Option(
         None,
@@ -82,7 +91,15 @@ def collect_command(
         help='JSON file: a list of {"weight": w, "perturb": {NAME: STRENGTH or a lo-hi pair}} (docs/dataset.md).',
     ),
     workers: int = typer.Option(
-        1, "--workers", "-w", help="Local worker processes (or Ray actors with --ray)."
+        1, "--workers", "-w", callback=positive_int, help="Local worker processes (or Ray actors with --ray)."
+    ),
+    batch_size: int = typer.Option(
+        DEFAULT_BATCH_SIZE,
+        "--batch-size",
+        "-b",
+        callback=positive_int,
+        help="Environments each worker runs in lockstep (one batched policy call per step). "
+        "The dataset is the same for any value; larger is faster until memory or cores run out.",
     ),
     ray: str | None = typer.Option(
         None,
@@ -94,7 +111,10 @@ def collect_command(
         False, "--save-hidden", help="Store the policy's hidden state (f16) per step."
     ),
     samples: int = typer.Option(
-        4, "--samples", help="K chunks sampled per computed chunk (K >= 2 for sample signals)."
+        4,
+        "--samples",
+        callback=positive_int,
+        help="K chunks sampled per computed chunk (K >= 2 for sample signals).",
     ),
     signal_stats: str | None = typer.Option(
         None,
@@ -135,7 +155,14 @@ def collect_command(
 ) -> None:
     """Collect episodes (resumable: rerun the same command after a crash or Ctrl-C)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from salus.collect import CollectConfig, PerturbationMix, parse_perturb_arg
     from salus.collect.collector import CollectStats, collect
@@ -200,6 +227,8 @@ def collect_command(
         TextColumn("success {task.fields[success]}"),
         TextColumn("failures {task.fields[failures]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console,
     )
     task_id = progress.add_task("collect", total=episodes, rate="-", success="-", failures="-")
@@ -223,6 +252,7 @@ def collect_command(
             config,
             out,
             workers=workers,
+            batch_size=batch_size,
             use_ray=ray is not None,
             ray_address=ray,
             overwrite=overwrite,

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import in_range, out_dir
+
 __all__ = ["register"]
 
 dataset_app = typer.Typer(help="Inspect and verify salus zarr episode datasets.", no_args_is_help=True)
@@ -22,7 +24,10 @@ def info_command(
     data: Path = typer.Argument(..., help="Dataset (DATA.zarr)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Episodes, steps, success rate, failure types, tasks, perturbations and per-signal statistics."""
+    """Episodes, steps, success rate, failure types, tasks, perturbations and per-signal statistics.
+
+    Refuses (exit 2) a store that lacks a group, an array or a chunk file (listed, not decoded);
+    chunk checksums are verified by `salus dataset check`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -56,6 +61,7 @@ def info_command(
                 _fmt(s["max"]),
             )
         console.print(table)
+    console.print(f"[yellow]note:[/] {info['integrity']['note']}", soft_wrap=True)
 
 
 @dataset_app.command("check")
@@ -86,7 +92,9 @@ def check_command(
 @dataset_app.command("repair")
 def repair_command(
     data: Path = typer.Argument(..., help="Damaged dataset (DATA.zarr); it is only read."),
-    out: Path = typer.Option(..., "--out", "-o", help="New dataset to write with the undamaged episodes."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", callback=out_dir, help="New dataset to write with the undamaged episodes."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a salus dataset at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -112,9 +120,13 @@ def repair_command(
 @dataset_app.command("label")
 def label_command(
     data: Path = typer.Argument(..., help="Dataset (DATA.zarr)."),
-    episode: int | None = typer.Argument(None, help="Episode position in the dataset (0-based)."),
+    episode: int | None = typer.Argument(
+        None, callback=in_range(0), help="Episode position in the dataset (0-based)."
+    ),
     success: bool = typer.Option(False, "--success", help="The episode succeeded."),
-    failure_step: int | None = typer.Option(None, "--failure-step", help="Step at which the episode failed."),
+    failure_step: int | None = typer.Option(
+        None, "--failure-step", callback=in_range(0), help="Step at which the episode failed (>= 0)."
+    ),
     failure_type: str | None = typer.Option(
         None, "--failure-type", help="What went wrong (drop, miss, collision, timeout, ... or unknown)."
     ),
@@ -155,7 +167,8 @@ def label_command(
             labels = [Label(episode, True)]
         else:
             assert failure_step is not None
-            labels = [Label(episode, False, failure_step, failure_type or "unknown")]
+            kind = "unknown" if failure_type is None else failure_type  # '' is refused by Label
+            labels = [Label(episode, False, failure_step, kind)]
     stored = label_episodes(data, labels, by=by, overwrite=overwrite)
     if json_out:
         typer.echo(json.dumps(stored))

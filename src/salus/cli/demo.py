@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from salus.cli._common import in_range, out_dir, positive_int, seed_option
+from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register", "demo_stages"]
@@ -30,12 +32,21 @@ def demo_stages(
     alpha: float,
     max_steps: int | None,
     policy: str = DEFAULT_POLICY,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[tuple[str, list[str]]]:
     """The demo as a list of (stage name, salus CLI arguments): what a person would type."""
     data = out / "data.zarr"
     model_dir = out / "models"
     collect = ["collect", "--policy", policy, "--episodes", str(episodes), "--seed", str(seed)]
-    collect += ["--workers", str(workers), "--save-hidden", "--out", str(data)]
+    collect += [
+        "--workers",
+        str(workers),
+        "--batch-size",
+        str(batch_size),
+        "--save-hidden",
+        "--out",
+        str(data),
+    ]
     if max_steps is not None:
         collect += ["--max-steps", str(max_steps)]
     train = ["train", str(data), "--model", models, "--out", str(model_dir), "--holdout-task", holdout_task]
@@ -51,23 +62,41 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(
-            Path("runs/demo"), "--out", help="Folder for the dataset, models and report."
+            Path("runs/demo"), "--out", callback=out_dir, help="Folder for the dataset, models and report."
         ),
         episodes: int = typer.Option(
-            400, "--episodes", "-n", help="Episodes to collect (resumed if present)."
+            400,
+            "--episodes",
+            "-n",
+            callback=in_range(8),
+            help="Episodes to collect (resumed if present; >= 8).",
         ),
-        workers: int = typer.Option(2, "--workers", "-w", help="Local collection worker processes."),
-        seed: int = typer.Option(0, "--seed", help="Seeds collection, splits and training."),
+        workers: int = typer.Option(
+            2, "--workers", "-w", callback=positive_int, help="Local collection worker processes."
+        ),
+        seed: int = typer.Option(
+            0, "--seed", callback=seed_option, help="Seeds collection, splits and training."
+        ),
         holdout_task: str = typer.Option(
             "pick_color", "--holdout-task", help="Task never used in training or calibration (unseen)."
         ),
         models: str = typer.Option(
             "all", "--models", help="Predictors to train: 'all' or a comma-separated list."
         ),
-        epochs: int = typer.Option(30, "--epochs", help="Maximum training epochs (early stopping applies)."),
-        alpha: float = typer.Option(0.1, "--alpha", help="Conformal alarm level for the report."),
+        epochs: int = typer.Option(
+            30, "--epochs", callback=positive_int, help="Maximum training epochs (early stopping applies)."
+        ),
+        alpha: float = typer.Option(
+            0.1,
+            "--alpha",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Conformal alarm level for the report.",
+        ),
         max_steps: int | None = typer.Option(
-            None, "--max-steps", help="Control steps per episode; default: the simulator's limit per task."
+            None,
+            "--max-steps",
+            callback=positive_int,
+            help="Control steps per episode; default: the simulator's limit per task.",
         ),
         policy: str = typer.Option(
             DEFAULT_POLICY,
@@ -80,10 +109,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from salus.cli.main import app as root_app
-        from salus.errors import InvalidInputError
 
-        if episodes < 8:
-            raise InvalidInputError(f"--episodes must be >= 8 for a meaningful evaluation, got {episodes}")
         console = Console(stderr=True)
         command = typer.main.get_command(root_app)
         out.mkdir(parents=True, exist_ok=True)

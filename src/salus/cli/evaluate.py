@@ -8,12 +8,12 @@ results are aggregated (mean and spread over seeds, headline differences with in
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from salus.cli._common import in_range, invoked_command, out_dir, positive_int
 
 __all__ = ["register", "evaluate_seeds", "clean_json"]
 
@@ -45,13 +45,14 @@ def evaluate_seeds(
     for d in dirs:
         preds = _load_predictors(d)
         evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress))
-    agg = aggregate_seeds([e.report for e in evals], [e.boot for e in evals]) if seeds else None
+    agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals]) if seeds else None
     return evals, agg
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
+        ctx: typer.Context,
         model_dir: Path = typer.Argument(
             ...,
             help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
@@ -59,15 +60,21 @@ def register(app: typer.Typer) -> None:
         ),
         data: Path = typer.Argument(..., help="The dataset the checkpoints were trained on."),
         alpha: list[float] = typer.Option(
-            None, "--alpha", help="Conformal alpha; repeatable (default 0.05 0.1 0.2)."
+            None,
+            "--alpha",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Conformal alpha; repeatable (default 0.05 0.1 0.2).",
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the report as one JSON object instead of markdown."
         ),
         out: Path = typer.Option(
-            None, "--out", help="Also write results.json and results.md into this directory."
+            None,
+            "--out",
+            callback=out_dir,
+            help="Also write results.json and results.md into this directory.",
         ),
-        threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+        threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
     ) -> None:
         """SAFE-comparable, at-risk and time-matched ROC-AUC, and conformal alarms, for every method."""
         import torch
@@ -77,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
         from salus.predictor.tables import format_benchmark, format_markdown
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
         alphas = tuple(sorted(set(alpha))) if alpha else DEFAULT_ALPHAS
         episodes = episodes_from_dataset(SalusDataset(data), embeddings=True)
         console = Console(stderr=True)
@@ -86,9 +93,7 @@ def register(app: typer.Typer) -> None:
         reports = [e.report for e in evals]
         commands = [p.get("command") for r in reports for p in r.get("predictors", []) if p.get("command")]
         commands = list(dict.fromkeys(commands))
-        commands.append(
-            "salus " + shlex.join(sys.argv[1:]) if "evaluate" in sys.argv else "salus evaluate ..."
-        )
+        commands.append(invoked_command(ctx))
         if agg is None:
             payload: dict[str, Any] = {**reports[0], "commands": commands}
             md = format_markdown(reports[0], commands=commands)

@@ -9,7 +9,15 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import POLICY_SPEC_HELP, progress_bar, split_values
+from salus.cli._common import (
+    POLICY_SPEC_HELP,
+    in_range,
+    out_dir,
+    positive_int,
+    progress_bar,
+    seed_option,
+    split_values,
+)
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
@@ -117,19 +125,25 @@ _STATE_FEATURES_HELP = (
 
 @policy_app.command("demos")
 def demos_command(
-    out: Path = typer.Option(..., "--out", help="Folder to write the dataset to (LeRobotDataset root)."),
+    out: Path = typer.Option(
+        ..., "--out", callback=out_dir, help="Folder to write the dataset to (LeRobotDataset root)."
+    ),
     fmt: str = typer.Option(
         "lerobot", "--format", help="Dataset format: lerobot (LeRobot's LeRobotDataset v3)."
     ),
     tasks: list[str] = typer.Option(
         None, "--tasks", "--task", help="Tasks (repeat or comma-separate); default all."
     ),
-    demos: int = typer.Option(100, "--demos", help="Successful expert demonstrations per task."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the demonstrations."),
-    demo_noise: float = typer.Option(
-        0.0, "--demo-noise", help="DART noise std on executed actions, as for train."
+    demos: int = typer.Option(
+        100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
     ),
-    image_size: int = typer.Option(96, "--image-size", help="Camera image size in pixels."),
+    seed: int = typer.Option(0, "--seed", callback=seed_option, help="Seeds the demonstrations."),
+    demo_noise: float = typer.Option(
+        0.0, "--demo-noise", callback=in_range(0, 1), help="DART noise std on executed actions, as for train."
+    ),
+    image_size: int = typer.Option(
+        96, "--image-size", callback=in_range(8), help="Camera image size in pixels."
+    ),
     state_features: str = typer.Option(None, "--state-features", help=_STATE_FEATURES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset at --out."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -178,26 +192,41 @@ def train(
     tasks: list[str] = typer.Option(
         None, "--tasks", "--task", help="Training tasks (repeat or comma-separate); default all."
     ),
-    demos: int = typer.Option(100, "--demos", help="Successful expert demonstrations per task."),
+    demos: int = typer.Option(
+        100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
+    ),
     out: Path = typer.Option(
         ...,
         "--out",
+        callback=out_dir,
         help="Folder to write the policy to (builtin: config.json, model.safetensors, "
         "stats.safetensors; smolvla: a LeRobot checkpoint folder).",
     ),
     arch: str = typer.Option(
         "builtin", "--arch", help="builtin (LeRobot-free) or smolvla (LeRobot's SmolVLAPolicy)."
     ),
-    steps: int = typer.Option(None, "--steps", help="Gradient steps (default: builtin 4000, smolvla 7000)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Default: builtin 64, smolvla 32."),
-    lr: float = typer.Option(
-        None, "--lr", help="Peak AdamW learning rate (default: builtin 5e-4, smolvla 3e-4)."
+    steps: int = typer.Option(
+        None, "--steps", callback=positive_int, help="Gradient steps (default: builtin 4000, smolvla 7000)."
     ),
-    image_shift: int = typer.Option(2, "--image-shift", help="Random-shift augmentation in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the demonstrations and the training."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", callback=positive_int, help="Default: builtin 64, smolvla 32."
+    ),
+    lr: float = typer.Option(
+        None,
+        "--lr",
+        callback=in_range(0, lo_open=True),
+        help="Peak AdamW learning rate, > 0 (default: builtin 5e-4, smolvla 3e-4).",
+    ),
+    image_shift: int = typer.Option(
+        2, "--image-shift", callback=in_range(0), help="Random-shift augmentation in pixels."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", callback=seed_option, help="Seeds the demonstrations and the training."
+    ),
     demo_noise: float = typer.Option(
         0.0,
         "--demo-noise",
+        callback=in_range(0, 1),
         help="DART noise: every demonstration executes the expert action plus Gaussian noise of this std "
         "(normalised units, xyz only; labels stay clean). 0 keeps the original recipe. In [0, 1].",
     ),
@@ -215,17 +244,33 @@ def train(
         "dataset), with a fresh optimiser and schedule: train longer without starting over.",
     ),
     checkpoint_every: int = typer.Option(
-        None, "--checkpoint-every", help="smolvla: steps between checkpoints (500)."
+        None, "--checkpoint-every", callback=positive_int, help="smolvla: steps between checkpoints (500)."
     ),
-    hidden_size: int = typer.Option(None, "--hidden-size", help=_SMOLVLA_SIZE_HELP + " VLM width (128)."),
-    text_layers: int = typer.Option(None, "--text-layers", help=_SMOLVLA_SIZE_HELP + " (4)."),
-    vision_layers: int = typer.Option(None, "--vision-layers", help=_SMOLVLA_SIZE_HELP + " (2)."),
-    image_size: int = typer.Option(None, "--image-size", help=_SMOLVLA_SIZE_HELP + " Pixels (96)."),
-    patch_size: int = typer.Option(None, "--patch-size", help=_SMOLVLA_SIZE_HELP + " Pixels (12)."),
-    chunk_size: int = typer.Option(None, "--chunk-size", help=_SMOLVLA_SIZE_HELP + " (16)."),
-    n_action_steps: int = typer.Option(None, "--n-action-steps", help=_SMOLVLA_SIZE_HELP + " (4)."),
-    num_steps: int = typer.Option(None, "--num-steps", help=_SMOLVLA_SIZE_HELP + " Denoising steps (10)."),
-    threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+    hidden_size: int = typer.Option(
+        None, "--hidden-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " VLM width (128)."
+    ),
+    text_layers: int = typer.Option(
+        None, "--text-layers", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (4)."
+    ),
+    vision_layers: int = typer.Option(
+        None, "--vision-layers", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (2)."
+    ),
+    image_size: int = typer.Option(
+        None, "--image-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Pixels (96)."
+    ),
+    patch_size: int = typer.Option(
+        None, "--patch-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Pixels (12)."
+    ),
+    chunk_size: int = typer.Option(
+        None, "--chunk-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (16)."
+    ),
+    n_action_steps: int = typer.Option(
+        None, "--n-action-steps", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (4)."
+    ),
+    num_steps: int = typer.Option(
+        None, "--num-steps", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Denoising steps (10)."
+    ),
+    threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the training log."),
 ) -> None:
     """Record scripted-expert demonstrations and train a policy by behaviour cloning.
@@ -266,17 +311,16 @@ def train(
             {k: v for k, v in sizes.items() if v is not None}, as_json, init_from,
         )  # fmt: skip
         return
-    _train_builtin(out, task_list, demos, steps or 4000, batch_size or 64, lr or 5e-4, image_shift, seed,
-                   demo_noise, as_json)  # fmt: skip
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr}  # None: TrainConfig's default
+    _train_builtin(out, task_list, demos, {k: v for k, v in recipe.items() if v is not None}, image_shift,
+                   seed, demo_noise, as_json)  # fmt: skip
 
 
 def _train_builtin(
     out: Path,
     task_list: list[str],
     demos: int,
-    steps: int,
-    batch_size: int,
-    lr: float,
+    recipe: dict[str, Any],
     image_shift: int,
     seed: int,
     demo_noise: float,
@@ -286,7 +330,8 @@ def _train_builtin(
     from salus.policies.builtin.modeling_builtin import save_pretrained
     from salus.policies.builtin.training import TrainConfig, train_policy
 
-    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, image_shift=image_shift, seed=seed)
+    train_cfg = TrainConfig(image_shift=image_shift, seed=seed, **recipe)
+    steps = train_cfg.steps
     model_cfg = BuiltinConfig()
     t0 = time.perf_counter()
     with progress_bar() as bar:
@@ -385,7 +430,9 @@ def _train_smolvla(
 @policy_app.command("package")
 def package(
     src: Path = typer.Argument(..., help="A finished `salus policy train --arch smolvla` folder."),
-    out: Path = typer.Option(..., "--out", help="Where the relocatable copy goes (replaced)."),
+    out: Path = typer.Option(
+        ..., "--out", callback=out_dir, help="Where the relocatable copy goes (replaced)."
+    ),
 ) -> None:
     """Copy a trained SmolVLA folder so it loads from anywhere (how the packaged weights are made).
 
@@ -421,15 +468,23 @@ def evaluate(
     tasks: list[str] = typer.Option(
         None, "--task", "--tasks", help="Tasks (default: the policy's training tasks)."
     ),
-    episodes: int = typer.Option(20, "--episodes", help="Episodes per task and condition."),
-    seed: int = typer.Option(0, "--seed", help="Episode i uses env seed SEED + i."),
+    episodes: int = typer.Option(
+        20, "--episodes", callback=positive_int, help="Episodes per task and condition."
+    ),
+    seed: int = typer.Option(0, "--seed", callback=seed_option, help="Episode i uses env seed SEED + i."),
     perturb: list[str] = typer.Option(
         None, "--perturb", help="A perturbation condition NAME=STRENGTH[+NAME=STRENGTH]; repeat for several."
     ),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also evaluate unperturbed."),
-    max_steps: int = typer.Option(None, "--max-steps", help="Override the task's step limit."),
-    batch_size: int = typer.Option(10, "--batch-size", help="Environments run in lockstep."),
-    n_action_steps: int = typer.Option(None, "--n-action-steps", help="Override actions executed per chunk."),
+    max_steps: int = typer.Option(
+        None, "--max-steps", callback=positive_int, help="Override the task's step limit."
+    ),
+    batch_size: int = typer.Option(
+        10, "--batch-size", callback=positive_int, help="Environments run in lockstep."
+    ),
+    n_action_steps: int = typer.Option(
+        None, "--n-action-steps", callback=positive_int, help="Override actions executed per chunk."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Success rate per task, unperturbed and under each perturbation condition."""

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from salus.cli._common import in_range, invoked_command, out_dir, positive_int
+
 __all__ = ["register", "report_evaluation"]
 
 
 def report_evaluation(
-    model_dir: Path, data: Path, alpha: float | None = None, progress: Any = None
+    model_dir: Path,
+    data: Path,
+    alpha: float | None = None,
+    progress: Any = None,
+    command: str | None = None,
 ) -> tuple[Any, dict[str, Any], list[str]]:
     """``(evaluation, meta, commands)`` of MODEL_DIR's checkpoints on DATA, as ``salus evaluate``
     computes it (``evaluate_detailed``). With ``seed<S>/`` directories, the first seed's."""
@@ -39,13 +43,15 @@ def report_evaluation(
         meta["split seed"] = f"{seeds[0][0]} (the first of {len(seeds)} seed directories)"
     commands = [str(p.meta["command"]) for p in predictors if p.meta.get("command")]
     commands = list(dict.fromkeys(commands))
-    commands.append("salus " + shlex.join(sys.argv[1:]) if "report" in sys.argv else "salus report ...")
+    if command is not None:  # the command that made this report (``invoked_command``)
+        commands.append(command)
     return ev, meta, commands
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
+        ctx: typer.Context,
         model_dir: Path = typer.Argument(
             ...,
             help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
@@ -53,10 +59,16 @@ def register(app: typer.Typer) -> None:
         ),
         data: Path = typer.Argument(..., help="The dataset the checkpoints were trained on."),
         out: Path = typer.Option(
-            ..., "--out", help="Directory for index.html, the PNG figures, results.json/.md and report.json."
+            ...,
+            "--out",
+            callback=out_dir,
+            help="Directory for index.html, the PNG figures, results.json/.md and report.json.",
         ),
         alpha: float = typer.Option(
-            None, "--alpha", help="Alarm level the figures show (default 0.1; the tables show every alpha)."
+            None,
+            "--alpha",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Alarm level the figures show (default 0.1; the tables show every alpha).",
         ),
         primary: str = typer.Option(
             None, "--primary", help="Method the figures follow (default: our predictor chosen on validation)."
@@ -64,7 +76,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print one JSON object (paths and the primary method's headline numbers)."
         ),
-        threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+        threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
     ) -> None:
         """An HTML page with the evaluation's tables, calibration, lead-time, score-curve, ROC and signal figures."""
         import torch
@@ -72,11 +84,11 @@ def register(app: typer.Typer) -> None:
 
         from salus.monitor.report import render_report
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
         console = Console(stderr=True)
         with console.status("evaluating") as status:
             ev, meta, commands = report_evaluation(
-                model_dir, data, alpha, progress=lambda m: status.update(m)
+                model_dir, data, alpha, progress=lambda m: status.update(m), command=invoked_command(ctx)
             )
             status.update("drawing figures")
             index = render_report(ev, out, primary=primary, alpha=alpha, meta=meta, commands=commands)
@@ -88,15 +100,28 @@ def register(app: typer.Typer) -> None:
         for group, h in summary["headline"].items():
             band = h["alarms"].get("band", {})
             fpr = band.get("fpr")
+            if band.get("finite") is False:  # an infinite band never alarms: no FPR to report
+                console.print(
+                    f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
+                    f"band at alpha {summary['alpha']:g} cannot fire (below)"
+                )
+                continue
             console.print(
                 f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
                 f"band FPR {_num(fpr)} at alpha {summary['alpha']:g}"
             )
+        from salus.predictor.tables import band_state_lines
+
+        entry = next((m for m in ev.report["methods"] if m["name"] == summary["primary_method"]), None)
+        for line in band_state_lines(entry) if entry else []:  # per alpha: can the threshold fire
+            console.print(f"  {line}")
 
     @app.command("replay")
     def replay(
         data: Path = typer.Argument(..., help="A salus dataset collected with images saved."),
-        episode: int = typer.Option(..., "--episode", help="Episode index in the dataset (0-based)."),
+        episode: int = typer.Option(
+            ..., "--episode", callback=in_range(0), help="Episode index in the dataset (0-based)."
+        ),
         out: Path = typer.Option(..., "--out", help="Output file: .mp4, .gif, or .png (a strip of frames)."),
         model: Path = typer.Option(
             None, "--model", help="Checkpoint: draw its failure risk and alarm threshold."
@@ -104,7 +129,12 @@ def register(app: typer.Typer) -> None:
         camera: list[str] = typer.Option(
             None, "--camera", help="Camera to show (repeatable; default: all saved)."
         ),
-        fps: float = typer.Option(None, "--fps", help="Frames per second (default: the control rate)."),
+        fps: float = typer.Option(
+            None,
+            "--fps",
+            callback=in_range(0, 1000, lo_open=True),
+            help="Frames per second (default: the control rate).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Frames of an episode with the risk curve (or, without --model, the signals) under them."""

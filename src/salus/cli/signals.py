@@ -8,7 +8,14 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import POLICY_SPEC_HELP, progress_bar, split_values
+from salus.cli._common import (
+    POLICY_SPEC_HELP,
+    in_range,
+    positive_int,
+    progress_bar,
+    seed_option,
+    split_values,
+)
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
@@ -92,7 +99,9 @@ def check(
     data: Path | None = typer.Argument(
         None, help="A salus dataset (reads data/signals and data/signal_valid)."
     ),
-    rollouts: int = typer.Option(0, "--rollouts", help="Instead of DATA: run N fresh rollouts of --policy."),
+    rollouts: int = typer.Option(
+        0, "--rollouts", callback=in_range(0), help="Instead of DATA: run N fresh rollouts of --policy."
+    ),
     policy: str = typer.Option(
         DEFAULT_POLICY, "--policy", help="Policy spec for --rollouts (default: the packaged SmolVLA)."
     ),
@@ -103,8 +112,10 @@ def check(
         None, "--task", help="Task(s) for --rollouts (repeat or comma-separate; default: all, cycled)."
     ),
     perturb: str = typer.Option("mixed", "--perturb", help="For --rollouts: none, mixed or NAME=S[+NAME=S]."),
-    num_samples: int = typer.Option(4, "--samples", help="K sampled chunks per inference for --rollouts."),
-    seed: int = typer.Option(0, "--seed"),
+    num_samples: int = typer.Option(
+        4, "--samples", callback=positive_int, help="K sampled chunks per inference for --rollouts."
+    ),
+    seed: int = typer.Option(0, "--seed", callback=seed_option, help="Seeds the rollouts."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Per-signal mean, std, min, max, NaN count and validity rate, and the checks (finite, varying, distinct)."""
@@ -202,7 +213,10 @@ def fit(
         help=POLICY_SPEC_HELP,
     ),
     episodes: int = typer.Option(
-        30, "--episodes", help="Unperturbed rollouts to run; the successful ones are fitted."
+        30,
+        "--episodes",
+        callback=positive_int,
+        help="Unperturbed rollouts to run; the successful ones are fitted.",
     ),
     out: Path | None = typer.Option(
         None,
@@ -216,15 +230,19 @@ def fit(
         None, "--task", help="Task(s) (repeat or comma-separate; default: all, cycled)."
     ),
     num_samples: int = typer.Option(
-        4, "--samples", help="K sampled chunks per inference (>= 2 fits the cluster radius)."
+        4,
+        "--samples",
+        callback=positive_int,
+        help="K sampled chunks per inference (>= 2 fits the cluster radius).",
     ),
     source: str = typer.Option(
         "policy", "--source", help="policy: its own successful rollouts; expert: the scripted expert's demos."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", callback=seed_option, help="Seeds the rollouts."),
     batch_size: int = typer.Option(
         1,
         "--batch-size",
+        callback=positive_int,
         help="Policy rollouts run in lockstep per batched policy call (faster for a large policy; "
         "--source policy only).",
     ),

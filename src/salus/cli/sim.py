@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import in_range, out_dir, positive_int, seed_option
+
 __all__ = ["register"]
 
 sim_app = typer.Typer(
@@ -57,15 +59,23 @@ def perturbations_command(
 def rollout_command(
     task: str = typer.Option("pick_place", "--task", help="Task name (see `salus sim tasks`)."),
     policy: str = typer.Option("scripted", "--policy", help="Policy to run: scripted."),
-    episodes: int = typer.Option(10, "--episodes", min=1, help="Number of episodes."),
+    episodes: int = typer.Option(10, "--episodes", callback=positive_int, help="Number of episodes."),
     perturb: list[str] = typer.Option(
         [], "--perturb", help="NAME=STRENGTH, repeatable (see `salus sim perturbations`)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the first episode (episode k uses seed + k)."),
-    save_frames: Path = typer.Option(None, "--save-frames", help="Write PNG frames of every episode here."),
+    seed: int = typer.Option(
+        0, "--seed", callback=seed_option, help="Seed of the first episode (episode k uses seed + k)."
+    ),
+    save_frames: Path = typer.Option(
+        None, "--save-frames", callback=out_dir, help="Write PNG frames of every episode here."
+    ),
     render: bool = typer.Option(False, "--render/--no-render", help="Render camera images every step."),
-    image_size: int = typer.Option(96, "--image-size", help="Image size in pixels when rendering."),
-    max_steps: int = typer.Option(None, "--max-steps", help="Step limit (default: the task's)."),
+    image_size: int = typer.Option(
+        96, "--image-size", callback=in_range(8), help="Image size in pixels when rendering."
+    ),
+    max_steps: int = typer.Option(
+        None, "--max-steps", callback=positive_int, help="Step limit (default: the task's)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run episodes and print the success rate, failure-type counts and control steps per second."""

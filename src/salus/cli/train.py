@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from salus.cli._common import SEED_MAX, check_range, in_range, out_dir, positive_int, seed_option
+
 
 def _model_names(spec: str) -> list[str]:
     from salus.predictor.config import MODEL_NAMES, check_model_name
@@ -45,7 +47,34 @@ def _seeds(spec: str | None, default: int) -> list[int]:
         raise InvalidInputError(f"--split-seeds must be a comma list of integers, got {spec!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise InvalidInputError(f"--split-seeds must list distinct integers, got {spec!r}")
+    for s in seeds:
+        check_range(s, "every --split-seeds seed", 0, SEED_MAX)
     return seeds
+
+
+def _steps_from_seconds(seconds: str, steps: str | None, data: Path) -> tuple[int, ...]:
+    """``--horizons-s`` (seconds, comma list) as control steps at the dataset's control rate."""
+    from salus.data import SalusDataset
+    from salus.errors import InvalidInputError
+
+    if steps is not None:
+        raise InvalidInputError("give --horizons (control steps) or --horizons-s (seconds), not both")
+    try:
+        values = [float(h) for h in seconds.split(",") if h.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--horizons-s must be a comma list of seconds, got {seconds!r}") from None
+    attrs = SalusDataset(data).attrs
+    hz = float(attrs.get("control_hz") or (attrs.get("env") or {}).get("control_hz") or 20.0)
+    out = []
+    for sec in values:
+        n = sec * hz
+        if not (n > 0 and abs(n - round(n)) < 1e-6):
+            raise InvalidInputError(
+                f"--horizons-s: {sec:g} s is {n:g} control steps at {hz:g} Hz (the dataset's rate); "
+                "give positive seconds that are whole steps"
+            )
+        out.append(int(round(n)))
+    return tuple(out)
 
 
 def register(app: typer.Typer) -> None:
@@ -58,40 +87,72 @@ def register(app: typer.Typer) -> None:
             help="A registered model (salus-risk, salus-mlp, salus-tcn, safe-mlp, safe-lstm, oracle-risk), "
             "a comma list, or 'all' (one sub-directory each; oracle-risk only when the data has `privileged`).",
         ),
-        out: Path = typer.Option(..., "--out", help="Checkpoint directory."),
+        out: Path = typer.Option(..., "--out", callback=out_dir, help="Checkpoint directory."),
         holdout_tasks: list[str] = typer.Option(
             None,
             "--holdout-task",
             help="Task never used for training/calibration ('unseen' test); repeatable.",
         ),
         epochs: int = typer.Option(
-            60, "--epochs", help="Maximum epochs (early stopping on validation loss)."
+            60, "--epochs", callback=positive_int, help="Maximum epochs (early stopping on validation loss)."
         ),
         patience: int = typer.Option(
-            8, "--patience", help="Epochs without validation improvement before stopping."
+            8,
+            "--patience",
+            callback=positive_int,
+            help="Epochs without validation improvement before stopping.",
         ),
-        batch_episodes: int = typer.Option(32, "--batch-episodes", help="Episodes per gradient step."),
-        lr: float = typer.Option(1e-3, "--lr"),
-        seed: int = typer.Option(0, "--seed", help="Seeds the split, initialisation and shuffling."),
-        alpha: float = typer.Option(0.1, "--alpha", help="Default alarm alpha stored in the checkpoint."),
-        val_fraction: float = typer.Option(0.1, "--val-fraction", help="Seen episodes for early stopping."),
+        batch_episodes: int = typer.Option(
+            32, "--batch-episodes", callback=positive_int, help="Episodes per gradient step."
+        ),
+        lr: float = typer.Option(
+            1e-3, "--lr", callback=in_range(0, lo_open=True), help="AdamW learning rate."
+        ),
+        seed: int = typer.Option(
+            0, "--seed", callback=seed_option, help="Seeds the split, initialisation and shuffling."
+        ),
+        alpha: float = typer.Option(
+            0.1,
+            "--alpha",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Default alarm alpha stored in the checkpoint.",
+        ),
+        val_fraction: float = typer.Option(
+            0.1,
+            "--val-fraction",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Seen episodes for early stopping.",
+        ),
         calib_fraction: float = typer.Option(
-            0.2, "--calib-fraction", help="Seen episodes whose successes calibrate the conformal bands."
+            0.2,
+            "--calib-fraction",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Seen episodes whose successes calibrate the conformal bands.",
         ),
         test_fraction: float = typer.Option(
-            0.25, "--test-fraction", help="Seen episodes kept for the 'seen' test."
+            0.25,
+            "--test-fraction",
+            callback=in_range(0, 1, lo_open=True, hi_open=True),
+            help="Seen episodes kept for the 'seen' test.",
         ),
         horizons: str = typer.Option(
-            "6,10,13,16",
+            None,
             "--horizons",
-            help="Prediction horizons in control steps (20 Hz), comma list, increasing.",
+            help="Prediction horizons in control steps of the dataset's control rate, comma list, "
+            "increasing (default 6,10,13,16: 0.3-0.8 s at our Panda's 20 Hz, 0.6-1.6 s at 10 Hz).",
+        ),
+        horizons_s: str = typer.Option(
+            None,
+            "--horizons-s",
+            help="Prediction horizons in seconds, comma list, increasing: converted to control steps "
+            "with the dataset's control rate (each must be a whole number of steps). Not with --horizons.",
         ),
         score_horizon: int = typer.Option(
             -1,
             "--score-horizon",
             help="Index of the horizon whose probability is the alarm score (-1: longest).",
         ),
-        threads: int = typer.Option(1, "--threads", help="torch CPU threads."),
+        threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
         split_seeds: str = typer.Option(
             None,
             "--split-seeds",
@@ -134,21 +195,46 @@ def register(app: typer.Typer) -> None:
             train_model,
         )
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
         from salus.predictor.checkpoint import TrainedPredictor, is_checkpoint_dir
 
         names = _model_names(model)
         seeds = _seeds(split_seeds, seed)
         alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)}))
-        try:
-            horizon_steps = tuple(int(h) for h in horizons.split(",") if h.strip())
-        except ValueError:
-            from salus.errors import InvalidInputError
+        if horizons_s is not None:
+            horizon_steps = _steps_from_seconds(horizons_s, horizons, data)
+        else:
+            horizons = "6,10,13,16" if horizons is None else horizons
+            try:
+                horizon_steps = tuple(int(h) for h in horizons.split(",") if h.strip())
+            except ValueError:
+                from salus.errors import InvalidInputError
 
-            raise InvalidInputError(
-                f"--horizons must be a comma list of step counts, got {horizons!r}"
-            ) from None
+                raise InvalidInputError(
+                    f"--horizons must be a comma list of step counts, got {horizons!r}"
+                ) from None
         groups = tuple(g.strip() for g in feature_groups.split(",") if g.strip()) if feature_groups else ()
+
+        def train_config(s: int) -> Any:
+            return TrainConfig(
+                seed=s,
+                horizons=horizon_steps,
+                score_horizon=score_horizon,
+                max_epochs=epochs,
+                patience=patience,
+                batch_episodes=batch_episodes,
+                lr=lr,
+                split=SplitConfig(
+                    val_fraction=val_fraction,
+                    calib_fraction=calib_fraction,
+                    test_fraction=test_fraction,
+                    holdout_tasks=tuple(holdout_tasks or ()),
+                    seed=s,
+                ),
+                conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
+            )
+
+        train_config(seeds[0])  # a bad combination (--score-horizon, fractions) fails before the data is read
 
         def config_for(n: str) -> Any:
             features = ModelConfig(name=n).input_kind == "features"
@@ -195,23 +281,7 @@ def register(app: typer.Typer) -> None:
         selections: dict[str, Any] = {}
         with Progress(*columns, console=stderr_console) as bar:
             for s in seeds:
-                tcfg = TrainConfig(
-                    seed=s,
-                    horizons=horizon_steps,
-                    score_horizon=score_horizon,
-                    max_epochs=epochs,
-                    patience=patience,
-                    batch_episodes=batch_episodes,
-                    lr=lr,
-                    split=SplitConfig(
-                        val_fraction=val_fraction,
-                        calib_fraction=calib_fraction,
-                        test_fraction=test_fraction,
-                        holdout_tasks=tuple(holdout_tasks or ()),
-                        seed=s,
-                    ),
-                    conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
-                )
+                tcfg = train_config(s)
                 split = split_episodes(episodes, tcfg.split)
                 base = out / f"seed{s}" if multi else out
                 for name, cfg in configs.items():
@@ -226,6 +296,7 @@ def register(app: typer.Typer) -> None:
                                     "seed": s,
                                     "path": str(target),
                                     "resumed": True,
+                                    "bands": done.band_status(),
                                     **{
                                         k: done.meta["training"][k]
                                         for k in ("best_epoch", "epochs_run", "best_val_loss")
@@ -243,7 +314,10 @@ def register(app: typer.Typer) -> None:
                         )
 
                     trained = train_model(episodes, cfg, tcfg, split=split, on_epoch=on_epoch)
-                    bar.update(job, completed=epochs)
+                    ran = int(trained.meta["training"]["epochs_run"])  # < epochs after early stopping
+                    bar.update(job, total=ran, completed=ran)
+                    if ran < epochs:
+                        bar.update(job, info=f"stopped early at epoch {ran} of {epochs}")
                     trained.meta["command"] = command
                     if shown != name:
                         trained.meta["label"] = shown
@@ -258,6 +332,7 @@ def register(app: typer.Typer) -> None:
                             "epochs_run": info["epochs_run"],
                             "best_val_loss": info["best_val_loss"],
                             "seconds": info.get("seconds"),
+                            "bands": trained.band_status(),  # per alpha: can it fire, what it needs
                         }
                     )
                 if len(configs) > 1:
@@ -273,3 +348,5 @@ def register(app: typer.Typer) -> None:
                 f"{r['name']} (seed {r['seed']}): best epoch {r['best_epoch']}/{r['epochs_run']}, "
                 f"val loss {r['best_val_loss']:.4f} -> {r['path']}{' (kept)' if r.get('resumed') else ''}"
             )
+            for b in r["bands"]:
+                typer.echo(f"  conformal band at {b['text']}")

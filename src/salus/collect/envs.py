@@ -151,6 +151,7 @@ class ObservationMap:
         images: list[tuple[str, str]] = []
         task: str | None = None if task_text else "task"
         robot: str | None = None
+        given: dict[str, str] = {}
         for item in items:
             name, eq, value = str(item).partition("=")
             name, value = name.strip(), value.strip()
@@ -158,6 +159,12 @@ class ObservationMap:
                 raise InvalidInputError(
                     f"--obs takes NAME=KEY with NAME state, image_<camera>, task or robot_state, got {item!r}"
                 )
+            if name in given:  # the last one used to win silently
+                hint = " (several state keys: state=KEY,KEY)" if name == "state" else ""
+                raise InvalidInputError(
+                    f"--obs gives {name} twice ({given[name]!r} and {item!r}); give each policy input once{hint}"
+                )
+            given[name] = str(item)
             if name == "state":
                 state = tuple(v.strip() for v in value.split(",") if v.strip())
             elif name.startswith("image_") and len(name) > len("image_"):
@@ -328,8 +335,9 @@ class EnvSource:
     observation: ObservationMap | None = None  # None: the observation is the policy's input as it is
     kind: str = "env"
 
-    def make(self, task: str, perturbations: Sequence[tuple[str, float]]) -> tuple[Any, bool]:
-        """(env, cached): a cached env stays open for the next episode."""
+    def make(self, task: str, perturbations: Sequence[tuple[str, float]], slot: int = 0) -> tuple[Any, bool]:
+        """(env, cached): a cached env stays open for the next episode; each lockstep ``slot`` has
+        its own environments."""
         raise NotImplementedError
 
     def step_limit(self, env: Any) -> int:
@@ -350,11 +358,12 @@ class SimSource(EnvSource):
     envs: dict[str, Any] = field(default_factory=dict)
     kind = "salus.sim"
 
-    def make(self, task: str, perturbations: Sequence[tuple[str, float]]) -> tuple[Any, bool]:
+    def make(self, task: str, perturbations: Sequence[tuple[str, float]], slot: int = 0) -> tuple[Any, bool]:
         from salus.sim import make_env
 
-        if not perturbations and task in self.envs:
-            return self.envs[task], True
+        key = task if slot == 0 else f"{task}#{slot}"  # one per lockstep slot
+        if not perturbations and key in self.envs:
+            return self.envs[key], True
         env = make_env(
             task,
             image_size=self.image_size,
@@ -363,7 +372,7 @@ class SimSource(EnvSource):
             perturbations=list(perturbations) or None,
         )
         if not perturbations:
-            self.envs[task] = env
+            self.envs[key] = env
             return env, True
         return env, False
 
@@ -387,13 +396,18 @@ class GymSource(EnvSource):
     outcome: OutcomeRule = field(default_factory=OutcomeRule)
     max_steps: int | None = None
     env: Any = None
+    slot_envs: dict[int, Any] = field(default_factory=dict)
     kind = "gymnasium"
 
-    def make(self, task: str, perturbations: Sequence[tuple[str, float]]) -> tuple[Any, bool]:
+    def make(self, task: str, perturbations: Sequence[tuple[str, float]], slot: int = 0) -> tuple[Any, bool]:
         if perturbations:
             raise InvalidInputError(
                 f"perturbations {list(perturbations)} are salus.sim wrappers; an --env environment runs unperturbed"
             )
+        if slot:  # lockstep slots beyond the first get their own environment
+            if slot not in self.slot_envs:
+                self.slot_envs[slot] = make_env_from_spec(self.spec, self.kwargs)
+            return self.slot_envs[slot], True
         if self.env is None:
             self.env = make_env_from_spec(self.spec, self.kwargs)
         return self.env, True
@@ -417,5 +431,7 @@ class GymSource(EnvSource):
 
     def close(self) -> None:
         env, self.env = self.env, None
-        if env is not None:
-            env.close()
+        others, self.slot_envs = list(self.slot_envs.values()), {}
+        for e in [env, *others]:
+            if e is not None:
+                e.close()

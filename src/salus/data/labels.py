@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import getpass
+import io
 import json
 import os
 import socket
@@ -126,23 +127,32 @@ def read_label_file(path: str | os.PathLike[str]) -> list[Label]:
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"label file {p} does not exist")
+    if p.suffix.lower() not in (".json", ".csv"):
+        raise InvalidInputError(f"label file {p} must end in .json or .csv")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")  # -sig: a CSV saved by a spreadsheet starts with a BOM
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"label file {p} is not UTF-8 text ({exc.reason} at byte {exc.start}); give a JSON list of label "
+            "objects or a CSV with the columns episode,success,failure_step,failure_type"
+        ) from None
     if p.suffix.lower() == ".json":
         try:
-            obj = json.loads(p.read_text())
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"label file {p} is not valid JSON: {exc}") from None
         if not isinstance(obj, list):
             raise InvalidInputError(f"label file {p} must hold a JSON list of label objects")
         return [Label.from_obj(item, f"{p} item {i}") for i, item in enumerate(obj)]
-    if p.suffix.lower() == ".csv":
-        with open(p, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "episode" not in reader.fieldnames:
-                raise InvalidInputError(
-                    f"label file {p} needs a header row with the columns episode,success,failure_step,failure_type"
-                )
-            return [Label.from_obj(row, f"{p} line {i + 2}") for i, row in enumerate(reader)]
-    raise InvalidInputError(f"label file {p} must end in .json or .csv")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames is None or "episode" not in reader.fieldnames:
+            raise InvalidInputError(
+                f"label file {p} needs a header row with the columns episode,success,failure_step,failure_type"
+            )
+        return [Label.from_obj(row, f"{p} line {i + 2}") for i, row in enumerate(reader)]
+    except csv.Error as exc:
+        raise InvalidInputError(f"label file {p} is not a readable CSV: {exc}") from None
 
 
 def _who() -> str:

@@ -7,6 +7,7 @@ to the output layer, E observation-embedding width, K sampled chunks.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,31 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["StepInternals", "PolicyAdapter", "batch_observation"]
+__all__ = ["StepInternals", "PolicyAdapter", "batch_observation", "forward_reset"]
+
+
+def forward_reset(model: Any, env_index: int | None = None, seed: int | None = None) -> bool:
+    """Call ``model.reset`` (a stateful controller's: a filter, a history, a phase) when it has one,
+    with whichever of ``env_index`` and ``seed`` its signature accepts; returns whether it was called.
+
+    A ``reset`` that takes no ``env_index`` is called for whole-batch resets only (``env_index``
+    None): called for one environment of a batch, it would clear the other environments' state too.
+    """
+    fn = getattr(model, "reset", None)
+    if not callable(fn):
+        return False
+    params: Mapping[str, inspect.Parameter]
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: call it plainly
+        params = {}
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    takes = {name for name in ("env_index", "seed") if var_kw or name in params}
+    if env_index is not None and "env_index" not in takes:
+        return False
+    kwargs = {"env_index": env_index, "seed": seed}
+    fn(**{k: v for k, v in kwargs.items() if k in takes})
+    return True
 
 
 @dataclass

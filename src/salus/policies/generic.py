@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from salus.errors import InvalidInputError
+from salus.policies.base import forward_reset
 from salus.policies.capture import capture_modules, resolve_module
 from salus.policies.chunking import ChunkedAdapter, ChunkResult
 
@@ -96,6 +97,7 @@ class TorchPolicyAdapter(ChunkedAdapter):
         capture_internals: bool = True,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        state_dim: int | None = None,
     ):
         out_module = resolve_module(model, output_layer)
         if embedding_layer is not None:
@@ -134,9 +136,51 @@ class TorchPolicyAdapter(ChunkedAdapter):
         )
         self._validate_fn = validate or default_validate
         self.multi_sample = bool(getattr(model, "supports_multi_sample", False))
+        if state_dim is None:  # the model may say it: model.state_dim or model.config.state_dim
+            found = getattr(model, "state_dim", None)
+            if found is None:
+                found = getattr(getattr(model, "config", None), "state_dim", None)
+            state_dim = found if isinstance(found, int) and not isinstance(found, bool) else None
+        if state_dim is not None and state_dim < 1:
+            raise InvalidInputError(f"state_dim must be >= 1, got {state_dim}")
+        self.state_dim = state_dim
+
+    def reset(self, env_index: int | None = None, seed: int | None = None) -> None:
+        """Start a new episode (see :meth:`PolicyAdapter.reset`), and reset the wrapped model too
+        when it has a ``reset`` method (a stateful controller), with whichever of ``env_index`` /
+        ``seed`` it accepts (:func:`salus.policies.base.forward_reset`)."""
+        super().reset(env_index, seed)
+        forward_reset(self.model, env_index, seed)
 
     def _validate(self, observation: Mapping[str, Any]) -> int:
-        return int(self._validate_fn(observation))
+        b = int(self._validate_fn(observation))
+        if self.state_dim is not None and "state" in observation:
+            shape = np.shape(observation["state"])
+            if len(shape) != 2 or shape[1] != self.state_dim:
+                raise InvalidInputError(
+                    f"the policy takes a state of {self.state_dim} entries, the observation gives "
+                    f"{shape[1:] if len(shape) == 2 else shape}; map the right observation keys to the "
+                    "state (salus collect --obs state=KEY[,KEY])"
+                )
+        return b
+
+    def _sample(self, batch: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:
+        """``sample_actions``; a shape error inside the model (an input width it cannot take) becomes
+        an ``InvalidInputError`` naming the input shapes."""
+        try:
+            return self._sample_actions(batch, noise)
+        except RuntimeError as exc:
+            text = str(exc)
+            if not any(w in text for w in ("shape", "size", "dimension")):
+                raise
+            shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            first = text.splitlines()[0] if text else repr(exc)
+            raise InvalidInputError(
+                f"{type(self.model).__name__}.sample_actions cannot take inputs of shapes {shapes} "
+                f"(noise {tuple(noise.shape)}): {first}. Is the state "
+                "mapped from the right observation keys (salus collect --obs state=KEY[,KEY])? Pass "
+                "state_dim to TorchPolicyAdapter to check the width before the model runs."
+            ) from exc
 
     def _model_batch(self, observation: Mapping[str, Any], rows: np.ndarray) -> dict[str, Any]:
         batch = self._preprocess(observation, rows)
@@ -160,11 +204,11 @@ class TorchPolicyAdapter(ChunkedAdapter):
         noise = noise.to(self.device)
         if not self.capture_internals:
             with torch.no_grad():
-                out = self._sample_actions(batch, noise)
+                out = self._sample(batch, noise)
             return self._result(out, n, None, None, None)
         names = [self.output_layer] + ([self.embedding_layer] if self.embedding_layer else [])
         with torch.no_grad(), capture_modules(self.model, names) as buf:
-            out = self._sample_actions(batch, noise)
+            out = self._sample(batch, noise)
         if buf.count(self.output_layer) == 0:
             raise InvalidInputError(
                 f"output layer {self.output_layer!r} was never called by sample_actions; name the layer that "

@@ -50,7 +50,14 @@ def headline(view: ReportView) -> dict[str, Any]:
                         "event_after",
                         "lead_s_median",
                         "timeout_recall",
+                        "finite",  # False: the threshold cannot fire, its FPR and recall mean nothing
+                        "alpha",
+                        "n_cal",
+                        "n_cal_needed",
+                        "n_successes",
+                        "successes_needed",
                     )
+                    if k in res["alarms"][kind][str(view.alpha)]
                 }
                 for kind in view.kinds
             },

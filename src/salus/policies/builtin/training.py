@@ -195,9 +195,18 @@ class TrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.image_shift < 0 or self.warmup_steps < 0:
+        numbers = (self.lr, self.weight_decay, self.grad_clip)
+        if (
+            not all(math.isfinite(v) for v in numbers)  # NaN / inf would train a policy of NaN weights
+            or not (self.lr > 0 and self.grad_clip > 0)
+            or self.weight_decay < 0
+            or self.image_shift < 0
+            or self.warmup_steps < 0
+        ):
             raise InvalidInputError(
-                "TrainConfig needs lr > 0, weight_decay >= 0, image_shift >= 0, warmup_steps >= 0"
+                "TrainConfig needs finite lr > 0, grad_clip > 0, weight_decay >= 0, image_shift >= 0, "
+                f"warmup_steps >= 0; got lr={self.lr}, grad_clip={self.grad_clip}, "
+                f"weight_decay={self.weight_decay}, image_shift={self.image_shift}, warmup_steps={self.warmup_steps}"
             )
 
 

@@ -107,9 +107,13 @@ class SmolVLATrainConfig:
             raise InvalidInputError(
                 f"hidden_size must be a multiple of 16 (head width), got {self.hidden_size}"
             )
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0 and self.std_floor > 0):
+        numbers = (self.lr, self.weight_decay, self.grad_clip, self.std_floor, self.expert_width_multiplier)
+        if not all(math.isfinite(v) for v in numbers) or not (
+            self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0 and self.std_floor > 0
+        ):
             raise InvalidInputError(
-                "SmolVLATrainConfig needs lr > 0, weight_decay >= 0, grad_clip > 0, std_floor > 0"
+                "SmolVLATrainConfig needs finite lr > 0, weight_decay >= 0, grad_clip > 0, std_floor > 0; got "
+                f"lr={self.lr}, weight_decay={self.weight_decay}, grad_clip={self.grad_clip}, std_floor={self.std_floor}"
             )
         if self.warmup_steps < 0 or self.image_shift < 0 or not 0 < self.expert_width_multiplier <= 4:
             raise InvalidInputError(
