@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.collect.envs import ObservationMap as ObservationMap
     from salus.collect.recorder import Recorder as Recorder
     from salus.data import SalusDataset as SalusDataset
+    from salus.data.robot import RobotSpec as RobotSpec
     from salus.monitor import Monitor as Monitor
     from salus.policies.base import PolicyAdapter as PolicyAdapter
     from salus.policies.base import StepInternals as StepInternals
@@ -41,6 +42,7 @@ _LAZY: dict[str, str] = {
     "make_env": "salus.sim",
     "SignalExtractor": "salus.signals",
     "SalusDataset": "salus.data",
+    "RobotSpec": "salus.data.robot",
     "Monitor": "salus.monitor",
     "Recorder": "salus.collect.recorder",
     "ObservationMap": "salus.collect.envs",

@@ -194,7 +194,6 @@ def test_every_internal_error_becomes_a_reported_failsafe(tiny_model: Path) -> N
     cases = {
         "not a dict": ([1, 2, 3], "dict"),
         "no state": ({"task": "x"}, "state"),
-        "short state": ({**obs, "state": np.zeros(5, np.float32)}, "state"),
         "float image with NaN": ({**obs, "image_front": np.full((96, 96, 3), np.nan)}, "image_front"),
     }
     for name, (bad, needle) in cases.items():
@@ -203,6 +202,9 @@ def test_every_internal_error_becomes_a_reported_failsafe(tiny_model: Path) -> N
         assert risk.failsafe.all() and risk.alarm.all(), name
         assert needle in str(risk.reason[0]), (name, risk.reason)
         assert np.isfinite(action).all()
+    mon.reset()  # a state of the wrong shape is the caller's mistake: raised, not fail-safe
+    with pytest.raises(InvalidInputError, match=r"shape \(22,\), got \(5,\)"):
+        mon.step({**obs, "state": np.zeros(5, np.float32)})
 
     lone = Monitor.load(tiny_model)  # no policy and no internals
     risk = lone.observe(obs)

@@ -28,6 +28,7 @@ from salus.predictor.protocol import (
     score_at,
     time_matched_auroc,
     type_metrics,
+    view_metrics,
     wilson,
 )
 
@@ -57,17 +58,53 @@ def test_failed_rollouts_are_longer_so_elapsed_time_would_win_a_naive_metric(epi
     assert roc_auc(labels, lengths) > 0.9  # the confound every metric below must remove
 
 
-def test_elapsed_time_is_chance_on_every_time_honest_metric(episodes):
-    run = _elapsed(episodes)
+def _palindrome_episodes():
+    """Episodes laid out so that a score of elapsed time plus a distinct per-episode offset gets
+    exactly 0.5 without a single tie: in offset order their kinds (success, or failure type and
+    event step) read the same backwards, so every subset a metric takes by kind is balanced.
+    Failed rollouts are longer (120 steps against 80) and every event (steps 10 and 70) comes
+    before T = 80; at-risk at 1, 2, 3 s drops the step-10 events."""
+    half = ["S", ("drop", 10), "S", ("miss", 70), ("timeout", 119), "S", ("collision", 10), "S", ("drop", 70)]
+    half += ["S", ("miss", 10), ("collision", 70), "S", ("timeout", 119), "S"]
+    kinds = half + half[::-1]
+    sig = np.zeros((120, 12), np.float32)
+    val = np.ones((120, 12), bool)
+    episodes, scores = [], []
+    for shift, task in ((0.0, "a"), (0.5, "b")):  # b's offsets interleave a's: no tie across tasks
+        for k, kind in enumerate(kinds):
+            if kind == "S":
+                ep = Episode(sig[:80], val[:80], success=True, failure_step=-1, task=task)
+            else:
+                ep = Episode(sig, val, success=False, failure_step=kind[1], failure_type=kind[0], task=task)
+            episodes.append(ep)
+            offset = (k + 1 + shift) / (len(kinds) + 2)
+            scores.append(np.arange(ep.length, dtype=float) + offset)  # strictly increasing
+    return episodes, _run(scores)
+
+
+def test_elapsed_time_is_exactly_chance_without_ties_on_every_time_honest_metric():
+    episodes, run = _palindrome_episodes()
     times = safe_times(episodes)
+    assert times == {"a": 80, "b": 80}
+    labels = np.array([ep.failed for ep in episodes])
+    assert roc_auc(labels, np.array([ep.length for ep in episodes], dtype=float)) == 1.0  # the confound
+    at_t = np.array([score_at(r, times[ep.task]) for ep, r in zip(episodes, run, strict=True)])
+    assert np.unique(at_t).size == at_t.size  # no ties at T: 0.5 must come from the content
     res = safe_metrics(episodes, run, times)
     assert res["auroc"] == 0.5 and res["auroc_task_mean"] == 0.5
     for step in (20, 40, 60):
-        assert at_risk_auroc(episodes, run, step)["auroc"] == 0.5
+        r = at_risk_auroc(episodes, run, step)
+        assert r["auroc"] == 0.5 and r["n_failed"] == 2 * 10  # the step-10 events are out
     for lo, hi in ((1, 5), (6, 15), (16, 40)):
         assert time_matched_auroc(episodes, run, lo, hi)["auroc"] == 0.5
     for t, v in type_metrics(episodes, run, times, ("drop", "miss", "collision", "timeout")).items():
         assert v["auroc"] == 0.5, t
+    views = view_metrics(episodes, run, times, ProtocolConfig())
+    for key in ("safe_unperturbed", "safe_prediction", "at_risk_2s_event", "at_risk_2s_timeout"):
+        assert views[key]["auroc"] == 0.5, key
+    # a metric that read each episode at its own end (failures are longer) would not give 0.5
+    ends = np.array([r[-1] for r in run])
+    assert roc_auc(labels, ends) == 1.0
 
 
 def test_label_peeking_is_near_perfect_on_every_metric(episodes):
@@ -170,13 +207,34 @@ def test_alarm_metrics_keep_timeouts_out_of_lead_time_and_recall():
     }
 
 
-def test_method_metrics_has_every_section(episodes):
+def test_method_metrics_values_are_the_protocol_functions(episodes):
     run = _peek(episodes)
     calib = [r for r, ep in zip(run, episodes, strict=True) if ep.success][:100]
-    cfg = ProtocolConfig()
-    res = method_metrics(episodes, run, safe_times(episodes), fit_bands(calib, cfg), cfg, timeout_step=90)
-    assert set(res) == {"safe", "at_risk", "lead", "types", "alarms"}
+    cfg = ProtocolConfig(n_boot=50)
+    times = safe_times(episodes)
+    bands = fit_bands(calib, cfg)
+    res = method_metrics(episodes, run, times, bands, cfg, timeout_step=90)
+    assert set(res) == {"safe", "at_risk", "lead", "types", "alarms", "views"}
+    assert res["safe"] == safe_metrics(episodes, run, times)
+    assert res["safe"]["auroc"] > 0.99 and res["safe"]["n"] == len(episodes)
+    assert res["safe"]["n_failed"] == sum(ep.failed for ep in episodes)
+    for key, step in (("1s", 20), ("2s", 40), ("3s", 60)):
+        assert res["at_risk"][key] == at_risk_auroc(episodes, run, step)
+        assert res["at_risk"][key]["auroc"] > 0.99
+    for lo, hi in cfg.lead_bins:
+        expect = time_matched_auroc(episodes, run, lo, hi, n_boot=cfg.n_boot // 5, seed=cfg.seed)
+        assert res["lead"][f"{lo}-{hi}"] == expect
+    assert res["types"] == type_metrics(episodes, run, times, ("drop", "miss", "collision", "timeout"))
     assert set(res["alarms"]) == {"band", "constant"} and set(res["alarms"]["band"]) == {"0.05", "0.1", "0.2"}
+    for kind, by in bands.items():
+        for a, b in by.items():
+            got = res["alarms"][kind][str(a)]
+            want = alarm_metrics(episodes, run, b, cfg, timeout_step=90)
+            assert got["fpr"] == want["fpr"] and got["event_recall_0.5s"] == want["event_recall_0.5s"]
+            assert got["lead_s"] == want["lead_s"] and got["timeout_recall"] == want["timeout_recall"]
+            assert got["alpha"] == a and got["n_success"] == sum(ep.success for ep in episodes)
+    assert res["alarms"]["band"]["0.2"]["event_any"] > 0.9  # the peeking score alarms on failures
+    assert res["views"]["safe_prediction"]["auroc"] > 0.99
 
 
 def test_wilson_interval():

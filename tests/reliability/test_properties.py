@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from salus.data import DatasetWriter, SalusDataset, check_dataset
-from salus.errors import CheckpointError, DatasetError, SalusError
+from salus.errors import CheckpointError, DatasetError, InvalidInputError, SalusError
 
 from .helpers import RELIABILITY, make_record, same_episode, same_state, small_chunks, write_dataset
 from .test_regressions import _builtin_policy, _in_child, die_at_store_write, good_obs
@@ -378,8 +378,11 @@ def test_monitor_never_raises_and_failsafe_holds_until_reset(checkpoint: Path, b
                 obs["state"][row, k % 22] = np.nan
             else:
                 obs["state"][k % 22] = np.nan
-        elif event == "bad_dim":
+        elif event == "bad_dim":  # the wrong shape is the caller's mistake: raised, nothing changes
             obs["state"] = obs["state"][..., :21]
+            with pytest.raises(InvalidInputError, match=r"\(2, 21\)|\(21,\)"):
+                mon.step(obs)
+            continue
         elif event == "text_state":
             obs["state"] = "joint angles"
         action, risk = mon.step(obs)  # type: ignore[arg-type]
@@ -390,7 +393,7 @@ def test_monitor_never_raises_and_failsafe_holds_until_reset(checkpoint: Path, b
                 continue
         else:
             layout = (not batched, b)
-        if event in ("none", "empty", "no_task", "bad_dim", "text_state"):
+        if event in ("none", "empty", "no_task", "text_state"):
             expected[:] = True
         elif event == "nan_row":
             expected[k % b] = True

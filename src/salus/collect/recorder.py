@@ -49,13 +49,15 @@ def make_extractor(signal_stats: str | None) -> Any:
 
 
 class StepCapture:
-    """One episode's per-step record of a policy: ``begin(seed)``, ``step(obs, state, robot_state)``
-    once per control step (returns the action), ``steps()`` the stacked arrays.
+    """The per-step record of a policy in B environments (slots): ``begin(seed)`` /
+    ``begin_slot(b, seed)``, one ``step`` (B = 1) or ``step_batch`` per control step (returns the
+    actions), ``steps()`` / ``take(b)`` the stacked arrays of an episode.
 
     Records ``state`` (T, D), ``action`` (T, A), any ``extras`` keys, ``obs_embedding`` (T, E) f16
     when the policy reports internals, ``hidden`` (T, H) f16 with ``save_hidden``, ``signals`` /
     ``signal_valid`` (T, 12) with an extractor, ``baselines`` / ``baseline_valid`` (T, nb) with
-    baselines, and ``image_<camera>`` (T, H, W, 3) for ``cameras``.
+    baselines, and ``image_<camera>`` (T, H, W, 3) for ``cameras``. The extractor and baselines
+    must have ``batch_size`` rows (the policy computes the B environments in one batched call).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class StepCapture:
         save_hidden: bool = False,
         cameras: tuple[str, ...] = (),
         action_dim: int | None = None,
+        batch_size: int = 1,
     ):
         self.policy = policy
         self.extractor = extractor
@@ -74,22 +77,33 @@ class StepCapture:
         self.save_hidden = save_hidden
         self.cameras = tuple(cameras)
         self.action_dim = action_dim
-        self._buf: dict[str, list[np.ndarray]] = {}
-        self.last_signals: Any = None  # SignalStep of the last step (values, valid: (1, 12))
+        self.batch_size = int(batch_size)
+        self._bufs: list[dict[str, list[np.ndarray]]] = [{} for _ in range(self.batch_size)]
+        self.last_signals: Any = None  # SignalStep of the last step (values, valid: (B, 12))
 
     def begin(self, seed: int) -> None:
-        """Reset the policy (seeded), the extractor and the baselines; forget the previous episode."""
+        """Reset the policy (seeded), the extractor and the baselines; forget the previous episode (B = 1)."""
         reset_policy(self.policy, seed)
         if self.extractor is not None:
             self.extractor.reset()
         if self.baselines is not None:
             self.baselines.reset()
-        self._buf = {}
+        self._bufs = [{} for _ in range(self.batch_size)]
         self.last_signals = None
+
+    def begin_slot(self, b: int, seed: int) -> None:
+        """Start slot b's next episode: its policy row seeded with ``seed`` (the noise a B = 1 run
+        with that seed draws), its extractor and baseline rows reset, its record cleared."""
+        self.policy.reset(env_index=b, seed=int(seed))
+        if self.extractor is not None:
+            self.extractor.reset(env_index=b)
+        if self.baselines is not None:
+            self.baselines.reset(env_index=b)
+        self._bufs[b] = {}
 
     @property
     def length(self) -> int:
-        return len(self._buf.get("action", ()))
+        return len(self._bufs[0].get("action", ()))
 
     def step(
         self,
@@ -98,48 +112,87 @@ class StepCapture:
         robot_state: np.ndarray,
         extras: Callable[[], Mapping[str, Any]] | None = None,
     ) -> np.ndarray:
-        """Act on ``obs`` (the policy's input), record this step; returns the action (A,) float32.
+        """Act on ``obs`` (the policy's input, one environment), record this step; returns the
+        action (A,) float32.
 
         ``state`` (D,) float32 is what is stored as the step's state; ``robot_state`` (22,) the
         ``salus.sim.spec`` layout state the signal extractor reads (:data:`NO_ROBOT_STATE` if none).
         """
-        buf = self._buf
-        action = np.asarray(self.policy.act(obs), dtype=np.float32).reshape(-1)
-        if self.action_dim is not None and action.shape != (self.action_dim,):
+        action = np.asarray(self.policy.act(obs), dtype=np.float32).reshape(1, -1)
+        self._record(action, [obs], [state], np.asarray(robot_state)[None], [extras], [0])
+        return action[0]
+
+    def step_batch(
+        self,
+        obs: list[Any],
+        states: list[np.ndarray],
+        robot_states: np.ndarray,
+        extras: list[Callable[[], Mapping[str, Any]] | None],
+        record: list[int],
+    ) -> np.ndarray:
+        """One batched policy call on the B observations; records the slots in ``record`` (the
+        others are finished and wait); returns the (B, A) float32 actions."""
+        from salus.policies.evaluation import stack_observations
+
+        action = np.asarray(self.policy.act(stack_observations(obs)), dtype=np.float32)
+        if action.ndim != 2 or action.shape[0] != len(obs):
             raise InvalidInputError(
-                f"the policy returned an action of shape {action.shape}; the environment takes ({self.action_dim},)"
+                f"the policy returned actions of shape {action.shape} for {len(obs)} observations"
+            )
+        self._record(action, obs, states, robot_states, extras, record)
+        return action
+
+    def _record(
+        self,
+        action: np.ndarray,
+        obs: list[Any],
+        states: list[np.ndarray],
+        robot_states: np.ndarray,
+        extras: list[Callable[[], Mapping[str, Any]] | None],
+        record: list[int],
+    ) -> None:
+        if self.action_dim is not None and action.shape[1:] != (self.action_dim,):
+            raise InvalidInputError(
+                f"the policy returned an action of shape {action.shape[1:]}; the environment takes ({self.action_dim},)"
             )
         internals = getattr(self.policy, "last_internals", None)
-        buf.setdefault("state", []).append(state)
-        buf.setdefault("action", []).append(action)
-        if extras is not None:
-            for key, value in extras().items():
-                buf.setdefault(key, []).append(np.asarray(value))
-        if internals is not None:
-            buf.setdefault("obs_embedding", []).append(
-                np.asarray(internals.obs_embedding[0], dtype=np.float16)
-            )
-            if self.save_hidden:
-                buf.setdefault("hidden", []).append(np.asarray(internals.hidden_step[0], dtype=np.float16))
+        sig = base = None
         if self.extractor is not None:
             if internals is None:
                 raise SalusError(
                     "signal extraction needs a policy that reports its internals (last_internals)"
                 )
-            sig = self.last_signals = self.extractor.step(internals, robot_state[None])
-            buf.setdefault("signals", []).append(np.asarray(sig.values[0]))
-            buf.setdefault("signal_valid", []).append(np.asarray(sig.valid[0]))
+            sig = self.last_signals = self.extractor.step(internals, robot_states)
         if self.baselines is not None and internals is not None:
             base = self.baselines.step(internals)
-            buf.setdefault("baselines", []).append(np.asarray(base.values[0]))
-            buf.setdefault("baseline_valid", []).append(np.asarray(base.valid[0]))
-        for cam in self.cameras:
-            buf.setdefault(f"image_{cam}", []).append(np.asarray(obs[f"image_{cam}"]))
-        return action
+        for b in record:
+            buf = self._bufs[b]
+            buf.setdefault("state", []).append(states[b])
+            buf.setdefault("action", []).append(action[b])
+            extra = extras[b]
+            if extra is not None:
+                for key, value in extra().items():
+                    buf.setdefault(key, []).append(np.asarray(value))
+            if internals is not None:
+                buf.setdefault("obs_embedding", []).append(
+                    np.asarray(internals.obs_embedding[b], dtype=np.float16)
+                )
+                if self.save_hidden:
+                    buf.setdefault("hidden", []).append(
+                        np.asarray(internals.hidden_step[b], dtype=np.float16)
+                    )
+            if sig is not None:
+                buf.setdefault("signals", []).append(np.asarray(sig.values[b]))
+                buf.setdefault("signal_valid", []).append(np.asarray(sig.valid[b]))
+            if base is not None:
+                buf.setdefault("baselines", []).append(np.asarray(base.values[b]))
+                buf.setdefault("baseline_valid", []).append(np.asarray(base.valid[b]))
+            for cam in self.cameras:
+                buf.setdefault(f"image_{cam}", []).append(np.asarray(obs[b][f"image_{cam}"]))
 
-    def steps(self) -> dict[str, np.ndarray]:
-        """The episode's step arrays, each with a leading T axis."""
-        return {k: np.stack(v) for k, v in self._buf.items()}
+    def steps(self, b: int = 0) -> dict[str, np.ndarray]:
+        """Slot b's episode step arrays, each with a leading T axis."""
+        return {k: np.stack(v) for k, v in self._bufs[b].items()}
 
 
 def recorder_attrs(
@@ -171,6 +224,9 @@ class Recorder:
     ``image_<camera>`` / ``task``). ``signal_stats``: fitted signal statistics (else the OOD signal
     is recorded invalid). ``save_images`` stores every mapped camera image. ``action_dim`` checks
     the policy's actions. ``env`` (JSON-able) describes the robot or environment in the dataset.
+    ``robot`` (:class:`~salus.data.RobotSpec`): the state layout, stored in the dataset and, by
+    training, in every checkpoint (the monitor reads it); its control rate and action width are the
+    recorder's ``control_hz`` / ``action_dim`` unless given.
 
     Usage::
 
@@ -193,10 +249,12 @@ class Recorder:
         save_images: bool = False,
         save_hidden: bool = False,
         action_dim: int | None = None,
-        control_hz: float = 20.0,
+        control_hz: float | None = None,
         env: Mapping[str, Any] | None = None,
         overwrite: bool = False,
+        robot: Any = None,
     ):
+        from salus.data.robot import RobotSpec
         from salus.data.writer import DatasetWriter
         from salus.signals import ONLINE_BASELINE_NAMES, SIGNAL_NAMES, OnlineBaselines
 
@@ -205,18 +263,37 @@ class Recorder:
                 raise InvalidInputError(
                     f"Recorder needs a policy adapter with {name}(); got {type(policy).__name__}"
                 )
+        if robot is not None:
+            if not isinstance(robot, RobotSpec):
+                raise InvalidInputError(f"robot must be a salus.data.RobotSpec, got {type(robot).__name__}")
+            if control_hz is not None and float(control_hz) != robot.control_hz:
+                raise InvalidInputError(
+                    f"control_hz {control_hz} differs from the robot description's {robot.control_hz:g} Hz"
+                )
+            if action_dim is not None and robot.action_dim is not None and action_dim != robot.action_dim:
+                raise InvalidInputError(
+                    f"action_dim {action_dim} differs from the robot description's {robot.action_dim}"
+                )
+            control_hz = robot.control_hz
+            action_dim = robot.action_dim if action_dim is None else action_dim
+        control_hz = 20.0 if control_hz is None else control_hz
+        self.robot = robot
         if not (isinstance(control_hz, int | float) and control_hz > 0):
             raise InvalidInputError(f"control_hz must be a positive number, got {control_hz!r}")
         self.observation = observation
         self.task_text = task_text
         self.save_images = save_images
         extractor = make_extractor(signal_stats)
+        if robot is not None:  # the robot-state signals read the state through the description
+            extractor.set_robot(robot.extractor_robot())
         self._capture = StepCapture(
             policy, extractor, OnlineBaselines(1), save_hidden=save_hidden, action_dim=action_dim
         )
         self._control_hz = float(control_hz)
         self._env = dict(env or {})
         attrs = recorder_attrs(policy, extractor, observation, control_hz, self._env)
+        if robot is not None:
+            attrs["robot"] = robot.to_dict()
         self._writer = DatasetWriter(
             path, attrs, state={"extractor": extractor.state_dict()}, overwrite=overwrite
         )
@@ -231,6 +308,11 @@ class Recorder:
                 raise DatasetError(
                     f"{path} was recorded with other signal statistics or settings ({have.get('extractor')}); "
                     "record with the same signal_stats, or into a new dataset"
+                )
+            if robot is not None and have.get("robot") != json.loads(json.dumps(attrs["robot"])):
+                raise DatasetError(
+                    f"{path} was recorded with another robot description ({have.get('robot')}); "
+                    "record with the same robot, or into a new dataset"
                 )
             for key, want in (
                 ("signal_names", list(SIGNAL_NAMES)),
@@ -301,6 +383,11 @@ class Recorder:
         if self._episode["task"] is None:
             self._episode["task"] = obs["task"]
         state = obs["state"]
+        if self.robot is not None and state.shape != (self.robot.state_dim,):
+            raise InvalidInputError(
+                f"observation state has shape {state.shape}; the robot description "
+                f"{self.robot.name!r} has a {self.robot.state_dim}-value state: expected ({self.robot.state_dim},)"
+            )
         length = self._capture.length
         if length and state.shape != self._episode["state_shape"]:
             raise InvalidInputError(
@@ -308,6 +395,8 @@ class Recorder:
                 f"{self._episode['state_shape']}"
             )
         self._episode["state_shape"] = state.shape
+        if self.robot is not None:  # the description says where the signals' entries are in the state
+            robot = state if self.robot.reads_panda_layout or self.robot.describes_signals else None
         return self._capture.step(obs, state, NO_ROBOT_STATE if robot is None else robot)
 
     def end(

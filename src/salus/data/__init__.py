@@ -5,11 +5,15 @@ from salus.data.format import FORMAT_VERSION
 from salus.data.lock import DatasetLock
 from salus.data.reader import SalusDataset, Split, Windows
 from salus.data.record import EpisodeRecord
+from salus.data.robot import RobotSpec, panda_robot, robot_from_attrs
 from salus.data.writer import DatasetWriter
 
 __all__ = [
     "FORMAT_VERSION",
     "EpisodeRecord",
+    "RobotSpec",
+    "panda_robot",
+    "robot_from_attrs",
     "DatasetWriter",
     "DatasetLock",
     "SalusDataset",

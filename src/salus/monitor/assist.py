@@ -90,23 +90,49 @@ def _run_job(job: Any) -> list[dict[str, Any]]:
     return [o.to_dict() for o in replay_handovers(job)]
 
 
-def _load_done(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """Finished episodes of an earlier run (a torn last line from a kill is ignored)."""
+def _load_done(path: Path, skipped: list[int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Finished episodes of an earlier run. A line that is not a finished record (a torn last line
+    from a kill, invalid JSON, or JSON that is not ``{"key": str, "outcomes": [{"step": ...}, ...]}``)
+    is ignored, its 1-based number appended to ``skipped``: the file is only a cache of
+    deterministic results, so that episode is simulated again rather than the whole run refused."""
     done: dict[str, list[dict[str, Any]]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            done[str(rec["key"])] = list(rec["outcomes"])
+    if not path.is_file():
+        return done
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        outcomes = rec.get("outcomes") if isinstance(rec, dict) else None
+        if (
+            not isinstance(rec, dict)
+            or not isinstance(rec.get("key"), str)
+            or not isinstance(outcomes, list)
+            or not all(isinstance(o, dict) and "step" in o for o in outcomes)
+        ):
+            if skipped is not None:
+                skipped.append(n)
+            continue
+        done[rec["key"]] = list(outcomes)
     return done
 
 
 def _run_jobs(
-    jobs: Sequence[Any], path: Path, workers: int, progress: Callable[[int, int], None] | None
+    jobs: Sequence[Any],
+    path: Path,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    done = _load_done(path)
+    skipped: list[int] = []
+    done = _load_done(path, skipped)
+    if skipped and note is not None:
+        note(
+            f"{path}: ignored {len(skipped)} line(s) that are no finished record (line {', '.join(map(str, skipped[:5]))}"
+            f"{', ...' if len(skipped) > 5 else ''}); their episodes are simulated again"
+        )
     if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
         with path.open("a") as f:  # a torn last line (killed mid-write): later lines start afresh
             f.write("\n")
@@ -206,8 +232,11 @@ def run_assist(
     bench_ds, fresh_ds = SalusDataset(data), SalusDataset(fresh_path)
     check_fresh(bench_ds, fresh_ds)
     bench, fresh = episodes_from_dataset(bench_ds), episodes_from_dataset(fresh_ds)
-    preds = [TrainedPredictor.load(d) for d in checkpoint_dirs(models)]
-    selected = choose_checkpoint(models).name
+    dirs = checkpoint_dirs(models)
+    preds = [TrainedPredictor.load(d) for d in dirs]
+    # The method's name, not its folder's: a single checkpoint folder may be called anything.
+    chosen = preds[dirs.index(choose_checkpoint(models))]
+    selected = str(chosen.meta.get("label") or chosen.name)
     note(f"scoring {len(fresh)} fresh episodes (thresholds from the benchmark's calibration successes)")
     ev = evaluate_detailed(
         bench,
@@ -216,8 +245,13 @@ def run_assist(
         include=("salus", "safe", "embedding"),
         test=fresh,
     )
-    by_name = {p.name: p for p in preds}
-    _check_bands(ev, by_name[selected], selected)
+    if selected not in {m.name for m in ev.methods}:
+        raise InvalidInputError(
+            f"--models {models}: the chosen checkpoint is {selected!r}, which salus assist does not "
+            f"compare (it runs our predictors and the published baselines: "
+            f"{', '.join(sorted(m.name for m in ev.methods))}); pass a directory holding one of those"
+        )
+    _check_bands(ev, chosen, selected)
     n0 = len(bench)
     idx = list(range(n0, n0 + len(fresh)))
     unseen = set(ev.split.test_unseen)
@@ -240,7 +274,7 @@ def run_assist(
     note(f"{n_sims} counterfactual episodes ({len(jobs)} replays + handovers) on {workers} worker(s)")
     t_sim = time.perf_counter()
     prev = _worked_seconds(out)
-    done = _run_jobs(jobs, out / HANDOVER_FILE, workers, progress)
+    done = _run_jobs(jobs, out / HANDOVER_FILE, workers, progress, note)
     t_sim = prev + time.perf_counter() - t_sim  # over the runs that simulated (resumes add theirs)
     worked = time.perf_counter() - t0 + prev  # this run, plus the simulation of earlier runs
     handover: dict[tuple[str, int], bool] = {}

@@ -12,10 +12,12 @@ and wraps any :class:`~salus.policies.base.PolicyAdapter`::
 Each step runs the extractor (12 signals from the policy's internals and the robot state), the
 predictor's streaming step (per-environment state) and the band test: the per-step score's running
 maximum against the band's upper edge at this step of the episode (the protocol ``salus evaluate``
-uses). The monitor never raises into the control loop: any internal error (bad observation, NaN,
-missing or stale internals, a failing policy call) puts the affected environments into a fail-safe
-state, sticky until their ``reset``, that reports the reason; ``MonitorConfig.failsafe_alarm``
-chooses whether fail-safe also counts as an alarm.
+uses). The monitor never raises into the control loop for a run-time fault: any internal error
+(an unreadable observation, NaN, missing or stale internals, a failing policy call, an action the
+policy returns that cannot be executed) puts the affected environments into a fail-safe state,
+sticky until their ``reset``, that reports the reason; ``MonitorConfig.failsafe_alarm`` chooses
+whether fail-safe also counts as an alarm. Inputs of the wrong shape (a wiring mistake that would
+repeat at every step) raise ``InvalidInputError`` naming the expected and received shapes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from salus.monitor.offline import offline_risk
 from salus.monitor.risk import Risk, SignalContribution
 from salus.monitor.runners import make_runner
 from salus.predictor.discovery import choose_checkpoint
-from salus.sim.spec import STATE_DIM
 
 __all__ = [
     "ATTRIBUTION_MODES",
@@ -48,6 +49,24 @@ __all__ = [
     "offline_risk",
     "choose_checkpoint",
 ]
+
+
+class _ShapeError(InvalidInputError):
+    """An input of the wrong shape (a wiring mistake, not a run-time fault): raised to the caller
+    with the expected and received shapes, never turned into fail-safe."""
+
+
+def _numbers(value: Any) -> np.ndarray | None:
+    """``value`` as a float32 array, or None when it is None or not numbers."""
+    if value is None or isinstance(value, str | bytes):
+        return None
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        return None
+    if arr.dtype.kind not in "biuf":
+        return None
+    return arr.astype(np.float32, copy=False)
 
 
 def _as_numpy_state(stats: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,6 +101,13 @@ class Monitor:
         norm = meta["normalization"]
         self._mean = np.asarray(norm["mean"], dtype=np.float32)
         self._std = np.asarray(norm["std"], dtype=np.float32)
+        from salus.data.robot import panda_robot
+
+        #: the robot description of the training data (salus.data.RobotSpec): the state layout read
+        self.robot: Any = getattr(predictor, "robot", None) or panda_robot()
+        self._state_dim: int = int(self.robot.state_dim)
+        #: robot-state signals this robot's description cannot support, with the reason
+        self.invalid_signals: dict[str, str] = dict(self.robot.invalid_signals())
         self.horizons = tuple(int(h) for h in meta["horizons"]) or (0,)
         hz = float(meta["control_hz"])
         self.horizons_s = tuple(h / hz for h in self.horizons) if meta["horizons"] else (math.nan,)
@@ -93,11 +119,20 @@ class Monitor:
         self.alpha = float(band.alpha)
         self.band = band
         self._upper = np.asarray(band.upper(max(len(band.mu), 1)), dtype=np.float64)
+        #: per calibrated alpha: can its band fire, how many calibration successes it had and needs
+        self.band_status: list[dict[str, Any]] = list(predictor.band_status())
         if not np.isfinite(self._upper).any():
+            firing = [f"{s['alpha']:g}" for s in self.band_status if s["can_fire"]]
+            this = next((s for s in self.band_status if abs(s["alpha"] - self.alpha) < 1e-12), None)
+            detail = this["text"] if this else f"alpha {self.alpha:g}: cannot fire"
             warnings.warn(
-                f"the conformal band at alpha {self.alpha:g} never alarms: its calibration had "
-                f"{getattr(band, 'n_cal', '?')} successful episodes, and a finite band needs at least "
-                f"{math.ceil(1 / self.alpha - 1)}; calibrate on more successes or use a larger alpha",
+                f"the conformal band at alpha {self.alpha:g} never alarms ({detail}); calibrate on more "
+                "successes or use an alpha whose band can fire"
+                + (
+                    f" (calibrated: {', '.join(firing)})"
+                    if firing
+                    else " (none of the calibrated alphas can)"
+                ),
                 UserWarning,
                 stacklevel=3,
             )
@@ -124,7 +159,7 @@ class Monitor:
         self._run = np.zeros(0)
         self._failsafe = np.zeros(0, dtype=bool)
         self._reason: list[str | None] = []
-        self._last_good_state = np.zeros((0, STATE_DIM), dtype=np.float32)
+        self._last_good_state = np.zeros((0, self._state_dim), dtype=np.float32)
         self._last_internals_obj: Any = None
         self._last_action: np.ndarray | None = None
         self._pending_failsafe: str | None = None  # a fault before the batch size was known
@@ -166,7 +201,7 @@ class Monitor:
         b = batch_size
         self._batch_size = b
         if self.input_kind in ("signals", "features"):
-            self._extractor = self._extractor_cls(b)
+            self._extractor = self._extractor_cls(b, robot=self.robot.extractor_robot())
             self._extractor.load_state_dict(self._extractor_state)
         if self.input_kind == "features" and "baselines" in self.features.groups:
             from salus.signals import OnlineBaselines
@@ -183,7 +218,7 @@ class Monitor:
             for i in self._pending_cleared & set(range(b)):
                 self._failsafe[i], self._reason[i] = False, None
             self._pending_failsafe, self._pending_cleared = None, set()
-        self._last_good_state = np.zeros((b, STATE_DIM), dtype=np.float32)
+        self._last_good_state = np.zeros((b, self._state_dim), dtype=np.float32)
         self._last_action = None
 
     def reset(self, env_index: int | None = None, *, reset_policy: bool = True) -> None:
@@ -221,55 +256,110 @@ class Monitor:
 
         Environments whose observation is unusable (NaN or inf in ``state``) are fail-safe; the policy
         sees their last good state instead (so the other environments still get the policy's action)
-        and they get the safe action. If the policy call itself raises, every environment gets the
-        safe action and is fail-safe. The safe action (``safe_action="hold"``) keeps the arm still
-        with the gripper command unchanged; ``safe_action="raise"`` re-raises the policy's error.
+        and they get the safe action. If the policy call itself raises, or returns an action that
+        cannot be executed (None, not numbers, not (A,) / (B, A)), every environment gets the safe
+        action and is fail-safe; an environment whose action holds NaN or inf gets it alone. The
+        returned action is always finite float32. The safe action (``safe_action="hold"``) keeps the
+        arm still with the gripper command unchanged; ``safe_action="raise"`` re-raises the policy's
+        own exception. An observation of the wrong shape raises ``InvalidInputError`` before the
+        policy runs.
         """
         if self.policy is None:
             raise InvalidInputError("Monitor.step needs a policy: Monitor.load(model_dir, policy=adapter)")
+        try:
+            self._read_state(observation)  # wrong shapes raise here, before the policy runs
+        except _ShapeError:
+            raise
+        except InvalidInputError:
+            pass  # unreadable (None, no state, not numbers): the step below ends fail-safe
         layout = _layout(observation)
         if layout is not None:
             self._last_layout = layout
         obs, pre_bad = self._sanitize(observation)
         try:
-            action = self.policy.act(obs)
+            returned = self.policy.act(obs)
         except Exception as exc:
             if self.config.safe_action == "raise":
                 raise
-            # The hold action has the layout of this observation, else of the last readable one.
-            single, b = layout or self._last_layout or (False, 1)
-            b = max(self._batch_size, b) if not single else 1
-            prev = (
-                self._last_action if self._last_action is not None and len(self._last_action) == b else None
-            )
-            held = hold_action(prev, int(getattr(self.policy, "action_dim", 4)))
-            if held.ndim == 1:
-                held = np.repeat(held[None], b, axis=0)
             self.last_error = traceback.format_exc()
-            risk = self._failsafe_all(observation, f"policy raised {type(exc).__name__}: {exc}")
-            return (held[0] if single else held), risk
-        if pre_bad is not None:
-            action = np.array(action, dtype=np.float32, copy=True)
-            rows = np.array([r is not None for r in pre_bad])
-            act2 = action.reshape(len(pre_bad), -1)
+            return self._hold_all(observation, layout, f"policy raised {type(exc).__name__}: {exc}")
+        single, b = layout or self._last_layout or (False, 1)
+        action, problem = self._policy_action(returned, single, b)
+        if action is None:  # None, not numbers or the wrong shape: nothing of it can be executed
+            return self._hold_all(observation, layout, problem or "the policy returned an unusable action")
+        act2 = action.reshape(b, -1)
+        reasons: list[str | None] = list(pre_bad) if pre_bad is not None and len(pre_bad) == b else [None] * b
+        for i in np.flatnonzero(~np.isfinite(act2).all(axis=1)).tolist():
+            reasons[i] = reasons[i] or "the policy returned a NaN or inf action"
+        if any(r is not None for r in reasons):
+            rows = np.array([r is not None for r in reasons])
             prev = (
                 self._last_action
-                if self._last_action is not None and len(self._last_action) == len(rows)
+                if self._last_action is not None and self._last_action.shape == act2.shape
                 else None
             )
             act2[rows] = hold_action(None if prev is None else prev[rows], act2.shape[1])
             action = act2.reshape(action.shape)
-        risk = self._observe_safe(obs, action, None, pre_bad)
+        risk = self._observe_safe(obs, action, None, reasons if any(r is not None for r in reasons) else None)
         return action, risk
+
+    def _robot_hint(self) -> str:
+        return (
+            f" (the checkpoint was trained on robot {self.robot.name!r}, whose state has "
+            f"{self._state_dim} values)"
+        )
+
+    def _action_dim(self) -> int | None:
+        dim = getattr(self.policy, "action_dim", None)
+        return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+    def _hold_all(
+        self, observation: Any, layout: tuple[bool, int] | None, reason: str
+    ) -> tuple[np.ndarray, Risk]:
+        """Every environment fail-safe with ``reason`` and the safe action, in the layout of this
+        observation, else of the last readable one."""
+        single, b = layout or self._last_layout or (False, 1)
+        b = max(self._batch_size, b) if not single else 1
+        prev = self._last_action if self._last_action is not None and len(self._last_action) == b else None
+        held = hold_action(prev, self._action_dim() or self.robot.action_dim or 4)
+        if held.ndim == 1:
+            held = np.repeat(held[None], b, axis=0)
+        risk = self._failsafe_all(observation, reason)
+        return (held[0] if single else held), risk
+
+    def _policy_action(self, returned: Any, single: bool, b: int) -> tuple[np.ndarray | None, str | None]:
+        """The policy's action as float32 ``(A,)`` (single) or ``(B, A)``, or ``(None, reason)``
+        when it is missing, not numbers or of the wrong shape. Never raises."""
+        dim = self._action_dim()
+        want = ("A" if dim is None else dim,) if single else (b, "A" if dim is None else dim)
+        if returned is None:
+            return None, "the policy returned no action (None)"
+        try:
+            arr = np.asarray(returned)
+            if arr.dtype.kind not in "iuf":
+                return None, (
+                    f"the policy returned an action that is not numbers ({type(returned).__name__}, "
+                    f"dtype {arr.dtype})"
+                )
+            ok = arr.ndim == len(want) and (single or arr.shape[0] == b) and arr.shape[-1] >= 1
+            if ok and dim is not None:
+                ok = arr.shape[-1] == dim
+            if not ok:
+                shown = "(" + ", ".join(str(x) for x in want) + ("," if len(want) == 1 else "") + ")"
+                return None, f"the policy returned an action of shape {arr.shape}, expected {shown}"
+            return np.array(arr, dtype=np.float32, copy=True), None
+        except Exception as exc:  # an array-like that does not convert
+            return None, f"the policy returned an unusable action ({type(exc).__name__}: {exc})"
 
     def _sanitize(self, observation: Any) -> tuple[Any, list[str | None] | None]:
         """The observation with non-finite ``state`` rows replaced by the last good state, and the
         per-environment reasons (None when nothing was replaced or the observation is unreadable)."""
         try:
-            single = isinstance(observation.get("task"), str)
+            task = observation.get("task")
             state = np.asarray(observation["state"], dtype=np.float32)
+            single = isinstance(task, str) or (task is None and state.ndim == 1)
             state2 = state[None] if single else state
-            if state2.ndim != 2 or state2.shape[1] != STATE_DIM:
+            if state2.ndim != 2 or state2.shape[1] != self._state_dim:
                 return observation, None
             ok: np.ndarray = np.asarray(np.isfinite(state2).all(axis=1))
             if ok.all():
@@ -278,7 +368,7 @@ class Monitor:
             last = (
                 self._last_good_state
                 if len(self._last_good_state) == b
-                else np.zeros((b, STATE_DIM), np.float32)
+                else np.zeros((b, self._state_dim), np.float32)
             )
             fixed = np.where(ok[:, None], state2, last).astype(np.float32)
             obs = dict(observation)
@@ -296,40 +386,105 @@ class Monitor:
         ``internals`` default to ``policy.last_internals`` (they must be this step's: call the
         policy's ``act`` once before each ``observe``). ``action`` (A,) or (B, A), when given, is
         what was executed (e.g. after a safety filter) and replaces the policy's action in the
-        signals. Never raises: errors become fail-safe.
+        signals. Run-time faults become fail-safe; an observation or ``action`` of the wrong shape
+        raises ``InvalidInputError`` naming the expected and received shapes.
         """
-        return self._observe_safe(observation, action, internals, None)
+        return self._observe_safe(observation, action, internals, None, user_action=True)
 
     def _observe_safe(
-        self, observation: Any, action: Any, internals: Any, pre_bad: list[str | None] | None
+        self,
+        observation: Any,
+        action: Any,
+        internals: Any,
+        pre_bad: list[str | None] | None,
+        user_action: bool = False,
     ) -> Risk:
         try:
-            return self._observe(observation, action, internals, pre_bad)
+            return self._observe(observation, action, internals, pre_bad, user_action)
+        except _ShapeError:
+            raise  # the caller's inputs have the wrong shape: say so, do not hide it in fail-safe
         except Exception as exc:  # the control loop must never see our errors
             self.last_error = traceback.format_exc()
-            return self._failsafe_all(observation, f"internal error {type(exc).__name__}: {exc}")
+            return self._failsafe_all(observation, _reason(exc))
 
-    def _observe(
-        self, observation: Mapping[str, Any], action: Any, internals: Any, pre_bad: list[str | None] | None
-    ) -> Risk:
-        from salus.policies.base import batch_observation
-
+    def _read_state(self, observation: Any) -> tuple[np.ndarray, bool]:
+        """``(state (B, D) float32, single)`` of an observation (D: the checkpoint robot's state width). ``InvalidInputError`` when it is
+        unreadable (not a dict, no ``state``, not numbers: fail-safe), :class:`_ShapeError` when
+        ``state``, ``task`` or an image has the wrong shape or the batch size changed (raised)."""
         if not isinstance(observation, Mapping):
             raise InvalidInputError(f"observation must be a dict, got {type(observation).__name__}")
-        batched, _ = batch_observation(observation)
-        state = np.asarray(batched.get("state"), dtype=np.float32) if "state" in batched else None
-        if state is None or state.ndim != 2:
-            raise InvalidInputError(
-                f"observation needs 'state' ({STATE_DIM},) or (B, {STATE_DIM}); got "
-                f"{None if state is None else state.shape}"
-            )
+        if observation.get("state") is None:
+            raise InvalidInputError("observation has no 'state'")
+        raw = observation["state"]
+        arr = _numbers(raw)
+        if arr is None:
+            raise InvalidInputError(f"observation 'state' is not numbers (got {type(raw).__name__})")
+        task = observation.get("task")
+        single = isinstance(task, str) or (task is None and arr.ndim == 1)
+        if single:
+            if arr.shape != (self._state_dim,):
+                hint = " ('task' is one string: one environment)" if arr.ndim == 2 else ""
+                raise _ShapeError(
+                    f"observation 'state' of one environment must have shape ({self._state_dim},), got "
+                    f"{arr.shape}{hint}{self._robot_hint()}"
+                )
+            state = arr[None]
+        else:
+            if arr.ndim != 2 or arr.shape[1] != self._state_dim:
+                raise _ShapeError(
+                    f"observation 'state' of a batch must have shape (B, {self._state_dim}), got {arr.shape}"
+                    f"{self._robot_hint()}"
+                )
+            state = arr
+            if isinstance(task, Sequence) and len(task) != len(state):
+                raise _ShapeError(
+                    f"observation 'task' lists {len(task)} environments but 'state' has shape {arr.shape}"
+                )
         b = state.shape[0]
+        if self._batch_size and b != self._batch_size:
+            want = (
+                (self._state_dim,)
+                if self._batch_size == 1 and single
+                else (self._batch_size, self._state_dim)
+            )
+            raise _ShapeError(
+                f"observation 'state' has shape {arr.shape} but the monitor runs {self._batch_size} "
+                f"environment(s): expected {want}; call monitor.reset() before changing the batch size"
+            )
+        for key, value in observation.items():
+            if not str(key).startswith("image_") or value is None:
+                continue
+            shape = np.shape(value)
+            want_img = "(H, W, 3)" if single else f"({b}, H, W, 3)"
+            ok = len(shape) == (3 if single else 4) and shape[-1] == 3 and (single or shape[0] == b)
+            if not ok:
+                raise _ShapeError(f"observation {key!r} must have shape {want_img}, got {shape}")
+        return state, single
+
+    def _observe(
+        self,
+        observation: Mapping[str, Any],
+        action: Any,
+        internals: Any,
+        pre_bad: list[str | None] | None,
+        user_action: bool = False,
+    ) -> Risk:
+        state, single = self._read_state(observation)
+        b = state.shape[0]
+        user_act = None
+        if action is not None and user_action:  # what the caller executed: its shape is checked
+            user_act = _numbers(action)
+            if user_act is None:
+                raise InvalidInputError(f"the executed action is not numbers (got {type(action).__name__})")
+            if user_act.ndim != (1 if single else 2) or (not single and user_act.shape[0] != b):
+                raise _ShapeError(
+                    f"the executed action must have shape {'(A,)' if single else f'({b}, A)'} like the "
+                    f"observation, got {user_act.shape}"
+                )
         if self._batch_size == 0:
             self._allocate(b)
-        elif b != self._batch_size:
-            raise InvalidInputError(
-                f"batch size changed from {self._batch_size} to {b} without reset(); call monitor.reset()"
-            )
+        images = {k: v for k, v in observation.items() if str(k).startswith("image_")}
+        batched = {k: np.asarray(v)[None] for k, v in images.items()} if single else images
         bad = self._check_observation(batched, state)
         if pre_bad is not None and len(pre_bad) == b:
             bad = [p or q for p, q in zip(pre_bad, bad, strict=True)]
@@ -343,6 +498,15 @@ class Monitor:
                 raise InvalidInputError(
                     "the policy's internals did not change since the last step (call policy.act once per observe)"
                 )
+        if (
+            user_act is not None
+            and int(internals.action.shape[0]) == b
+            and tuple(user_act.reshape(b, -1).shape) != tuple(internals.action.shape)
+        ):
+            want = tuple(internals.action.shape[1:]) if single else tuple(internals.action.shape)
+            raise _ShapeError(
+                f"the executed action must have shape {want} like the policy's, got {user_act.shape}"
+            )
         self._last_internals_obj = internals
         if int(internals.action.shape[0]) != b:
             raise InvalidInputError(f"internals have batch {internals.action.shape[0]}, observation has {b}")
@@ -371,7 +535,7 @@ class Monitor:
             safe_state = state
 
         if self.input_kind == "signals":
-            sig = self._extractor.step(internals, safe_state)
+            sig = self._extractor.step(internals, self.robot.signal_state(safe_state))
             feats = _signal_features(sig.values, sig.valid, self._mean, self._std)
             return self._predict(feats, sig.values, bad)
         if self.input_kind == "features":
@@ -391,7 +555,7 @@ class Monitor:
         inputs: dict[str, Any] = {"state": state}
         raw = None
         if "signals" in groups:
-            sig = self._extractor.step(internals, state)
+            sig = self._extractor.step(internals, self.robot.signal_state(state))
             inputs["signals"], inputs["valid"] = sig.values, sig.valid
             raw = sig.values
         if "baselines" in groups:
@@ -410,21 +574,50 @@ class Monitor:
 
     def observe_signals(self, values: Any, valid: Any = None) -> Risk:
         """Monitor one step from precomputed signals ``values`` (B, 12) or (12,) and ``valid`` (same
-        shape, default: finite entries), e.g. signals logged by another process. Never raises."""
+        shape, default: finite entries), e.g. signals logged by another process. Signals or flags
+        of the wrong shape (or a batch size change without ``reset()``), and a model that reads more
+        than the signals (``salus-risk``, SAFE: use :meth:`observe`), raise ``InvalidInputError``;
+        anything else that goes wrong is fail-safe."""
         try:
             if self.input_kind != "signals":
-                raise InvalidInputError(f"{self.predictor.name} reads the observation embedding, not signals")
-            v = np.asarray(values, dtype=np.float32)
-            v = v[None] if v.ndim == 1 else v
+                reads = (
+                    "the observation embedding"
+                    if self.input_kind == "embedding"
+                    else "features of every policy internal"
+                )
+                raise _ShapeError(  # a wiring mistake that would repeat at every step: raised
+                    f"{self.predictor.name} reads {reads}, not only signals: call monitor.observe(observation) "
+                    "(or monitor.step) instead of observe_signals"
+                )
             n = len(self.signal_names)
-            if v.ndim != 2 or v.shape[1] != n:
-                raise InvalidInputError(f"signals must have shape ({n},) or (B, {n}), got {np.shape(values)}")
-            ok = np.isfinite(v) if valid is None else np.asarray(valid, dtype=bool).reshape(v.shape)
+            v = _numbers(values)
+            if v is None:
+                raise InvalidInputError(f"signals are not numbers (got {type(values).__name__})")
+            if v.ndim not in (1, 2) or v.shape[-1] != n:
+                raise _ShapeError(f"signals must have shape ({n},) or (B, {n}), got {v.shape}")
+            single = v.ndim == 1
+            v = v[None] if single else v
             b = v.shape[0]
+            if valid is None:
+                ok = np.isfinite(v)
+            else:
+                flags = _numbers(valid)
+                if flags is None:
+                    raise InvalidInputError(
+                        f"signal valid flags are not booleans (got {type(valid).__name__})"
+                    )
+                if flags.shape != (v.shape[1:] if single else v.shape):
+                    want = (n,) if single else (b, n)
+                    raise _ShapeError(f"valid must have the shape of the signals, {want}, got {flags.shape}")
+                ok = flags.reshape(v.shape) != 0
+            if self._batch_size and b != self._batch_size:
+                want = (n,) if self._batch_size == 1 and single else (self._batch_size, n)
+                raise _ShapeError(
+                    f"signals have shape {np.shape(values)} but the monitor runs {self._batch_size} "
+                    f"environment(s): expected {want}; call monitor.reset() before changing the batch size"
+                )
             if self._batch_size == 0:
                 self._allocate(b)
-            elif b != self._batch_size:
-                raise InvalidInputError(f"batch size changed from {self._batch_size} to {b} without reset()")
             finite = np.isfinite(v)
             broken = (ok & ~finite).any(axis=1)
             bad: list[str | None] = [None] * b
@@ -434,9 +627,11 @@ class Monitor:
             ok = ok & finite
             feats = _signal_features(np.where(ok, v, 0.0), ok, self._mean, self._std)
             return self._predict(feats, np.where(ok, v, 0.0), bad)
+        except _ShapeError:
+            raise
         except Exception as exc:
             self.last_error = traceback.format_exc()
-            return self._failsafe_all({"signals": values}, f"internal error {type(exc).__name__}: {exc}")
+            return self._failsafe_all({"signals": values}, _reason(exc))
 
     def _predict(self, feats: np.ndarray, raw: np.ndarray | None, bad: list[str | None]) -> Risk:
         """Predictor step, band test and attribution for features (B, D) of this step.
@@ -514,8 +709,8 @@ class Monitor:
         """Per-environment reason the observation is unusable, or None."""
         b = state.shape[0]
         bad: list[str | None] = [None] * b
-        if state.shape[1] != STATE_DIM:
-            return [f"observation 'state' has {state.shape[1]} values, expected {STATE_DIM}"] * b
+        if state.shape[1] != self._state_dim:
+            return [f"observation 'state' has {state.shape[1]} values, expected {self._state_dim}"] * b
         finite = np.isfinite(state)
         if not finite.all():
             for i in np.flatnonzero(~finite.all(axis=1)).tolist():
@@ -591,6 +786,14 @@ class Monitor:
             step=t,
             alpha=self.alpha,
         )
+
+
+def _reason(exc: BaseException) -> str:
+    """The fail-safe reason of an error: an unusable input says what is wrong with it; anything
+    else is an internal error (``Monitor.last_error`` keeps the traceback)."""
+    if isinstance(exc, InvalidInputError):
+        return str(exc)
+    return f"internal error {type(exc).__name__}: {exc}"
 
 
 def _layout(observation: Any) -> tuple[bool, int] | None:

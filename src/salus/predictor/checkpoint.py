@@ -7,10 +7,13 @@ bands) plus the split and training history used by ``salus evaluate``.
 
 :meth:`TrainedPredictor.load` validates a checkpoint completely or refuses it with a
 ``CheckpointError`` naming the file and the field (:func:`validate_meta`): unreadable or truncated
-files, a weights file whose SHA-256 differs from the one recorded at save time (``files``), weights
-that do not match the model config or are not finite, normalisation vectors of the wrong width or
-with a std that is not positive and finite, ``signal_names`` other than ``salus.signals.SIGNAL_NAMES``
-in that order, horizons, score index, control rate and conformal bands out of range.
+files, a missing ``files`` record, a safetensors file the record does not cover or whose SHA-256
+differs from the one recorded at save time, weights that do not match the model config or are not
+finite, normalisation vectors of the wrong width or with a std that is not positive and finite,
+missing ``signal_names`` or other than ``salus.signals.SIGNAL_NAMES`` in that order, horizons, score
+index and control rate out of range, conformal bands that are not finite (``mu``, ``h``, and
+``half_width`` except the ``"inf"`` of a calibration too small for its alpha, and only then), of
+mismatched lengths, or stored under another alpha. ``predictor.json`` is validated, not hashed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from salus._json import to_json
 from salus.errors import CheckpointError, InvalidInputError
 
 from .config import ModelConfig
-from .conformal import FunctionalBand
+from .conformal import FunctionalBand, band_status
 from .episodes import Episode
 
 __all__ = [
@@ -51,6 +54,7 @@ FEATURES_FILE = "features.safetensors"
 REQUIRED_KEYS = (
     "format_version",
     "model",
+    "signal_names",
     "normalization",
     "extractor_statistics",
     "horizons",
@@ -196,15 +200,16 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
             raise CheckpointError(
                 f"{where}: normalization vectors have width {mean.size} but the model reads {in_dim} embedding values"
             )
-    names = meta.get("signal_names")
-    if names is not None:
-        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-            raise CheckpointError(f"{where}: signal_names must be a list of strings")
-        if names != list(SIGNAL_NAMES) and names != _placeholder_signal_names(n):
-            raise CheckpointError(
-                f"{where}: signal_names {names} are not the signals the extractor computes, in its order: "
-                f"{list(SIGNAL_NAMES)}"
-            )
+    if "signal_names" not in meta:
+        raise CheckpointError(f"{where} lacks required field 'signal_names'")
+    names = meta["signal_names"]
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise CheckpointError(f"{where}: signal_names must be a list of strings, got {names!r:.80}")
+    if names != list(SIGNAL_NAMES) and names != _placeholder_signal_names(n):
+        raise CheckpointError(
+            f"{where}: signal_names {names} are not the signals the extractor computes, in its order: "
+            f"{list(SIGNAL_NAMES)}"
+        )
     horizons = meta["horizons"]
     if not isinstance(horizons, list) or not all(
         isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in horizons
@@ -232,14 +237,25 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
         raise CheckpointError(f"{where}: no calibrated conformal bands")
     for key, band in bands.items():
         try:
-            float(key)
-            FunctionalBand.from_dict(band)
+            a = float(key)
+            parsed = FunctionalBand.from_dict(band)
         except (InvalidInputError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: conformal band {key!r} is malformed: {exc}") from None
+            raise CheckpointError(f"{where}: conformal.bands[{key!r}] is malformed: {exc}") from None
+        if abs(parsed.alpha - a) > 1e-12:
+            raise CheckpointError(
+                f"{where}: conformal.bands[{key!r}] holds the band of alpha {parsed.alpha:g}, not {key}"
+            )
     if not any(abs(float(k) - float(alpha)) < 1e-12 for k in bands):
         raise CheckpointError(f"{where}: no conformal band at the checkpoint's alpha {alpha}")
     if not isinstance(meta["extractor_statistics"], dict) or not meta["extractor_statistics"]:
         raise CheckpointError(f"{where}: extractor_statistics must be a non-empty object")
+    if meta.get("robot") is not None:
+        from salus.data.robot import RobotSpec
+
+        try:
+            RobotSpec.from_dict(meta["robot"])
+        except InvalidInputError as exc:
+            raise CheckpointError(f"{where}: the robot description is malformed: {exc}") from None
 
 
 @dataclass
@@ -268,6 +284,15 @@ class TrainedPredictor:
         return float(self.meta["control_hz"])
 
     @property
+    def robot(self) -> Any:
+        """The :class:`~salus.data.RobotSpec` of the training data (the state layout the monitor
+        reads); our Panda for a checkpoint that carries none (written before robot descriptions)."""
+        from salus.data.robot import RobotSpec, panda_robot
+
+        raw = self.meta.get("robot")
+        return panda_robot() if raw is None else RobotSpec.from_dict(raw)
+
+    @property
     def alpha(self) -> float:
         return float(self.meta["conformal"]["alpha"])
 
@@ -281,6 +306,15 @@ class TrainedPredictor:
         raise InvalidInputError(
             f"no band calibrated at alpha {a}; calibrated alphas: {sorted(bands, key=float)}"
         )
+
+    def band_status(self) -> list[dict[str, Any]]:
+        """Per calibrated alpha (increasing): whether its band can fire and how many calibration
+        successes it had and needs (``salus.predictor.conformal.band_status``)."""
+        conformal = self.meta["conformal"]
+        frac = conformal.get("fit_fraction")
+        frac = float(frac) if isinstance(frac, int | float) and 0.0 < float(frac) < 1.0 else None
+        bands = sorted(conformal["bands"].items(), key=lambda kv: float(kv[0]))
+        return [band_status(FunctionalBand.from_dict(b), frac) for _, b in bands]
 
     @property
     def extractor_statistics(self) -> dict[str, Any]:
@@ -384,9 +418,21 @@ class TrainedPredictor:
             raise CheckpointError(f"{d / META_FILE} lacks required fields {missing}")
         if meta["format_version"] != FORMAT_VERSION:
             raise CheckpointError(f"checkpoint format {meta['format_version']} is not {FORMAT_VERSION}")
-        files = meta.get("files", {})
-        if not isinstance(files, dict):
+        if "files" not in meta:
+            raise CheckpointError(
+                f"{d / META_FILE} lacks 'files' (the SHA-256 of each file, recorded at save time); "
+                "without it a changed weights file would load unnoticed"
+            )
+        files = meta["files"]
+        if not isinstance(files, dict) or not all(
+            isinstance(v, str) and len(v) == 64 for v in files.values()
+        ):
             raise CheckpointError(f"{d / META_FILE}: 'files' must map file names to SHA-256 digests")
+        for name in _HASHED_FILES:  # every file the checkpoint has must be covered by the record
+            if (d / name).is_file() and name not in files:
+                raise CheckpointError(
+                    f"{d / META_FILE}: 'files' records no SHA-256 for {name}, which the checkpoint holds"
+                )
         for name, digest in files.items():
             if name not in _HASHED_FILES:
                 continue

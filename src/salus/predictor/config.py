@@ -5,6 +5,7 @@ Horizons are in control steps (20 Hz): 6, 10, 13, 16 steps = 0.3, 0.5, 0.65, 0.8
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -220,8 +221,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.patience < 1 or self.batch_episodes < 1:
             raise InvalidInputError("max_epochs, patience and batch_episodes must be >= 1")
-        if self.lr <= 0 or self.weight_decay < 0 or self.focal_gamma < 0:
-            raise InvalidInputError("lr must be > 0; weight_decay and focal_gamma >= 0")
+        numbers = (self.lr, self.weight_decay, self.focal_gamma)
+        if (
+            not all(math.isfinite(v) for v in numbers)
+            or self.lr <= 0
+            or self.weight_decay < 0
+            or self.focal_gamma < 0
+        ):
+            raise InvalidInputError(
+                "lr must be a finite number > 0; weight_decay and focal_gamma finite and >= 0; got "
+                f"lr={self.lr}, weight_decay={self.weight_decay}, focal_gamma={self.focal_gamma}"
+            )
         if (
             not self.horizons
             or any(h < 1 for h in self.horizons)

@@ -98,6 +98,7 @@ class EpisodeSet:
     control_hz: float = 20.0
     source: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # how the data was made (dataset attrs)
+    robot: Any = None  # salus.data.RobotSpec of the dataset (its state layout), None when unknown
 
     def __post_init__(self) -> None:
         if not self.episodes:
@@ -199,6 +200,7 @@ def _read_episodes(dataset: Any, *, embeddings: bool, extras: Sequence[str]) -> 
     emb = dataset.episode_arrays("obs_embedding") if embeddings and "obs_embedding" in keys else [None] * n
     success, fstep, ftype = dataset.success, dataset.failure_step, dataset.failure_type
     from salus.data.labels import unlabelled_episodes
+    from salus.data.robot import dataset_robot
 
     unlabelled = unlabelled_episodes(ftype)
     if unlabelled:
@@ -242,6 +244,7 @@ def _read_episodes(dataset: Any, *, embeddings: bool, extras: Sequence[str]) -> 
         control_hz=float(attrs.get("control_hz") or (attrs.get("env") or {}).get("control_hz") or 20.0),
         source=str(dataset.path),
         info={k: attrs[k] for k in ("policy", "collect") if k in attrs},
+        robot=dataset_robot(dataset),
     )
 
 

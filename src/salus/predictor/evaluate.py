@@ -3,7 +3,8 @@
 Methods: trained predictors (ours, SAFE's and the privileged oracle), each online baseline score
 recorded in the dataset, each embedding baseline (fitted on successful *training* episodes'
 observation embeddings), and each of the 12 signals alone (z-scored on training steps, invalid steps
-at the training mean, sign chosen by ROC-AUC at T on *training* episodes). Every method's thresholds
+at the training mean, sign chosen by ROC-AUC at T on *training* episodes), and the condition-only
+reference (task and perturbation strengths, fitted on *training* episodes). Every method's thresholds
 are calibrated on the same ``calib`` successes; metrics on ``test_seen`` and ``test_unseen``
 (held-out tasks). Our predictor in the headline is the one with the best validation ROC-AUC at T
 (seen ``val`` episodes, never test); the comparators are fixed in advance (:data:`COMPARATORS`).
@@ -26,15 +27,19 @@ from .conformal import FunctionalBand
 from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes
 from .protocol import (
     ProtocolConfig,
-    at_risk_scores,
     bootstrap_auroc,
     ci95,
     fit_bands,
     method_metrics,
+    resample_counts,
     roc_auc,
     running_max,
     safe_times,
     score_at,
+    seed_interval,
+    view_samples,
+    weighted_auroc,
+    wider,
 )
 
 __all__ = [
@@ -47,6 +52,10 @@ __all__ = [
     "with_fresh_test",
     "aggregate_seeds",
     "baseline_methods",
+    "condition_features",
+    "reference_methods",
+    "shared_replicates",
+    "INTERVAL_METRICS",
     "embedding_methods",
     "predictor_methods",
     "signal_methods",
@@ -65,7 +74,11 @@ COMPARATORS: tuple[str, ...] = (
     "baseline:fiper_chunk_entropy",
     "baseline:action_total_variance",
     "signal:*",
+    "reference:condition",
 )
+# The condition-only reference (``reference_methods``): what the task and the perturbation alone
+# predict, a constant score per episode; every detector must beat it.
+REFERENCE_NAME = "reference:condition"
 # The two metrics the goal is stated on: SAFE-comparable ROC-AUC and at-risk ROC-AUC at 2 s.
 HEADLINE_METRICS: tuple[str, ...] = ("safe", "at_risk_2s")
 
@@ -137,6 +150,49 @@ def baseline_methods(episodes: EpisodeSet, split: EpisodeSplit, indices: Sequenc
         note = "" if finite.size else "no finite training values"
         out.append(MethodScores(f"baseline:{name}", "baseline", scores, note=note))
     return out
+
+
+def condition_features(episodes: Sequence[Episode], tasks: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """``(n, len(tasks) + len(names))``: task one-hot and the strength of each named perturbation
+    (0 when absent); what an episode's set-up says before it starts."""
+    x = np.zeros((len(episodes), len(tasks) + len(names)))
+    for r, ep in enumerate(episodes):
+        if ep.task in tasks:
+            x[r, list(tasks).index(ep.task)] = 1.0
+        for p in ep.perturbations:
+            name = str(p.get("name"))
+            if name in names:
+                c = len(tasks) + list(names).index(name)
+                x[r, c] = max(x[r, c], float(p.get("strength", 0.0)))
+    return x
+
+
+def reference_methods(
+    episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int]
+) -> list[MethodScores]:
+    """The condition-only reference: a logistic regression of failure on task one-hot and
+    perturbation strengths, fitted on the training episodes only; its score is the episode's
+    predicted failure probability at every step (a constant: it knows the set-up, nothing the
+    policy does). Perturbations are visible from step 0, so a detector that does not beat this
+    only recognises the condition."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = [episodes[i] for i in split.train]
+    tasks = episodes.tasks
+    names = sorted({str(p.get("name")) for ep in train for p in ep.perturbations})
+    y = np.array([ep.failed for ep in train], dtype=bool)
+    eps = [episodes[i] for i in indices]
+    if y.all() or not y.any():
+        prob = np.full(len(eps), float(y.mean()) if y.size else 0.5)
+    else:
+        model = LogisticRegression(max_iter=1000).fit(condition_features(train, tasks, names), y)
+        prob = model.predict_proba(condition_features(eps, tasks, names))[:, 1]
+    scores = {i: np.full(episodes[i].length, float(p)) for i, p in zip(indices, prob, strict=True)}
+    note = (
+        f"logistic regression on task one-hot + {len(names)} perturbation strength(s), fit on "
+        f"{len(train)} training episodes; constant per episode"
+    )
+    return [MethodScores(REFERENCE_NAME, "reference", scores, note=note, extra={"perturbations": names})]
 
 
 def _embedding_scorer(name: str) -> Any:
@@ -220,6 +276,9 @@ class Evaluation:
     methods: list[MethodScores]
     bands: dict[str, dict[str, dict[float, FunctionalBand]]]  # method -> kind -> alpha -> band
     boot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # group/metric -> (M, n_boot)
+    # group -> metric -> {"ids": dataset episode ids (n,), "labels": (n,), "scores": (M, n)}: what
+    # each ROC-AUC view ranked, so the seed aggregate can resample episode ids shared by every seed
+    samples: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
     def running(self, method: str, index: int) -> np.ndarray:
         m = next(m for m in self.methods if m.name == method)
@@ -277,7 +336,8 @@ def evaluate_methods(
     timeout_step = int(np.percentile([episodes[i].length for i in calib], 90))
     results: list[dict[str, Any]] = []
     bands_by: dict[str, dict[str, dict[float, FunctionalBand]]] = {}
-    headline_scores: dict[str, dict[str, list[np.ndarray]]] = {g: {} for g in groups}
+    view_rows: dict[str, dict[str, list[np.ndarray]]] = {g: {} for g in groups}
+    view_labels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {g: {} for g in groups}
     for m in methods:
         bands = fit_bands([running_max(m.scores[i]) for i in calib], cfg)
         bands_by[m.name] = bands
@@ -287,28 +347,20 @@ def evaluate_methods(
             run = [running_max(m.scores[i]) for i in idx]
             entry[g] = method_metrics(eps, run, times, bands, cfg, timeout_step=timeout_step)
             entry[g]["n"] = len(idx)
-            hs = headline_scores[g]
-            hs.setdefault("safe", []).append(
-                np.array([score_at(r, times[ep.task]) for ep, r in zip(eps, run, strict=True)])
-            )
-            for t in cfg.at_risk_s:
-                step = int(round(t * cfg.control_hz))
-                _, _, sc = at_risk_scores(eps, run, step)
-                hs.setdefault(f"at_risk_{t:g}s", []).append(sc)
+            for metric, (pos, lab, sc) in view_samples(eps, run, times, cfg).items():
+                view_rows[g].setdefault(metric, []).append(sc)
+                view_labels[g][metric] = (np.asarray(idx, dtype=int)[pos], lab)
         results.append(entry)
     boot: dict[str, dict[str, np.ndarray]] = {}
-    for g, idx in groups.items():
-        eps = [episodes[i] for i in idx]
-        boot[g] = {}
-        for metric, rows in headline_scores[g].items():
-            if metric == "safe":
-                labels = np.array([ep.failed for ep in eps], dtype=bool)
-            else:
-                step = int(round(float(metric[len("at_risk_") : -1]) * cfg.control_hz))
-                _, labels, _ = at_risk_scores(eps, [np.zeros(ep.length) for ep in eps], step)
+    samples: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for g in groups:
+        boot[g], samples[g] = {}, {}
+        for metric, rows in view_rows[g].items():
+            ids, labels = view_labels[g][metric]
             mat = np.array(rows).reshape(len(methods), len(labels))
             b = bootstrap_auroc(labels, mat, cfg.n_boot, cfg.seed)
             boot[g][metric] = b
+            samples[g][metric] = {"ids": ids, "labels": labels, "scores": mat}
             for entry, bi in zip(results, b, strict=True):
                 entry[g].setdefault("ci95", {})[metric] = list(ci95(bi))
     selection = select_on_validation(episodes, split, methods, times)
@@ -335,7 +387,7 @@ def evaluate_methods(
         "selection": selection,
         "methods": results,
     }
-    ev = Evaluation(report, episodes, split, list(methods), bands_by, boot)
+    ev = Evaluation(report, episodes, split, list(methods), bands_by, boot, samples)
     report["comparisons"] = compare(ev, selection["selected"])
     return ev
 
@@ -369,7 +421,7 @@ def evaluate_detailed(
     *,
     split: EpisodeSplit | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    include: Sequence[str] = ("salus", "safe", "oracle", "baseline", "embedding", "signal"),
+    include: Sequence[str] = ("salus", "safe", "oracle", "baseline", "embedding", "signal", "reference"),
     progress: Callable[[str], None] | None = None,
     test: EpisodeSet | None = None,
 ) -> Evaluation:
@@ -411,6 +463,9 @@ def evaluate_detailed(
     if "signal" in include:
         say("single signals")
         methods += signal_methods(episodes, split, idx, times)
+    if "reference" in include:
+        say("condition-only reference")
+        methods += reference_methods(episodes, split, idx)
     say("metrics")
     ev = evaluate_methods(
         episodes, split, methods, config=_protocol_config(alphas, episodes.control_hz, seed), times=times
@@ -463,25 +518,90 @@ def run_evaluation(
 
 
 def aggregate_seeds(
-    reports: Sequence[dict[str, Any]], boots: Sequence[dict[str, dict[str, np.ndarray]]]
+    reports: Sequence[dict[str, Any]],
+    samples: Sequence[dict[str, dict[str, dict[str, np.ndarray]]]],
+    *,
+    n_boot: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Mean and spread (min, max) over split seeds of each method's main metrics, and the headline
-    comparisons averaged over seeds (the interval of the mean difference from the per-seed paired
-    bootstrap replicates averaged over seeds). ``reports[k]`` and ``boots[k]`` come from one seed."""
+    comparisons averaged over seeds. ``reports[k]`` and ``samples[k]`` (``Evaluation.samples``)
+    come from one seed.
+
+    Interval of a mean over seeds (of a metric, or of our model's difference to a comparator): the
+    wider of (a) a bootstrap whose resample of episode ids is shared by every seed (ids drawn once
+    per test group from the union of the seeds' test episodes; each seed's ROC-AUC on its own test
+    episodes weighted by their multiplicity in that resample; the seeds averaged per replicate) and
+    (b) the t interval of the mean from the spread across seeds (model retraining). Averaging
+    independent per-seed bootstraps would shrink the interval by about sqrt(seeds), which only holds
+    for independent test sets; the unseen set is the same in every seed, and seen test sets overlap
+    the same pool. ``n_boot`` defaults to the protocol's; ``seed`` seeds the shared resample."""
     import warnings
 
     with warnings.catch_warnings():  # a resample with one class gives NaN: nanmean of only NaN is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _aggregate_seeds(reports, boots)
+        return _aggregate_seeds(reports, samples, n_boot, seed)
+
+
+# The ROC-AUC views whose mean over seeds gets an interval (the headline and the confound-free views).
+INTERVAL_METRICS: tuple[str, ...] = (
+    *HEADLINE_METRICS,
+    "safe_unperturbed",
+    "at_risk_2s_unperturbed",
+    "at_risk_2s_event",
+    "at_risk_2s_timeout",
+    "safe_prediction",
+)
+
+
+def shared_replicates(
+    samples: Sequence[dict[str, dict[str, dict[str, np.ndarray]]]],
+    n_boot: int,
+    seed: int = 0,
+    metrics: Sequence[str] = INTERVAL_METRICS,
+) -> dict[str, dict[str, np.ndarray]]:
+    """group -> metric -> ``(seeds, methods, n_boot)`` ROC-AUC replicates on one bootstrap resample
+    of episode ids per test group, shared by every seed (see :func:`aggregate_seeds`)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for gi, g in enumerate(("seen", "unseen")):
+        per = [s.get(g, {}) for s in samples]
+        union = np.array(sorted({int(i) for s in per for d in s.values() for i in d["ids"]}), dtype=int)
+        counts = resample_counts(union.size, n_boot, seed + gi)
+        out[g] = {}
+        for metric in metrics:
+            if not per or not all(metric in s for s in per):
+                continue
+            reps = []
+            for s in per:
+                d = s[metric]
+                cols = np.searchsorted(union, np.asarray(d["ids"], dtype=int))
+                reps.append(weighted_auroc(d["labels"], d["scores"], counts[:, cols]))
+            out[g][metric] = np.stack(reps)
+    return out
+
+
+def _seed_ci(replicates: np.ndarray, values: Sequence[float]) -> dict[str, list[float]]:
+    """The two intervals of a mean over seeds and the wider one (``ci95``); ``replicates`` is
+    ``(seeds, n_boot)`` on the shared resample, ``values`` the per-seed estimates."""
+    a = ci95(np.nanmean(replicates, axis=0))
+    b = seed_interval(values)
+    return {"ci95": list(wider(a, b)), "ci95_shared_bootstrap": list(a), "ci95_seeds": list(b)}
 
 
 def _aggregate_seeds(
-    reports: Sequence[dict[str, Any]], boots: Sequence[dict[str, dict[str, np.ndarray]]]
+    reports: Sequence[dict[str, Any]],
+    samples: Sequence[dict[str, dict[str, dict[str, np.ndarray]]]],
+    n_boot: int | None,
+    seed: int,
 ) -> dict[str, Any]:
     names = [m["name"] for m in reports[0]["methods"]]
     for r in reports[1:]:
         if [m["name"] for m in r["methods"]] != names:
             raise InvalidInputError("the seeds' evaluations compare different methods")
+    if len(samples) != len(reports):
+        raise InvalidInputError(f"{len(reports)} seed reports but {len(samples)} sample sets")
+    n_boot = int(reports[0]["protocol"].get("n_boot", 1000)) if n_boot is None else n_boot
+    reps = shared_replicates(samples, n_boot, seed)
     keys = _summary_keys(reports[0])
     methods = []
     for k, name in enumerate(names):
@@ -495,10 +615,12 @@ def _aggregate_seeds(
                 "max": float(ok.max()) if ok.size else math.nan,
                 "values": [float(v) for v in vals],
             }
-        for g in ("seen", "unseen"):
-            for metric in HEADLINE_METRICS:
-                mean_boot = np.nanmean(np.stack([b[g][metric][k] for b in boots]), axis=0)
-                row[f"{g}/{metric}"]["ci95_of_mean"] = list(ci95(mean_boot))
+        for g, by in reps.items():
+            for metric, rep in by.items():
+                if f"{g}/{metric}" in row:
+                    ci = _seed_ci(rep[:, k, :], row[f"{g}/{metric}"]["values"])
+                    row[f"{g}/{metric}"]["ci95_of_mean"] = ci.pop("ci95")
+                    row[f"{g}/{metric}"].update(ci)
         methods.append(row)
     selected = [r["selection"]["selected"] for r in reports]
     comparisons: dict[str, Any] = {}
@@ -514,19 +636,26 @@ def _aggregate_seeds(
                         - _headline_value(r["methods"][j][g], metric)
                         for r, i in zip(reports, idx, strict=True)
                     ]
-                    diff = np.nanmean(
-                        np.stack(
-                            [b[g][metric][i] - b[g][metric][j] for b, i in zip(boots, idx, strict=True)]
-                        ),
-                        axis=0,
+                    shared = reps.get(g, {}).get(metric)
+                    diff = (
+                        np.stack([shared[s, i] - shared[s, j] for s, i in enumerate(idx)])
+                        if shared is not None
+                        else np.full((len(reports), 1), np.nan)
                     )
                     row[f"{g}/{metric}"] = {
                         "delta": float(np.mean(deltas)),
                         "per_seed": [float(d) for d in deltas],
-                        "ci95": list(ci95(diff)),
+                        **_seed_ci(diff, deltas),
                     }
             comparisons[other] = row
-    return {"n_seeds": len(reports), "selected": selected, "methods": methods, "comparisons": comparisons}
+    return {
+        "n_seeds": len(reports),
+        "selected": selected,
+        "methods": methods,
+        "comparisons": comparisons,
+        "interval_rule": "wider of a bootstrap with one resample of episode ids shared by every seed "
+        "and the t interval of the mean over seeds",
+    }
 
 
 def _summary_keys(report: dict[str, Any]) -> list[str]:
@@ -537,6 +666,8 @@ def _summary_keys(report: dict[str, Any]) -> list[str]:
         keys += [f"{g}/safe", f"{g}/safe_task_mean", f"{g}/ap"]
         keys += [f"{g}/at_risk_{t:g}s" for t in proto["at_risk_s"]]
         keys += [f"{g}/lead_{lo}-{hi}" for lo, hi in proto["lead_bins"]]
+        views = report["methods"][0][g].get("views", {}) if report.get("methods") else {}
+        keys += [f"{g}/{v}" for v in INTERVAL_METRICS if v in views]
         for a in proto["alphas"]:
             for kind in proto["thresholds"]:
                 keys += [f"{g}/{kind}@{a:g}/fpr", f"{g}/{kind}@{a:g}/event_recall_0.5s"]
@@ -558,6 +689,8 @@ def _metric(res: dict[str, Any], metric: str) -> float:
         return float(res["safe"]["auroc_task_mean"])
     if metric == "ap":
         return float(res["safe"]["ap"])
+    if metric in res.get("views", {}):  # safe_unperturbed, safe_prediction, at_risk_2s_event, ...
+        return float(res["views"][metric]["auroc"])
     if metric.startswith("at_risk_"):
         return float(res["at_risk"][metric[len("at_risk_") :]]["auroc"])
     if metric.startswith("lead_"):

@@ -285,6 +285,12 @@ class FeatureSpace:
                 if v is None:
                     raise InvalidInputError(f"feature group {g!r} needs {g!r} inputs")
                 v = np.asarray(v, np.float32)
+                width = np.shape(st[f"{g}.mean"])[-1]
+                if v.shape[-1] != width:
+                    raise InvalidInputError(
+                        f"feature group {g!r} was fitted on {width} values per step, got {v.shape[-1]} "
+                        f"(shape {v.shape})"
+                    )
                 parts.append(_z(v, st[f"{g}.mean"], st[f"{g}.std"]))
                 if g == "baselines":
                     parts.append(np.isfinite(v).astype(np.float32))

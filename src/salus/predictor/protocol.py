@@ -23,8 +23,16 @@ win because they are longer; tested in ``tests/predictor/test_protocol.py``):
   failures caught in time; timeouts on their own (recall by the 90th percentile of calibration
   success length), never in lead time or "before failure" recall.
 
+- **Confound-free views** (``views``, :func:`view_metrics`): SAFE and at-risk ROC-AUC on
+  unperturbed episodes and within each perturbation condition (perturbations are visible from step
+  0), at-risk split into positives ending in an event vs in a timeout, and SAFE prediction (the
+  running score after T-1 steps on episodes with no event before T), with the share of failures
+  whose event came before T.
+
 Intervals come from a bootstrap over episodes (:func:`bootstrap_auroc`, the same resamples for every
-method, so differences are paired).
+method, so differences are paired). Over split seeds, :func:`resample_counts` and
+:func:`weighted_auroc` give one resample of episode ids shared by every seed, and
+:func:`seed_interval` the interval from the spread across seeds (``evaluate.aggregate_seeds``).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import numpy as np
 
 from salus.errors import InvalidInputError
 
-from .conformal import FunctionalBand, fit_functional_bands
+from .conformal import FunctionalBand, band_status, fit_functional_bands
 from .episodes import Episode
 
 __all__ = [
@@ -62,6 +70,13 @@ __all__ = [
     "bootstrap_auroc",
     "ci95",
     "method_metrics",
+    "condition",
+    "view_samples",
+    "view_metrics",
+    "resample_counts",
+    "weighted_auroc",
+    "seed_interval",
+    "wider",
 ]
 
 EVENT_TYPES: tuple[str, ...] = ("drop", "miss", "collision")
@@ -188,6 +203,68 @@ def ci95(samples: np.ndarray) -> tuple[float, float]:
         return (math.nan, math.nan)
     lo, hi = np.percentile(s, [2.5, 97.5])
     return (float(lo), float(hi))
+
+
+def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n)`` multiplicities of n items (episode ids) in ``n_boot`` bootstrap resamples of
+    size n: one resample, to be shared by every consumer of these ids (every split seed)."""
+    out = np.zeros((n_boot, n))
+    if n == 0 or n_boot == 0:
+        return out
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    np.add.at(out, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
+    return out
+
+
+def weighted_auroc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUCs ``(M, B)`` of M score vectors ``(M, n)`` with B weight vectors ``(B, n)`` (episode
+    multiplicities of a resample; ties count one half, as :func:`roc_auc`); NaN where a class has
+    zero weight. With all weights 1 it equals :func:`roc_auc`."""
+    lab = np.asarray(labels).astype(bool)
+    sc = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    out = np.full((sc.shape[0], w.shape[0]), np.nan)
+    if lab.size == 0:
+        return out
+    wp_all, wn_all = w * lab, w * ~lab
+    tot_p, tot_n = wp_all.sum(axis=1), wn_all.sum(axis=1)
+    ok = (tot_p > 0) & (tot_n > 0)
+    for m in range(sc.shape[0]):
+        order = np.argsort(sc[m], kind="stable")
+        s = sc[m][order]
+        wp, wn = wp_all[:, order], wn_all[:, order]
+        cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(wn, axis=1)], axis=1)  # (B, n + 1)
+        new = np.r_[True, s[1:] != s[:-1]]
+        group = np.cumsum(new) - 1  # tie group of each sorted position
+        starts = np.flatnonzero(new)
+        start = starts[group]  # first position of the group
+        last = np.append(starts[1:], s.size)[group]  # one past its last position
+        below = cum[:, start]
+        tied = cum[:, last] - below
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[m] = np.where(ok, (wp * (below + 0.5 * tied)).sum(axis=1) / (tot_p * tot_n), np.nan)
+    return out
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean over split seeds from their spread: mean +- t(k-1) sd / sqrt(k)
+    (NaN, NaN with fewer than two finite values)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return (math.nan, math.nan)
+    half = float(student_t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return (float(v.mean()) - half, float(v.mean()) + half)
+
+
+def wider(*intervals: Sequence[float]) -> tuple[float, float]:
+    """The widest of the finite intervals (NaN, NaN if none is finite)."""
+    finite = [(float(lo), float(hi)) for lo, hi in intervals if math.isfinite(lo) and math.isfinite(hi)]
+    if not finite:
+        return (math.nan, math.nan)
+    return max(finite, key=lambda iv: iv[1] - iv[0])
 
 
 # -------------------------------------------------------------------------------------- ranking
@@ -328,6 +405,112 @@ def type_metrics(
     return out
 
 
+# ------------------------------------------------------------------------------ confound views
+def condition(episode: Episode) -> str:
+    """An episode's perturbation condition: the sorted names of the perturbations it ran under
+    (strength > 0), joined by ``+``; ``none`` for an unperturbed episode. Strengths are drawn per
+    episode, so the condition is the perturbation kind, not its strength."""
+    names = sorted({str(p.get("name")) for p in episode.perturbations if float(p.get("strength", 1.0)) > 0})
+    return "+".join(names) if names else "none"
+
+
+def _event_before(ep: Episode, step: int, event_types: Sequence[str]) -> bool:
+    """The episode had a failure event (drop, miss, collision; never a timeout) before ``step``."""
+    return ep.failed and ep.failure_type in event_types and ep.failure_step < step
+
+
+def view_samples(
+    episodes: Sequence[Episode],
+    running: Sequence[np.ndarray],
+    times: Mapping[str, int],
+    config: ProtocolConfig,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every single-ROC-AUC view of the protocol as ``metric -> (positions, labels, scores)``
+    (positions index ``episodes``; positions and labels do not depend on the scores, so every
+    method of one test set has the same ones and their bootstraps are paired):
+
+    - ``safe``: the running score at T per task (SAFE); ``at_risk_<t>s``: :func:`at_risk_scores`.
+    - ``safe_unperturbed`` / ``at_risk_<t>s_unperturbed``: the same on unperturbed episodes only,
+      and ``safe@<condition>`` / ``at_risk_<t>s@<condition>`` within each perturbation condition
+      (:func:`condition`): perturbations are visible from step 0 and change the failure rate, so a
+      score that only recognises the condition ranks well on the pooled metrics.
+    - ``at_risk_<t>s_event`` / ``at_risk_<t>s_timeout``: at-risk positives that end in an event
+      failure / in a timeout, each against the same negatives (the at-risk successes).
+    - ``safe_prediction``: the running score after T-1 steps on the episodes with no event before
+      T (timeouts have none), so an event at T-1 or earlier cannot be detected instead of predicted.
+    """
+    hz = config.control_hz
+    conds = [condition(ep) for ep in episodes]
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def add(name: str, pos: Any, lab: Any, sc: Any) -> None:
+        out[name] = (
+            np.asarray(pos, dtype=int),
+            np.asarray(lab, dtype=bool),
+            np.asarray(sc, dtype=np.float64),
+        )
+
+    at_t = [score_at(r, times[ep.task]) for ep, r in zip(episodes, running, strict=True)]
+    allpos = list(range(len(episodes)))
+    failed = [ep.failed for ep in episodes]
+    add("safe", allpos, failed, at_t)
+    keep = [k for k in allpos if conds[k] == "none"]
+    add("safe_unperturbed", keep, [failed[k] for k in keep], [at_t[k] for k in keep])
+    for c in sorted(set(conds) - {"none"}):  # "none" is the unperturbed view
+        keep = [k for k in allpos if conds[k] == c]
+        add(f"safe@{c}", keep, [failed[k] for k in keep], [at_t[k] for k in keep])
+    keep, pred = [], []
+    for k, (ep, r) in enumerate(zip(episodes, running, strict=True)):
+        T = times[ep.task]
+        if T >= 2 and not _event_before(ep, T, config.event_types):
+            keep.append(k)
+            pred.append(score_at(r, T - 1))
+    add("safe_prediction", keep, [failed[k] for k in keep], pred)
+    for t in config.at_risk_s:
+        name = f"at_risk_{t:g}s"
+        pos, lab, sc = at_risk_scores(episodes, running, int(round(t * hz)))
+        add(name, pos, lab, sc)
+        unp = np.array([conds[k] == "none" for k in pos], dtype=bool)
+        add(f"{name}_unperturbed", pos[unp], lab[unp], sc[unp])
+        for c in sorted(set(conds) - {"none"}):  # "none" is the unperturbed view
+            m = np.array([conds[k] == c for k in pos], dtype=bool)
+            add(f"{name}@{c}", pos[m], lab[m], sc[m])
+        timeout = np.array([episodes[k].failure_type == "timeout" for k in pos], dtype=bool)
+        for end, m in (("event", ~lab | ~timeout), ("timeout", ~lab | timeout)):
+            add(f"{name}_{end}", pos[m], lab[m], sc[m])
+    return out
+
+
+def view_metrics(
+    episodes: Sequence[Episode],
+    running: Sequence[np.ndarray],
+    times: Mapping[str, int],
+    config: ProtocolConfig,
+) -> dict[str, Any]:
+    """ROC-AUC (with n, n_failed) of every view of :func:`view_samples` but the plain ``safe`` and
+    ``at_risk`` (already in :func:`safe_metrics`, :func:`at_risk_auroc`), the conditions present,
+    and the share of failures whose event came before T (Wilson interval): the failures that SAFE's
+    ROC-AUC at T may detect rather than predict."""
+    samples = view_samples(episodes, running, times, config)
+    plain = {"safe", *(f"at_risk_{t:g}s" for t in config.at_risk_s)}
+    out: dict[str, Any] = {
+        name: {"auroc": roc_auc(lab, sc), "n": int(lab.size), "n_failed": int(lab.sum())}
+        for name, (_, lab, sc) in samples.items()
+        if name not in plain
+    }
+    conds = [condition(ep) for ep in episodes]
+    out["conditions"] = {c: conds.count(c) for c in sorted(set(conds))}
+    n_failed = sum(ep.failed for ep in episodes)
+    k = sum(_event_before(ep, times[ep.task], config.event_types) for ep in episodes)
+    out["event_before_T"] = {
+        "share": _frac(k, n_failed),
+        "k": int(k),
+        "n": int(n_failed),
+        "ci95": list(wilson(k, n_failed)),
+    }
+    return out
+
+
 # --------------------------------------------------------------------------------------- alarms
 def constant_band(maxima: Sequence[float], alpha: float) -> FunctionalBand:
     """Split conformal constant threshold: the ``ceil((n+1)(1-alpha))``-th smallest of the
@@ -384,6 +567,11 @@ def alarm_metrics(
         "threshold": band.half_width if math.isfinite(band.half_width) else math.inf,
         "finite": bool(math.isfinite(band.half_width)),
         "n_cal": band.n_cal,
+        **{
+            k: v
+            for k, v in band_status(band, config.fit_fraction).items()
+            if k in ("n_cal_needed", "n_successes", "successes_needed")
+        },
         "n_success": len(succ),
         "n_event": len(events),
         "n_timeout": len(timeouts),
@@ -442,6 +630,7 @@ def method_metrics(
         for lo, hi in config.lead_bins
     }
     out["types"] = type_metrics(episodes, running, times, failure_types)
+    out["views"] = view_metrics(episodes, running, times, config)
     out["alarms"] = {
         kind: {
             str(a): alarm_metrics(episodes, running, b, config, timeout_step=timeout_step)

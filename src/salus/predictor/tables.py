@@ -9,7 +9,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_markdown", "format_benchmark", "closed_loop_lines", "fmt"]
+__all__ = [
+    "format_markdown",
+    "format_benchmark",
+    "closed_loop_lines",
+    "fmt",
+    "cannot_fire_text",
+    "band_state_lines",
+]
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -105,6 +112,7 @@ def format_markdown(
             *_comparison_table(comp["rows"]),
         ]
     lines += _ranking_table(report["methods"])
+    lines += _view_tables(report["methods"])
     lines += _alarm_tables(report["methods"], report["protocol"])
     if report.get("notes"):
         lines += ["", "Notes:", *[f"- {n}" for n in report["notes"]]]
@@ -153,19 +161,73 @@ def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _cannot_fire(method: dict[str, Any], kind: str, alpha: float) -> bool:
+    """The method's threshold of ``kind`` at ``alpha`` is infinite (too few calibration successes)."""
+    entry = method.get("seen", {}).get("alarms", {}).get(kind, {}).get(str(float(alpha)), {})
+    return entry.get("finite") is False
+
+
+def cannot_fire_text(entry: dict[str, Any]) -> str:
+    """Why an alarm threshold (one ``alarm_metrics`` entry with ``finite`` False) can never fire,
+    and what it needs; its FPR and recall are not measurements."""
+    have = entry.get("n_successes", entry.get("n_cal"))
+    need = entry.get("successes_needed", "?")
+    return (
+        f"infinite, {have} calibration successes ({entry.get('n_cal')} scores) where alpha "
+        f"{float(entry['alpha']):g} needs >= {need} ({entry.get('n_cal_needed', '?')} scores); it never "
+        "alarms, so FPR and recall are not measured"
+    )
+
+
+def band_state_lines(method: dict[str, Any]) -> list[str]:
+    """Per threshold kind and alpha of one method's evaluation entry: whether it can fire and what
+    its calibration had and needs (the same for every method of an evaluation)."""
+    out = []
+    for kind, by in method["seen"]["alarms"].items():
+        label = "functional band" if kind == "band" else "constant threshold"
+        for a, e in sorted(by.items(), key=lambda kv: float(kv[0])):
+            if e.get("finite", True):
+                state = f"can fire ({e.get('n_successes', e.get('n_cal'))} calibration successes, >= {e.get('successes_needed', '?')} needed)"
+            else:
+                state = f"CANNOT FIRE, {cannot_fire_text(e)}"
+            out.append(f"{label} at alpha {float(a):g}: {state}")
+    return out
+
+
 def _alarm_tables(methods: list[dict[str, Any]], proto: dict[str, Any]) -> list[str]:
     lines: list[str] = []
+    if methods and methods[0].get("seen", {}).get("alarms"):
+        lines += [
+            "## Alarm thresholds: can each fire?",
+            "",
+            "Fitted on the calibration successes (the count is the same for every method); a threshold "
+            "that cannot fire is infinite and its tables below say so instead of giving FPR and recall.",
+            "",
+            *[f"- {line}" for line in band_state_lines(methods[0])],
+            "",
+        ]
     for kind in proto["thresholds"]:
         label = "one-sided functional band" if kind == "band" else "constant threshold"
         for a in proto["alphas"]:
+            lines += [f"## Alarms: {label}, alpha = {a:g}", ""]
+            idle = next(
+                (m["seen"]["alarms"][kind][str(float(a))] for m in methods if _cannot_fire(m, kind, a)), None
+            )
+            if idle is not None:
+                lines += [
+                    f"**This threshold cannot fire** at alpha {a:g}: {cannot_fire_text(idle)}. Calibrate "
+                    "on more successes or use a larger alpha.",
+                    "",
+                ]
             lines += [
-                f"## Alarms: {label}, alpha = {a:g}",
-                "",
                 "| method | seen FPR (95% CI) | seen event recall >=0 / 0.5 / 1 s before | seen after event | "
                 "seen lead median (IQR) s | seen timeouts | unseen FPR | unseen event recall >=0.5 s |",
                 "|---|---|---|---|---|---|---|---|",
             ]
             for m in methods:
+                if _cannot_fire(m, kind, a):  # an infinite threshold measures nothing
+                    lines.append(f"| {m['name']} |" + " cannot fire |" * 7)
+                    continue
                 s, u = m["seen"]["alarms"][kind][str(float(a))], m["unseen"]["alarms"][kind][str(float(a))]
                 rec = " / ".join(fmt(s[f"event_recall_{lead:g}s"], 2) for lead in proto["recall_leads_s"])
                 iqr = s["lead_s_iqr"]
@@ -176,6 +238,121 @@ def _alarm_tables(methods: list[dict[str, Any]], proto: dict[str, Any]) -> list[
                 )
             lines.append("")
     return lines
+
+
+VIEW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("safe_unperturbed", "SAFE unperturbed"),
+    ("at_risk_2s_unperturbed", "at-risk 2 s unperturbed"),
+    ("at_risk_2s_event", "at-risk 2 s events"),
+    ("at_risk_2s_timeout", "at-risk 2 s timeouts"),
+    ("safe_prediction", "SAFE prediction (T-1)"),
+)
+
+
+def _event_before_text(views: dict[str, Any]) -> str:
+    e = views.get("event_before_T") or {}
+    if not e.get("n"):
+        return "n/a"
+    lo, hi = e["ci95"]
+    return f"{100 * e['share']:.0f}% ({e['k']}/{e['n']}; {100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def _view_tables(methods: list[dict[str, Any]]) -> list[str]:
+    """The confound-free views of one evaluation (``views`` of ``protocol.method_metrics``)."""
+    if not methods or "views" not in methods[0].get("seen", {}):
+        return []
+    lines = [
+        "## Confound-free views",
+        "",
+        "Perturbations are visible from step 0 and change the failure rate, so a score that only "
+        "recognises the condition ranks well on the pooled metrics: the views below measure on "
+        "unperturbed episodes only and within each perturbation condition, and the row "
+        "`reference:condition` (a logistic regression on task one-hot and perturbation strengths, "
+        "fitted on training episodes, one constant score per episode) is what the condition alone "
+        "gives. At-risk positives are split into those that end in an event (drop, miss, collision) "
+        "and in a timeout, each against the same negatives. SAFE prediction = ROC-AUC of the running "
+        "score after T-1 steps on the episodes with no event before T (SAFE at T also credits "
+        "failures already detected). 95% bootstrap intervals over episodes.",
+        "",
+        "| method | "
+        + " | ".join(f"{g} {label}" for g in ("seen", "unseen") for _, label in VIEW_COLUMNS)
+        + " |",
+        "|---|" + "---|" * (2 * len(VIEW_COLUMNS)),
+    ]
+    for m in methods:
+        cells = [m["name"]]
+        for g in ("seen", "unseen"):
+            ci = m[g].get("ci95") or {}
+            views = m[g]["views"]
+            for key, _ in VIEW_COLUMNS:
+                v = views.get(key, {})
+                cells.append(fmt(v.get("auroc"), 2) + _ci(ci.get(key)))
+        lines.append("| " + " | ".join(cells) + " |")
+    s0, u0 = methods[0]["seen"]["views"], methods[0]["unseen"]["views"]
+    lines += [
+        "",
+        f"Failures whose event came before T (SAFE at T may detect them rather than predict): seen "
+        f"{_event_before_text(s0)}, unseen {_event_before_text(u0)}. Unperturbed test episodes: seen "
+        f"{s0['safe_unperturbed']['n']} ({s0['safe_unperturbed']['n_failed']} failed), unseen "
+        f"{u0['safe_unperturbed']['n']} ({u0['safe_unperturbed']['n_failed']} failed).",
+        "",
+    ]
+    conds = [c for c in s0.get("conditions", {}) if c != "none"]
+    if conds:
+        lines += [
+            "Seen SAFE ROC-AUC at T / at-risk ROC-AUC at 2 s within each perturbation condition "
+            "(header: episodes, failed):",
+            "",
+            "| method | unperturbed | "
+            + " | ".join(f"{c} ({s0[f'safe@{c}']['n']}, {s0[f'safe@{c}']['n_failed']})" for c in conds)
+            + " |",
+            "|---|---|" + "---|" * len(conds),
+        ]
+        for m in methods:
+            views, ci = m["seen"]["views"], m["seen"].get("ci95") or {}
+            cells = [m["name"]]
+            for suffix in ("_unperturbed", *(f"@{c}" for c in conds)):
+                cells.append(
+                    " / ".join(
+                        fmt(views.get(f"{k}{suffix}", {}).get("auroc"), 2) + _ci(ci.get(f"{k}{suffix}"))
+                        for k in ("safe", "at_risk_2s")
+                    )
+                )
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _benchmark_view_lines(agg: dict[str, Any]) -> list[str]:
+    """The confound-free views over seeds: mean with the interval of the mean."""
+    present = [(k, label) for k, label in VIEW_COLUMNS if agg["methods"] and f"seen/{k}" in agg["methods"][0]]
+    if not present:
+        return []
+    lines = [
+        "",
+        "## Confound-free views (mean over seeds, 95% interval of the mean)",
+        "",
+        "Unperturbed episodes only; at-risk positives ending in an event / in a timeout against the same "
+        "negatives; SAFE prediction = running score after T-1 steps on episodes with no event before T "
+        "(see the per-seed tables for the conditions and `reference:condition`). Intervals: the wider of "
+        "the shared-resample bootstrap and the seed interval.",
+        "",
+        "| method | " + " | ".join(f"{g} {label}" for g in ("seen", "unseen") for _, label in present) + " |",
+        "|---|" + "---|" * (2 * len(present)),
+    ]
+    for row in agg["methods"]:
+        cells = [row["name"]] + [_agg_ci(row, f"{g}/{k}", 2) for g in ("seen", "unseen") for k, _ in present]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _agg_ci(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    """Mean over seeds with its interval (the wider of the shared-resample bootstrap and the seed
+    interval, ``aggregate_seeds``) when it has one, else mean [min, max]."""
+    v = row.get(key)
+    if not v or not v.get("ci95_of_mean"):
+        return _agg(row, key, digits)
+    return f"{fmt(v['mean'], digits)}{_ci(v['ci95_of_mean'], digits)}"
 
 
 def _agg(row: dict[str, Any], key: str, digits: int = 3) -> str:
@@ -190,7 +367,7 @@ GOAL_MARGIN = 0.05  # the predictor goal: +0.05 ROC-AUC over every comparator, i
 GOAL_RECALL, GOAL_FPR = 0.60, 0.12  # event failures caught >= 0.5 s early at alpha 0.1, seen FPR
 
 
-def _goal_lines(agg: dict[str, Any]) -> list[str]:
+def _goal_lines(agg: dict[str, Any], reports: Sequence[dict[str, Any]] = ()) -> list[str]:
     """The predictor goals, each met or missed by how much (numbers from ``agg`` only)."""
     picks = set(agg["selected"])
     if len(picks) != 1 or not agg["comparisons"]:
@@ -231,10 +408,30 @@ def _goal_lines(agg: dict[str, Any]) -> list[str]:
         f"oracle (not deployable) {fmt(mean('oracle-risk', 'seen/safe'))} / {fmt(mean('oracle-risk', 'unseen/safe'))} "
         f"| {'yes' if mean(ours, 'seen/safe') >= 0.92 and mean(ours, 'unseen/safe') >= 0.85 else 'no'} |"
     )
-    lines.append(
-        "| per-type ROC-AUC reported; `Risk` names the most likely type | see the per-type table below | yes |"
-    )
+    lines.append(_type_goal_line(ours, reports))
     return [*lines, ""]
+
+
+def _type_goal_line(ours: str, reports: Sequence[dict[str, Any]]) -> str:
+    """The per-type goal, from the numbers: every failure type with seen test failures has a
+    finite ROC-AUC at T for our model in every seed."""
+    found: dict[str, list[float]] = {}
+    for r in reports:
+        m = next((m for m in r["methods"] if m["name"] == ours), None)
+        for t, v in ((m or {}).get("seen", {}).get("types") or {}).items():
+            if v.get("n"):
+                found.setdefault(t, []).append(float(v["auroc"]))
+    ok = {t: all(math.isfinite(a) for a in vals) and len(vals) == len(reports) for t, vals in found.items()}
+    met = bool(ok) and all(ok.values())
+    res = ", ".join(
+        f"{t} {fmt(sum(v) / len(v)) if all(math.isfinite(a) for a in v) else 'n/a'}" for t, v in found.items()
+    )
+    missing = sorted(t for t, good in ok.items() if not good)
+    res = (res or "no seen failures") + (f"; not measured for {', '.join(missing)}" if missing else "")
+    return (
+        f"| per-type ROC-AUC at T reported for every failure type with seen test failures (mean over "
+        f"seeds; which type `Risk` names is not a measurement here) | {res} | {'yes' if met else 'no'} |"
+    )
 
 
 def format_benchmark(
@@ -246,7 +443,7 @@ def format_benchmark(
     extra: Sequence[str] = (),
 ) -> str:
     """The benchmark over split seeds: mean [min, max] over seeds of each metric, the headline
-    comparisons (mean difference, interval of the mean from the per-seed paired bootstraps)."""
+    comparisons (mean difference, interval of the mean: see ``aggregate_seeds``)."""
     r0 = reports[0]
     lines = [
         "# Benchmark results",
@@ -267,14 +464,16 @@ def format_benchmark(
         "Our predictor chosen on validation, per seed: " + ", ".join(str(s) for s in agg["selected"]) + ".",
         "",
     ]
-    lines += _goal_lines(agg)
+    lines += _goal_lines(agg, reports)
     if agg["comparisons"]:
         ours = agg["selected"][0] if len(set(agg["selected"])) == 1 else "the validation pick"
         lines += [
             f"## Headline: {ours} minus each fixed comparator",
             "",
-            "Mean over seeds of the difference; 95% interval of that mean from the per-seed paired "
-            "bootstraps over episodes; **win** = interval above 0. The goal asks +0.05 with the interval above 0.",
+            "Mean over seeds of the difference; 95% interval of that mean: the wider of a paired "
+            "bootstrap whose resample of episode ids is shared by every seed (each seed's difference on "
+            "its test episodes in the resample, averaged over seeds) and the t interval from the spread "
+            "across seeds; **win** = interval above 0. The goal asks +0.05 with the interval above 0.",
             "",
             *_comparison_table(agg["comparisons"]),
         ]
@@ -295,6 +494,7 @@ def format_benchmark(
                 _agg(row, f"{g}/lead_6-15"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _benchmark_view_lines(agg)
     lines += [
         "",
         "## Alarms (mean [min, max] over seeds)",
@@ -310,6 +510,12 @@ def format_benchmark(
         cells = []
         for k in proto["thresholds"]:
             for a in proto["alphas"]:
+                if all(
+                    any(m["name"] == row["name"] and _cannot_fire(m, k, a) for m in r["methods"])
+                    for r in reports
+                ):
+                    cells.append("cannot fire")
+                    continue
                 cells.append(
                     f"{_agg(row, f'seen/{k}@{a:g}/fpr', 2)} / {_agg(row, f'seen/{k}@{a:g}/event_recall_0.5s', 2)}"
                 )

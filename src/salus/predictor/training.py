@@ -355,6 +355,7 @@ def train_model(
         "failure_types": list(types),
         "score_index": score_index,
         "control_hz": episodes.control_hz,
+        "robot": None if episodes.robot is None else episodes.robot.to_dict(),
         "conformal": {},
         "split": split.to_dict(),
         "train_config": tcfg.to_dict(),

@@ -28,7 +28,6 @@ from salus.signals.stats import GaussianStats, cluster_probabilities, entropy
 from salus.sim.spec import (
     JOINT_LOWER,
     JOINT_UPPER,
-    POSITION_ACTION_SCALE_M,
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
 )
@@ -72,8 +71,12 @@ class StepInputs:
     ``step_norm`` (B,) this step's ||a_t[:3]|| (the commanded end-effector step). ``chunk`` (B, C, A) as given, ``chunk_offset``
     (B,), ``t`` (B,) step index in the episode, ``prev_chunk`` (B, C, A) and ``prev_start`` (B,):
     the previous chunk and the step it was computed at, ``n_chunks`` (B,) chunks so far (this one
-    included). ``limit_state`` (B, 10): 7 joint positions then the 3 end-effector coordinates;
-    ``ee``, ``prev_ee`` (B, 3): end-effector position now and at the previous step. ``hidden`` (B, H),
+    included). ``limit_state`` (B, L): the limited entries of the robot state (the Panda: 7 joint
+    positions then the 3 end-effector coordinates), ``limit_lo`` / ``limit_hi`` / ``limit_range``
+    (L,) their limits; ``ee``, ``prev_ee`` (B, 3): end-effector position now and at the previous
+    step, ``ee_scale`` the metres per unit of ``action[:3]``; ``joint_error`` (B,) or None: for a
+    robot described by joint positions and commanded targets (no end effector), the distance of
+    the joints from the last commanded target as a fraction of the joint range. ``hidden`` (B, H),
     ``hidden_sq`` (B,) ||h||^2, ``hidden_dot_sum`` (B,) h . S and ``hidden_sum_sq`` (B,) ||S||^2
     with S the sum of h over the ``n_hidden`` (B,) earlier finite steps. ``token_probs`` (B, V) or
     None. ``rows`` = arange(B), ``always`` (B,) all True, ``config`` the extractor's SignalConfig.
@@ -95,8 +98,13 @@ class StepInputs:
         "prev_start",
         "n_chunks",
         "limit_state",
+        "limit_lo",
+        "limit_hi",
+        "limit_range",
         "ee",
         "prev_ee",
+        "ee_scale",
+        "joint_error",
         "hidden",
         "hidden_sq",
         "hidden_dot_sum",
@@ -123,8 +131,13 @@ class StepInputs:
     prev_start: np.ndarray
     n_chunks: np.ndarray
     limit_state: np.ndarray
+    limit_lo: np.ndarray
+    limit_hi: np.ndarray
+    limit_range: np.ndarray
     ee: np.ndarray
     prev_ee: np.ndarray
+    ee_scale: float
+    joint_error: np.ndarray | None
     hidden: np.ndarray
     hidden_sq: np.ndarray
     hidden_dot_sum: np.ndarray
@@ -414,15 +427,18 @@ def max_sample_probability(x: ChunkInputs) -> Computed | None:
         "execution_mismatch",
         "||(p_t - p_{t-1}) / POSITION_ACTION_SCALE_M - clip(a_{t-1}[:3], -1, 1)||_2: achieved end-effector "
         "displacement against the commanded one of the previous step",
-        "robot_state ee_pos, action",
+        "robot_state ee_pos, action (a robot description: ee_pos and ee_action_scale, else joint_pos and "
+        "joint_target: ||(q_t - target_t) / joint range||_2)",
         "fraction of the maximum end-effector step",
         "0 - 1",
-        "first step; non-finite positions or action",
+        "first step; non-finite positions or action; a robot description without either",
     )
 )
 def execution_mismatch(x: StepInputs) -> Computed:
+    if x.joint_error is not None:  # a robot described by joint positions and commanded targets
+        return x.joint_error, x.n_hist >= 1
     commanded = np.minimum(np.maximum(x.prev1[:, :3], -1.0), 1.0)
-    return _norm((x.ee - x.prev_ee) / POSITION_ACTION_SCALE_M - commanded), x.n_hist >= 1
+    return _norm((x.ee - x.prev_ee) / x.ee_scale - commanded), x.n_hist >= 1
 
 
 # Constraint margin: the 7 joint positions and the 3 end-effector coordinates against their limits.
@@ -436,15 +452,15 @@ _LIMIT_RANGE = _LIMIT_HI - _LIMIT_LO
         "constraint_margin",
         "min(min_j min(q_j - lo_j, hi_j - q_j) / (hi_j - lo_j), min_i min(p_i - L_i, H_i - p_i) / (H_i - L_i)): "
         "smallest normalised distance to a joint limit or a workspace wall (negative outside)",
-        "robot_state joint_pos and ee_pos, sim.spec limits",
+        "robot_state joint_pos and ee_pos, sim.spec limits (a robot description: its joint limits and workspace)",
         "fraction of the joint / workspace range",
         "0 - 0.4",
-        "non-finite robot state",
+        "non-finite robot state; a robot description without limits",
     )
 )
 def constraint_margin(x: StepInputs) -> Computed:
     s = x.limit_state
-    return (np.minimum(s - _LIMIT_LO, _LIMIT_HI - s) / _LIMIT_RANGE).min(axis=1), x.always
+    return (np.minimum(s - x.limit_lo, x.limit_hi - s) / x.limit_range).min(axis=1), x.always
 
 
 @signal(

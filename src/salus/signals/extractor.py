@@ -62,10 +62,13 @@ def _shape_error(name: str, got: tuple[int, ...], want: str) -> InvalidInputErro
     return InvalidInputError(f"StepInternals.{name} must have shape {want}, got {got}")
 
 
-def validate_step_inputs(internals: Any, robot_state: Any, batch_size: int) -> dict[str, np.ndarray | None]:
+def validate_step_inputs(
+    internals: Any, robot_state: Any, batch_size: int, state_dim: int = STATE_DIM
+) -> dict[str, np.ndarray | None]:
     """Check shapes of one step's inputs and return them as numpy arrays (no copies where possible).
 
-    Raises InvalidInputError naming the field, its shape and the expected one.
+    Raises InvalidInputError naming the field, its shape and the expected one. ``state_dim``: the
+    robot state's width (the Panda layout's 22 unless the extractor has a robot description).
     """
     b = batch_size
     action = _arr(internals, "action")
@@ -112,9 +115,14 @@ def validate_step_inputs(internals: Any, robot_state: Any, batch_size: int) -> d
                 )
     out["action_token_probs"] = probs
     state = np.asarray(robot_state)
-    if state.shape != (b, STATE_DIM):
+    if state.shape != (b, state_dim):
+        layout = (
+            "layout salus.sim.spec.STATE_SLICES"
+            if state_dim == STATE_DIM
+            else "the robot description's state"
+        )
         raise InvalidInputError(
-            f"robot_state must have shape (B={b}, {STATE_DIM}) (layout salus.sim.spec.STATE_SLICES), got {state.shape}"
+            f"robot_state must have shape (B={b}, {state_dim}) ({layout}), got {state.shape}"
         )
     out["robot_state"] = state
     return out
@@ -128,11 +136,12 @@ class SignalExtractor:
     ``ex.step(policy.last_internals, obs["state"]) -> SignalStep``.
     """
 
-    def __init__(self, batch_size: int, config: SignalConfig | None = None) -> None:
+    def __init__(self, batch_size: int, config: SignalConfig | None = None, *, robot: Any = None) -> None:
         if not isinstance(batch_size, int | np.integer) or int(batch_size) < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.config = config if config is not None else SignalConfig()
+        self.set_robot(robot)
         self.ood = GaussianStats(shrinkage=self.config.ood_shrinkage)
         self.fitted_cluster_radius: float | None = None
         self.meta: dict[str, Any] = {}  # JSON-able provenance of the fit (policy, weights hash, episodes)
@@ -163,6 +172,66 @@ class SignalExtractor:
         self._inputs.rows = np.arange(b)
         self._inputs.always = np.ones(b, dtype=bool)
         self._inputs.config = self.config
+
+    def set_robot(self, robot: Any) -> None:
+        """The robot-state layout ``step`` reads: the Panda's (``robot`` None or a description of
+        the Panda layout: ``robot_state`` (B, 22)), else the description's (``robot_state`` (B,
+        state_dim)): constraint_margin from its limited entries (joint positions with limits, the
+        end effector with a workspace), execution_mismatch from the end effector and its action
+        scale, else from joint positions and commanded targets; without them, invalid."""
+        from salus.signals.definitions import _LIMIT_HI, _LIMIT_LO, _LIMIT_RANGE
+        from salus.sim.spec import POSITION_ACTION_SCALE_M
+
+        if robot is not None and getattr(robot, "reads_panda_layout", False):
+            robot = None
+        self.robot = robot
+        if robot is None:
+            self._state_dim = STATE_DIM
+            self._limits = (_LIMIT_LO, _LIMIT_HI, _LIMIT_RANGE)
+            self._ee_scale = float(POSITION_ACTION_SCALE_M)
+            return
+        self._state_dim = int(robot.state_dim)
+        cols: list[int] = []
+        lo: list[float] = []
+        hi: list[float] = []
+        if robot.joint_lower:
+            cols += list(robot.joint_pos)
+            lo += list(robot.joint_lower)
+            hi += list(robot.joint_upper)
+        if robot.workspace_low:
+            cols += list(robot.ee_pos)
+            lo += list(robot.workspace_low)
+            hi += list(robot.workspace_high)
+        self._robot_limit_cols = np.asarray(cols, dtype=np.int64)
+        lo_a, hi_a = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        self._limits = (lo_a, hi_a, hi_a - lo_a)
+        self._robot_ee: np.ndarray | None = (
+            np.asarray(robot.ee_pos, dtype=np.int64) if robot.ee_action_scale else None
+        )
+        self._ee_scale = float(robot.ee_action_scale or 1.0)
+        if self._robot_ee is None and robot.joint_target:
+            self._robot_joints: np.ndarray | None = np.asarray(robot.joint_pos, dtype=np.int64)
+            self._robot_targets = np.asarray(robot.joint_target, dtype=np.int64)
+            span = np.asarray(robot.joint_upper, np.float64) - np.asarray(robot.joint_lower, np.float64)
+            self._joint_span = span if robot.joint_lower else np.ones(len(robot.joint_pos))
+        else:
+            self._robot_joints = None
+
+    def _robot_inputs(self, state: np.ndarray, s: StepInputs) -> None:
+        """``limit_state``, ``ee`` and ``joint_error`` of a described (non-Panda-layout) robot."""
+        b = state.shape[0]
+        st = state.astype(np.float64)
+        nan = np.full((b, 1), np.nan)
+        s.limit_state = st.take(self._robot_limit_cols, axis=1) if self._robot_limit_cols.size else nan
+        if not self._robot_limit_cols.size:
+            s.limit_lo, s.limit_hi, s.limit_range = np.zeros(1), np.ones(1), np.ones(1)
+        s.ee = st.take(self._robot_ee, axis=1) if self._robot_ee is not None else np.full((b, 3), np.nan)
+        s.joint_error = None
+        if self._robot_joints is not None:
+            err = (
+                st.take(self._robot_joints, axis=1) - st.take(self._robot_targets, axis=1)
+            ) / self._joint_span
+            s.joint_error = np.sqrt(np.vecdot(err, err))
 
     # ------------------------------------------------------------------ fitting and state
     @property
@@ -323,14 +392,15 @@ class SignalExtractor:
         """Signals of one control step of all B environments.
 
         ``internals``: :class:`~salus.policies.base.StepInternals` of this step (batch B).
-        ``robot_state`` (B, 22): the state the policy acted on at this step.
+        ``robot_state`` (B, 22), or (B, state_dim) with a robot description
+        (``SignalExtractor(B, robot=...)``): the state the policy acted on at this step.
         """
         if self.config.require_fitted and not self.ood.fitted:
             raise NotFittedError(
                 "SignalExtractor needs fitted OOD statistics: call fit(...) on successful rollouts, "
                 "load_state_dict(...), SignalExtractor.load(path), or `salus signals fit`"
             )
-        x = validate_step_inputs(internals, robot_state, self.batch_size)
+        x = validate_step_inputs(internals, robot_state, self.batch_size, self._state_dim)
         action, chunk, emb, hid = x["action"], x["chunk"], x["obs_embedding"], x["hidden_step"]
         assert action is not None and chunk is not None and emb is not None and hid is not None
         dims = (chunk.shape[1], action.shape[1], emb.shape[1], hid.shape[1])
@@ -366,9 +436,15 @@ class SignalExtractor:
             s.window, s.n_window = self._hist, np.minimum(self._nhist + 1, w)
             s.chunk, s.chunk_offset, s.t = chunk, off, t
             s.prev_chunk, s.prev_start, s.n_chunks = self._prev_chunk, self._prev_start, self._nchunks
-            # the columns of constraint_margin: 7 joint positions, then the 3 end-effector coordinates
-            s.limit_state = sx = state.take(_LIMIT_COLS, axis=1).astype(np.float64)
-            s.ee, s.prev_ee = sx[:, 7:], self._prev_ee
+            s.limit_lo, s.limit_hi, s.limit_range = self._limits
+            s.ee_scale, s.joint_error = self._ee_scale, None
+            if self.robot is None:
+                # the columns of constraint_margin: 7 joint positions, then the 3 end-effector coordinates
+                s.limit_state = sx = state.take(_LIMIT_COLS, axis=1).astype(np.float64)
+                s.ee = sx[:, 7:]
+            else:
+                self._robot_inputs(state, s)
+            s.prev_ee = self._prev_ee
             h = hid.astype(np.float64)
             s.hidden = h
             s.hidden_sq = hh = np.vecdot(h, h)
