@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EMBED_DIM = 128  # the built-in policy's observation-embedding width (BuiltinConfig.embed_dim)
+from .helpers import write_signal_dataset
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     training code; its extractor statistics are fitted by the real SignalExtractor."""
     import torch
 
-    from salus.data import DatasetWriter, EpisodeRecord, SalusDataset
+    from salus.data import SalusDataset
     from salus.predictor import (
         ConformalConfig,
         ModelConfig,
@@ -25,32 +25,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         episodes_from_dataset,
         train_model,
     )
-    from salus.signals import SIGNAL_NAMES, SignalExtractor
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("ckdata") / "d.zarr"
-    stats = SignalExtractor(1).fit(rng.normal(size=(128, EMBED_DIM))).state_dict()
-    with DatasetWriter(
-        path, {"signal_names": list(SIGNAL_NAMES), "control_hz": 20.0}, state={"extractor": stats}
-    ) as w:
-        for i in range(72):
-            fail = i % 3 == 0
-            T = int(rng.integers(25, 40))
-            sig = rng.normal(size=(T, 12)).astype(np.float32)
-            f = T - 3 if fail else -1
-            if fail:
-                sig[:, 0] += np.clip((np.arange(T) - (f - 12)) / 6.0, 0, 1) * 2.5
-            w.append(
-                EpisodeRecord(
-                    steps={"signals": sig, "signal_valid": np.ones((T, 12), bool)},
-                    success=not fail,
-                    failure_step=f,
-                    failure_type="drop" if fail else "none",
-                    task=("pick_place", "push", "stack")[i % 3],
-                    seed=1000 + i,
-                )
-            )
+    path = write_signal_dataset(tmp_path_factory.mktemp("ckdata") / "d.zarr", 72, 1000, rng, fit_rows=128)
     episodes = episodes_from_dataset(SalusDataset(path))
     cfg = TrainConfig(
         max_epochs=3,

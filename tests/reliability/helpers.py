@@ -7,10 +7,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, settings
+
+EMBED_DIM = 128  # the built-in policy's observation-embedding width (BuiltinConfig.embed_dim)
 
 #: ``SALUS_SOAK=1`` (``make soak``): the long run of the property suite (``SALUS_SOAK_EXAMPLES`` each).
 SOAK = bool(os.environ.get("SALUS_SOAK"))
@@ -99,3 +102,40 @@ def same_episode(got, want) -> bool:
         want.seed,
         want.episode_index,
     )
+
+
+def write_signal_dataset(
+    path: Path,
+    n: int,
+    seed0: int,
+    rng: np.random.Generator,
+    *,
+    fit_rows: int,
+    attrs: dict[str, Any] | None = None,
+) -> Path:
+    """``n`` synthetic signal episodes (every third a ``drop`` whose signal 0 rises over the 12
+    steps before it) with extractor statistics fitted on ``fit_rows`` random embeddings."""
+    from salus.data import DatasetWriter, EpisodeRecord
+    from salus.signals import SIGNAL_NAMES, SignalExtractor
+
+    stats = SignalExtractor(1).fit(rng.normal(size=(fit_rows, EMBED_DIM))).state_dict()
+    root = {"signal_names": list(SIGNAL_NAMES), "control_hz": 20.0, **(attrs or {})}
+    with DatasetWriter(path, root, state={"extractor": stats}) as w:
+        for i in range(n):
+            fail = i % 3 == 0
+            T = int(rng.integers(25, 40))
+            sig = rng.normal(size=(T, 12)).astype(np.float32)
+            f = T - 3 if fail else -1
+            if fail:
+                sig[:, 0] += np.clip((np.arange(T) - (f - 12)) / 6.0, 0, 1) * 2.5
+            w.append(
+                EpisodeRecord(
+                    steps={"signals": sig, "signal_valid": np.ones((T, 12), bool)},
+                    success=not fail,
+                    failure_step=f,
+                    failure_type="drop" if fail else "none",
+                    task=("pick_place", "push", "stack")[i % 3],
+                    seed=seed0 + i,
+                )
+            )
+    return path

@@ -36,7 +36,7 @@ from torch import nn
 from salus.cli.main import app, main
 from salus.errors import InvalidInputError
 
-from .helpers import write_dataset
+from .helpers import write_dataset, write_signal_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -622,30 +622,8 @@ def test_3_handover_file_lines_that_are_not_records_are_skipped_and_said(tmp_pat
 
 # ------------------------------------------------- a small benchmark + fresh dataset, trained by the CLI
 def _write_signal_dataset(path: Path, n: int, seed0: int, rng: np.random.Generator) -> None:
-    from salus.data import DatasetWriter, EpisodeRecord
-    from salus.signals import SIGNAL_NAMES, SignalExtractor
-
-    stats = SignalExtractor(1).fit(rng.normal(size=(64, 128))).state_dict()
     collect = {"policy": "builtin", "tasks": ["pick_place", "push", "stack"], "seed": seed0, "episodes": n}
-    attrs = {"signal_names": list(SIGNAL_NAMES), "control_hz": 20.0, "collect": collect}
-    with DatasetWriter(path, attrs, state={"extractor": stats}) as w:
-        for i in range(n):
-            fail = i % 3 == 0
-            T = int(rng.integers(25, 40))
-            sig = rng.normal(size=(T, 12)).astype(np.float32)
-            f = T - 3 if fail else -1
-            if fail:
-                sig[:, 0] += np.clip((np.arange(T) - (f - 12)) / 6.0, 0, 1) * 2.5
-            w.append(
-                EpisodeRecord(
-                    steps={"signals": sig, "signal_valid": np.ones((T, 12), bool)},
-                    success=not fail,
-                    failure_step=f,
-                    failure_type="drop" if fail else "none",
-                    task=("pick_place", "push", "stack")[i % 3],
-                    seed=seed0 + i,
-                )
-            )
+    write_signal_dataset(path, n, seed0, rng, fit_rows=64, attrs={"collect": collect})
 
 
 @pytest.fixture(scope="module")
