@@ -19,6 +19,7 @@ from salus._json import to_json
 from salus.errors import InvalidInputError, InvalidNameError
 from salus.monitor.report import FIGURE_NAMES, ReportView, render_report
 from salus.monitor.report.figures import draw_timelines, pick_examples, roc_points
+from salus.monitor.report.glance import GLANCE_FIGURES, at_a_glance, glance_html
 from salus.predictor.protocol import alarm_steps, running_max
 
 from .synthetic import synthetic_evaluation
@@ -67,7 +68,9 @@ def report(evaluation, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make system-deps)")
 def test_report_renders_in_headless_chromium_with_every_image(report: Path) -> None:
     images = _browser_images(report)
-    assert sorted(images) == sorted(f"{n}.png" for n in FIGURE_NAMES)
+    glance = [f"{n}.png" for n in GLANCE_FIGURES.values()]
+    assert sorted(images) == sorted([*glance, *(f"{n}.png" for n in FIGURE_NAMES)])
+    assert list(images)[:2] == glance  # the at-a-glance pictures are the page's first images
     for src, (w, h) in images.items():
         assert w >= 400 and h >= 300, f"{src} did not load in the browser ({w}x{h})"
 
@@ -105,6 +108,83 @@ def test_report_numbers_are_the_evaluations(evaluation, report: Path) -> None:
             pts = roc_points(view, name, idx)
             assert pts is not None
             assert np.trapezoid(pts[1], pts[0]) == pytest.approx(view.entry(name)[g]["safe"]["auroc"])
+
+
+def test_at_a_glance_counts_the_per_episode_alarms(evaluation, report: Path) -> None:
+    """The summary's counts and lead times equal a count of each test episode's first alarm at the
+    evaluation's band (primary method, alpha 0.1), and its examples are the documented picks."""
+    glance = json.loads(report.with_name("report.json").read_text())["at_a_glance"]
+    view = ReportView.of(evaluation)
+    assert [glance[k] for k in ("method", "alpha", "threshold", "can_fire")] == ["ours", 0.1, "band", True]
+    band, hz = evaluation.bands["ours"]["band"][0.1], evaluation.episodes.control_hz
+    timeout_step = evaluation.report["protocol"]["timeout_step"]
+    caught_all, false_all = [], []
+    for order, (g, idx) in enumerate(view.groups):
+        caught, after, false, leads, n_ev, n_ok, t_hit, n_to = 0, 0, 0, [], 0, 0, 0, 0
+        for i in idx:
+            ep = evaluation.episodes[i]
+            a = band.alarm_step(np.maximum.accumulate(np.asarray(view.method("ours").scores[i], float)))
+            if ep.success:
+                n_ok += 1
+                if a >= 0:
+                    false += 1
+                    false_all.append((a, order, i))
+            elif ep.failure_type == "timeout":  # apart: never a lead time
+                n_to += 1
+                t_hit += 0 <= a <= timeout_step
+            else:
+                n_ev += 1
+                if 0 <= a <= ep.failure_step:
+                    caught += 1
+                    leads.append((ep.failure_step - a) / hz)
+                    caught_all.append(((ep.failure_step - a) / hz, order, i))
+                after += a > ep.failure_step
+        row = glance["groups"][g]
+        assert (row["n_event"], row["n_success"], row["n_timeout"]) == (n_ev, n_ok, n_to)
+        assert (row["caught"], row["caught_after_event"], row["false_alarms"]) == (caught, after, false)
+        assert row["timeouts_alarmed"] == t_hit and row["n_episodes"] == len(idx)
+        assert row["caught_share"] == pytest.approx(caught / n_ev)
+        assert row["false_alarm_share"] == pytest.approx(false / n_ok)
+        assert row["lead_s_median"] == pytest.approx(float(np.median(leads)))
+        assert row["lead_s_iqr"] == pytest.approx(list(np.percentile(leads, [25, 75])))
+        assert caught > 0 and false > 0  # the synthetic data exercises both
+        # the summary agrees with the alarm table's numbers
+        table = view.alarms("ours", g, "band")
+        assert row["false_alarm_share"] == pytest.approx(table["fpr"])
+        assert row["lead_s_median"] == pytest.approx(table["lead_s_median"])
+    med = float(np.median([x[0] for x in caught_all]))
+    typical = min(caught_all, key=lambda x: (abs(x[0] - med), x[1], x[2]))
+    ex = glance["examples"]
+    assert (ex["caught"]["episode"], ex["caught"]["lead_s"]) == (typical[2], pytest.approx(typical[0]))
+    assert ex["caught"]["median_lead_s"] == pytest.approx(med)
+    assert ex["false_alarm"]["episode"] == sorted(false_all)[(len(false_all) - 1) // 2][2]
+    assert evaluation.episodes[ex["false_alarm"]["episode"]].success
+    assert glance["figures"] == [f"{n}.png" for n in GLANCE_FIGURES.values()]
+    for name in glance["figures"]:
+        assert report.with_name(name).stat().st_size > 10_000
+    # the block is the page's first: before the meta table and the comparator tables
+    page = report.read_text()
+    first = page.index("<section id='at-a-glance'>")
+    assert first < page.index("<table class='meta'>") < page.index("ours against each fixed comparator")
+    assert first < page.index("src='glance_caught.png'") < page.index("src='glance_false_alarm.png'")
+    assert first < min(page.index(f"src='{n}.png'") for n in FIGURE_NAMES)
+
+
+def test_at_a_glance_says_when_the_band_cannot_fire(evaluation, tmp_path: Path) -> None:
+    never = {
+        kind: {a: dataclasses.replace(b, half_width=math.inf) for a, b in by.items()}
+        for kind, by in evaluation.bands["ours"].items()
+    }
+    swapped = dataclasses.replace(evaluation, bands={**evaluation.bands, "ours": never})
+    glance = at_a_glance(ReportView.of(swapped))
+    assert glance["can_fire"] is False and glance["figures"] == []
+    assert all("caught" not in row and "lead_s_median" not in row for row in glance["groups"].values())
+    text = glance_html(glance)
+    assert "cannot fire at alpha = 0.1" in text and "<img" not in text and "median" not in text
+    # no false alarm at all: said in words, no picture
+    normal = at_a_glance(ReportView.of(evaluation))
+    text = glance_html({**normal, "examples": {**normal["examples"], "false_alarm": None}})
+    assert "No false alarm" in text and "glance_false_alarm.png" not in text and "glance_caught.png" in text
 
 
 def test_page_shows_every_table_and_figure(evaluation, report: Path) -> None:

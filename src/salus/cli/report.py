@@ -110,6 +110,14 @@ def register(app: typer.Typer) -> None:
                 f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
                 f"band FPR {_num(fpr)} at alpha {summary['alpha']:g}"
             )
+            glance = (summary.get("at_a_glance") or {}).get("groups", {}).get(group, {})
+            if "caught" in glance:  # the page's first block, in one line
+                lead = glance["lead_s_median"]
+                console.print(
+                    f"    caught {glance['caught']}/{glance['n_event']} event failures before the event"
+                    + (f" (median lead {lead:.2f} s)" if lead is not None else "")
+                    + f", false alarms {glance['false_alarms']}/{glance['n_success']} successes"
+                )
         from salus.predictor.tables import band_state_lines
 
         entry = next((m for m in ev.report["methods"] if m["name"] == summary["primary_method"]), None)

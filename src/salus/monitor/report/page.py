@@ -10,6 +10,7 @@ from typing import Any
 
 from salus.predictor.tables import format_markdown
 
+from .glance import glance_html
 from .view import ReportView
 
 __all__ = ["page_html", "CAPTIONS"]
@@ -67,7 +68,10 @@ table { border-collapse: collapse; font-size: 0.82em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 tr.primary td { font-weight: bold; background: #eef6ff; }
-table.meta td { text-align: left; } details { margin: 0.8em 0; } summary { cursor: pointer; font-weight: bold; }
+table.meta td, table.glance td { text-align: left; }
+section#at-a-glance { background: #fafcff; border: 1px solid #dde8f5; padding: 0 1em 0.5em; }
+section#at-a-glance h2 { margin-top: 0.6em; } p.cannot-fire { color: #a33; }
+table.glance { font-size: 0.95em; } details { margin: 0.8em 0; } summary { cursor: pointer; font-weight: bold; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 """
 
@@ -132,9 +136,11 @@ def page_html(
     meta: Mapping[str, Any],
     commands: Sequence[str] = (),
     extra_markdown: str = "",
+    glance: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole page. ``figures`` are the names of the PNGs written next to it (``<name>.png``);
-    ``closed_loop`` among them is placed with ``extra_markdown`` (its tables) at the end."""
+    ``closed_loop`` among them is placed with ``extra_markdown`` (its tables) at the end. ``glance``
+    (``glance.at_a_glance``) is the first block, before every table."""
     report = {**view.report, "notes": []}
     preamble, sections = _sections(format_markdown(report, title="", commands=commands))
     meta_rows = {
@@ -146,6 +152,7 @@ def page_html(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        glance_html(dict(glance)) if glance is not None else "",
         "<table class='meta'>"
         + "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"

@@ -18,6 +18,7 @@ from .figures import (
     draw_signals,
     draw_timelines,
 )
+from .glance import at_a_glance, draw_glance
 from .page import page_html
 from .view import ReportView
 
@@ -79,8 +80,9 @@ def render_report(
     """Draw ``evaluation`` (from ``salus.predictor.evaluate_detailed``) into ``out_dir``: the figures
     (``<name>.png`` for :data:`FIGURE_NAMES`), ``results.json`` and ``results.md`` (the evaluation's
     report and tables, as ``salus evaluate --out`` writes them), ``report.json`` (what the figures
-    show) and ``index.html``. ``primary``: the method the figures follow (default: the one chosen on
-    validation); ``alpha``: the alarm level they show (one of the evaluated alphas; default 0.1).
+    show; ``at_a_glance``: the page's first block, with ``glance_caught.png`` and
+    ``glance_false_alarm.png`` when there is such an example) and ``index.html``. ``primary``: the
+    method the figures follow (default: the one chosen on validation); ``alpha``: the alarm level they show (one of the evaluated alphas; default 0.1).
     ``closed_loop``: ``salus assist``'s results, drawn as ``closed_loop.png`` with their tables.
     Returns the path of ``index.html``."""
     from salus.predictor.tables import format_markdown
@@ -96,6 +98,9 @@ def render_report(
         "headline": headline(view),
         "selection": view.report.get("selection"),
     }
+    glance = at_a_glance(view)  # the page's first block
+    summary["at_a_glance"] = glance
+    draw_glance(view, glance, out)
     summary["calibration_fpr"] = draw_calibration(view, out / "calibration.png")
     summary["lead_time"] = draw_lead_time(view, out / "lead_time.png")
     summary["timeline_examples"] = draw_timelines(view, out / "timelines.png")
@@ -121,7 +126,13 @@ def render_report(
     write_json("report.json", summary)
     index = out / "index.html"
     page = page_html(
-        view, figures, title=title, meta=dict(meta or {}), commands=commands, extra_markdown=extra_md
+        view,
+        figures,
+        title=title,
+        meta=dict(meta or {}),
+        commands=commands,
+        extra_markdown=extra_md,
+        glance=glance,
     )
     index.write_text(page, encoding="utf-8")
     return index
