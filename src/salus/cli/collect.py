@@ -150,6 +150,12 @@ def collect_command(
         "--failure",
         help="--env: MODULE:FUNC(info, obs, steps) -> (failure_step, failure_type); default: last step, 'unknown'.",
     ),
+    robot: Path | None = typer.Option(
+        None,
+        "--robot",
+        help="--env: the robot description (salus.data.RobotSpec JSON, docs/byo-robot.md) of the mapped "
+        "state; stored in the dataset, and the robot-state signals read the state through it.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing dataset at --out first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
@@ -194,12 +200,21 @@ def collect_command(
             "success": success,
             "failure": failure,
         }
+        if robot is not None:
+            from salus.data.robot import load_robot
+
+            try:
+                env_options["robot"] = load_robot(robot)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"--robot {robot}: {exc}") from None
         if perturb or perturb_mix is not None:
             raise InvalidInputError(
                 "--perturb / --perturb-mix are salus.sim wrappers; an --env environment runs unperturbed"
             )
-    elif obs or task_text or env_kwargs or failure or success != "is_success":
-        raise InvalidInputError("--obs, --task-text, --env-kwargs, --success and --failure go with --env")
+    elif obs or task_text or env_kwargs or failure or success != "is_success" or robot is not None:
+        raise InvalidInputError(
+            "--obs, --task-text, --env-kwargs, --success, --failure and --robot go with --env"
+        )
     config = CollectConfig(
         **env_options,
         policy=policy,

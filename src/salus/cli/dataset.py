@@ -24,7 +24,8 @@ def info_command(
     data: Path = typer.Argument(..., help="Dataset (DATA.zarr)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Episodes, steps, success rate, failure types, tasks, perturbations and per-signal statistics.
+    """Episodes, steps, success rate, failure types, tasks, perturbations, the robot description
+    (state width and names, rate, which robot-state signals it supports) and per-signal statistics.
 
     Refuses (exit 2) a store that lacks a group, an array or a chunk file (listed, not decoded);
     chunk checksums are verified by `salus dataset check`."""
@@ -49,6 +50,21 @@ def info_command(
         "step keys: "
         + ", ".join(f"{k} {tuple(v['shape'])} {v['dtype']}" for k, v in info["step_keys"].items())
     )
+    robot = info.get("robot")
+    if robot and "error" in robot:
+        console.print(f"[red]robot:[/] {robot['error']}", soft_wrap=True)
+    elif robot:
+        action = "-" if robot["action_dim"] is None else robot["action_dim"]
+        origin = "stored" if robot["stored"] else "derived from the dataset's attributes"
+        console.print(
+            f"robot: {robot['name']} ({origin}): state {robot['state_dim']} values, action {action}, "
+            f"{robot['control_hz']:g} Hz",
+            soft_wrap=True,
+        )
+        if robot["state_names"]:
+            console.print("  state names: " + ", ".join(robot["state_names"]), soft_wrap=True)
+        for name, why in robot["robot_signals"].items():
+            console.print(f"  {name}: " + ("valid" if why is None else f"invalid ({why})"), soft_wrap=True)
     if info["signals"]:
         table = Table("signal", "valid", "mean", "std", "min", "max")
         for name, s in info["signals"].items():

@@ -130,6 +130,8 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
         "extractor": {"config": extractor.config.to_dict(), "fitted": bool(extractor.fitted)},
         "collect": {**config.spec_dict(), "episodes": config.episodes},
     }
+    if config.robot is not None:  # where the Recorder stores it (read by salus.data.robot_from_attrs)
+        attrs["robot"] = config.robot.to_dict()
     return attrs, {"extractor": extractor.state_dict()}
 
 
@@ -192,7 +194,7 @@ def _probe_outcome(env: Any, config: CollectConfig, limit: int) -> int:
     rule = config.outcome
     for t in range(1, max(1, limit) + 1):
         obs, _reward, terminated, truncated, info = env.step(action)
-        config.observation.apply(obs)
+        config.observation.apply(obs, None if config.robot is None else config.robot.state_dim)
         if is_object_spec(rule.success) or rule.success in info or terminated or truncated or t >= limit:
             where = f"--env {config.env!r} (probed before the dataset is created: {t} step(s) of a neutral action)"
             rule.label(info, obs, t, where=where)
@@ -205,7 +207,10 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
     the success / failure rules can be evaluated (:func:`_probe_outcome`), so a wrong id, factory,
     observation mapping, success key or rule is reported before the dataset exists (the workers
     build their own environment); returns the dataset's ``env`` attributes (control rate from
-    ``metadata["render_fps"]``, else 20 Hz)."""
+    ``metadata["render_fps"]``, else the robot description's, else 20 Hz). A robot description
+    (``config.robot``) must have the mapped state's width, the action space's width (when it gives
+    one), the ``render_fps`` rate (when the environment declares one), and the map's
+    ``robot_state`` must hold its ``state_dim`` values."""
     from salus.collect.worker import make_source
 
     assert config.env is not None and config.observation is not None
@@ -214,8 +219,12 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
     try:
         env, _ = source.make(config.task_list[0], ())
         obs, _info = env.reset(seed=0)
-        policy_obs, _ = config.observation.apply(obs)
+        robot = config.robot
+        policy_obs, _ = config.observation.apply(obs, None if robot is None else robot.state_dim)
         space = getattr(env, "action_space", None)
+        hz = source.control_hz(env)
+        if robot is not None:
+            hz = _check_robot(robot, config, env, int(policy_obs["state"].shape[0]), space, hz)
         _probe_outcome(env, config, source.step_limit(env))
         return {
             "simulator": "gymnasium",
@@ -223,7 +232,7 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
             "env_kwargs": config.env_kwargs,
             "tasks": list(config.task_list),
             "max_steps": source.step_limit(env),
-            "control_hz": source.control_hz(env),
+            "control_hz": hz,
             "observation": config.observation.to_dict(),
             "state_dim": int(policy_obs["state"].shape[0]),
             "action_shape": list(getattr(space, "shape", None) or []),
@@ -232,6 +241,34 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
         }
     finally:
         source.close()
+
+
+def _check_robot(
+    robot: Any, config: CollectConfig, env: Any, state_width: int, space: Any, hz: float
+) -> float:
+    """InvalidInputError unless the robot description fits the probed environment; returns the
+    dataset's control rate (the environment's ``render_fps``, else the description's)."""
+    where = f"the robot description {robot.name!r} (--robot) does not fit --env {config.env!r}"
+    assert config.observation is not None
+    if robot.state_dim != state_width:
+        raise InvalidInputError(
+            f"{where}: its state_dim is {robot.state_dim} but the mapped state "
+            f"(--obs state={','.join(config.observation.state)}) has {state_width} values"
+        )
+    shape = tuple(getattr(space, "shape", None) or ())
+    if robot.action_dim is not None and shape != (robot.action_dim,):
+        raise InvalidInputError(
+            f"{where}: its action_dim is {robot.action_dim} but the action space has shape {shape}"
+        )
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps < float("inf"):
+        return robot.control_hz  # the environment does not say: the description's rate
+    if float(hz) != robot.control_hz:
+        raise InvalidInputError(
+            f"{where}: its control_hz is {robot.control_hz:g} but the environment runs at {hz:g} Hz "
+            "(metadata['render_fps'])"
+        )
+    return hz
 
 
 # --------------------------------------------------------------------------- pending episodes
@@ -309,6 +346,14 @@ class _DeferSigint:
 
 
 # --------------------------------------------------------------------------- the loop
+def _resume_diff(key: str, was: Any, now: Any) -> str:
+    """One setting a resume changed; for two robot descriptions only the fields that differ."""
+    if key == "robot" and isinstance(was, dict) and isinstance(now, dict):
+        fields = [f for f in sorted(set(was) | set(now)) if was.get(f) != now.get(f)]
+        return "robot: " + ", ".join(f"{f} dataset {was.get(f)!r}, now {now.get(f)!r}" for f in fields)
+    return f"{key}: dataset {was!r}, now {now!r}"
+
+
 def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -> None:
     old = existing.get("collect")
     if not isinstance(old, dict):
@@ -317,9 +362,11 @@ def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -
         )
     new = {**config.spec_dict(), "episodes": config.episodes}
     new = json.loads(json.dumps(new))
+    if "robot" in old and "robot" not in new:  # the spec of a run without --robot has no "robot"
+        new["robot"] = None
     diffs = [k for k in new if k != "episodes" and old.get(k) != new[k]]
     if diffs:
-        detail = "; ".join(f"{k}: dataset {old.get(k)!r}, now {new[k]!r}" for k in diffs)
+        detail = "; ".join(_resume_diff(k, old.get(k), new[k]) for k in diffs)
         raise DatasetError(
             f"{path} was collected with different settings ({detail}). Resume with the same options, "
             "or write to a new --out (or pass --overwrite to start over)."

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus.collect.envs import ObservationMap, OutcomeRule
 from salus.collect.plan import PerturbationMix
 from salus.errors import InvalidInputError, InvalidNameError
+
+if TYPE_CHECKING:
+    from salus.data.robot import RobotSpec
 
 __all__ = ["CollectConfig", "SPEC_FIELDS", "ENV_SPEC_FIELDS", "DEFAULT_BATCH_SIZE"]
 
@@ -32,8 +35,9 @@ SPEC_FIELDS = (
     "compute_batch",
 )
 # Also deciding the episodes when ``env`` is set (absent from the specs of salus.sim runs, so their
-# spec and its hash are what they were before ``--env`` existed).
-ENV_SPEC_FIELDS = ("env", "env_kwargs", "observation", "success", "failure")
+# spec and its hash are what they were before ``--env`` existed). ``robot`` is in the spec only when
+# given (a run without one has the spec and hash it had before ``--robot`` existed).
+ENV_SPEC_FIELDS = ("env", "env_kwargs", "observation", "success", "failure", "robot")
 
 
 @dataclass
@@ -57,7 +61,11 @@ class CollectConfig:
     ``env_kwargs``; ``observation`` maps its observations to the policy's inputs
     (:class:`~salus.collect.envs.ObservationMap`), ``success`` / ``failure`` label its episodes
     (:class:`~salus.collect.envs.OutcomeRule`). ``tasks`` may then hold one name for it (default:
-    derived from ``env``); episodes are unperturbed.
+    derived from ``env``); episodes are unperturbed. ``robot`` (:class:`~salus.data.RobotSpec`,
+    ``--env`` only) describes the mapped ``state`` (its ``state_dim`` must be the state's width, its
+    ``action_dim`` when given the environment's action width, both checked by ``probe_env``): stored
+    as the dataset's ``robot`` attribute, and the robot-state signals read the robot state through
+    it (``observation.robot_state`` when mapped, else the policy's state).
     """
 
     policy: str = "builtin"
@@ -78,11 +86,22 @@ class CollectConfig:
     observation: ObservationMap | None = None
     success: str = "is_success"
     failure: str | None = None
+    robot: RobotSpec | None = None
 
     def __post_init__(self) -> None:
+        from salus.data.robot import RobotSpec
         from salus.sim import PERTURBATION_NAMES, TASKS
 
         self.tasks = tuple(self.tasks)
+        if isinstance(self.robot, dict):
+            self.robot = RobotSpec.from_dict(self.robot)
+        if self.robot is not None and not isinstance(self.robot, RobotSpec):
+            raise InvalidInputError(f"robot must be a salus.data.RobotSpec, got {type(self.robot).__name__}")
+        if self.robot is not None and self.env is None:
+            raise InvalidInputError(
+                "a robot description goes with an --env environment; salus.sim tasks are the Panda "
+                "(salus.data.panda_robot())"
+            )
         if self.env is not None:
             self._check_env()
         else:
@@ -164,6 +183,7 @@ class CollectConfig:
         d["tasks"] = list(self.task_list)
         d["mix"] = self.mix.to_obj() if self.mix is not None else None
         d["observation"] = self.observation.to_dict() if self.observation is not None else None
+        d["robot"] = self.robot.to_dict() if self.robot is not None else None
         return d
 
     @classmethod
@@ -181,7 +201,7 @@ class CollectConfig:
         full = self.to_dict()
         out = {k: full[k] for k in SPEC_FIELDS} | {"policy_kwargs": full["policy_kwargs"]}
         if self.env is not None:
-            out |= {k: full[k] for k in ENV_SPEC_FIELDS}
+            out |= {k: full[k] for k in ENV_SPEC_FIELDS if k != "robot" or self.robot is not None}
         return out
 
     def spec_hash(self) -> str:

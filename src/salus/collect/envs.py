@@ -88,7 +88,9 @@ class ObservationMap:
     key)`` pairs; ``obs[key]`` becomes ``image_<camera>`` (H, W, 3) uint8 (see :func:`to_image`).
     ``task``: the key of the instruction text, or None to use ``task_text``. ``robot_state``: the key
     of a ``salus.sim.spec`` layout (22,) state for the robot-state signals (execution mismatch,
-    constraint margin); None records those two signals invalid, as for any robot other than ours.
+    constraint margin), or with a robot description (``salus collect --robot``) of its
+    ``state_dim`` values; None records those two signals invalid for a robot other than ours
+    unless a description says where their entries are in the policy's state.
     """
 
     state: tuple[str, ...] = ("state",)
@@ -200,8 +202,11 @@ class ObservationMap:
         return tuple(c for c, _ in self.images)
 
     # ------------------------------------------------------------------ applying
-    def apply(self, obs: Any) -> tuple[dict[str, Any], np.ndarray | None]:
-        """(policy observation, robot state (22,) or None) of one environment observation."""
+    def apply(self, obs: Any, robot_dim: int | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+        """(policy observation, robot state (``robot_dim``,) or None) of one environment observation.
+
+        ``robot_dim``: the width ``robot_state`` must have: the ``state_dim`` of the run's robot
+        description (``salus collect --robot``); None: the ``salus.sim.spec`` layout's 22."""
         parts = []
         for key in self.state:
             value = _lookup(obs, key, "state")
@@ -235,10 +240,16 @@ class ObservationMap:
         robot = None
         if self.robot_state is not None:
             robot = np.asarray(_lookup(obs, self.robot_state, "robot_state"), dtype=np.float32).reshape(-1)
-            if robot.shape != (22,):
+            if robot_dim is None and robot.shape != (22,):
                 raise InvalidInputError(
                     f"observation {self.robot_state!r} (robot_state) must be the (22,) salus.sim.spec layout, "
-                    f"got shape {robot.shape}; leave robot_state unset for another robot"
+                    f"got shape {robot.shape}; leave robot_state unset for another robot, or describe "
+                    "it (salus collect --robot FILE.json)"
+                )
+            if robot_dim is not None and robot.shape != (robot_dim,):
+                raise InvalidInputError(
+                    f"observation {self.robot_state!r} (robot_state) must hold the robot description's "
+                    f"{robot_dim} values (its state_dim), got shape {robot.shape}"
                 )
         return out, robot
 

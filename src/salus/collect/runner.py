@@ -108,6 +108,7 @@ def run_episodes(
     cameras: Sequence[str] = ("front", "wrist"),
     observation: ObservationMap | None = None,
     outcome: OutcomeRule | None = None,
+    robot: Any = None,
 ) -> None:
     """:func:`run_episode` for a stream of episodes through ``batch_size`` environments in
     lockstep (one batched policy call per control step; a slot that finishes takes the next job at
@@ -115,6 +116,12 @@ def run_episodes(
     ``on_record(job, record)`` receives each finished episode. ``extractor`` and ``baselines``
     have ``batch_size`` rows. Each episode's record is the one :func:`run_episode` makes when the
     policy's forward passes are batch-invariant (``set_compute_batch``).
+
+    ``robot`` (:class:`~salus.data.RobotSpec`, with ``observation``): the robot description the
+    extractor was built with (``set_robot(robot.extractor_robot())``); the robot state its signals
+    read is the map's ``robot_state`` (``robot.state_dim`` values) when it has one, else the
+    policy's state, through ``robot.signal_state`` (NaN, so invalid, for a description the signals
+    have nothing to read of). None: the map's (22,) ``robot_state``, else :data:`NO_ROBOT_STATE`.
     """
     from salus.sim.rollout import LoopEnd, Refill, run_lockstep
 
@@ -167,10 +174,14 @@ def run_episodes(
                 policy_obs.append(o)
                 robots.append(state)
             else:
-                mapped, robot = observation.apply(o)
+                mapped, mapped_robot = observation.apply(o, None if robot is None else robot.state_dim)
                 policy_obs.append(mapped)
                 state = mapped["state"]
-                robots.append(NO_ROBOT_STATE if robot is None else robot)
+                if robot is not None:  # the description says where the signals' entries are
+                    source = state if mapped_robot is None else mapped_robot
+                    robots.append(robot.signal_state(source[None])[0])
+                else:
+                    robots.append(NO_ROBOT_STATE if mapped_robot is None else mapped_robot)
             states.append(state)
             priv = privileged[b]
             extras.append(None if priv is None else _privileged_extra(priv))

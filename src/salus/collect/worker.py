@@ -43,10 +43,14 @@ def _blas_single_thread() -> contextlib.AbstractContextManager[Any]:
 
 def build_extractor(config: CollectConfig) -> Any:
     """The signal extractor of a run: loaded from ``signal_stats``, else unfitted (the OOD signal,
-    and the sample-based ones without a configured cluster radius, are flagged invalid)."""
+    and the sample-based ones without a configured cluster radius, are flagged invalid). With a
+    robot description (``config.robot``) the robot-state signals read the state through it."""
     from salus.collect.recorder import make_extractor
 
-    return make_extractor(config.signal_stats)
+    extractor = make_extractor(config.signal_stats)
+    if config.robot is not None:
+        extractor.set_robot(config.robot.extractor_robot())
+    return extractor
 
 
 def make_source(config: CollectConfig, cameras: tuple[str, ...], image_size: int) -> EnvSource:
@@ -117,7 +121,7 @@ class EpisodeWorker:
         if b not in self._extractors:
             from salus.signals import OnlineBaselines, SignalExtractor
 
-            ex = SignalExtractor(b, self.extractor.config)
+            ex = SignalExtractor(b, self.extractor.config, robot=self.extractor.robot)
             ex.load_state_dict(self.extractor.state_dict())
             self._extractors[b] = ex
             self._baselines[b] = OnlineBaselines(b)
@@ -163,6 +167,7 @@ class EpisodeWorker:
                 cameras=self.cameras,
                 observation=self.source.observation,
                 outcome=getattr(self.source, "outcome", None),
+                robot=self.config.robot,
             )
         return results
 

@@ -274,9 +274,36 @@ def check_dataset(path: str | os.PathLike[str]) -> CheckReport:
     return report
 
 
+def _robot_info(ds: SalusDataset) -> dict[str, Any] | None:
+    """The dataset's robot description (``salus.data.robot.dataset_robot``) for ``dataset info``:
+    ``stored`` says whether it is the ``robot`` attribute (``salus collect --robot``,
+    ``Recorder(robot=...)``) or derived from the other attributes; ``robot_signals`` maps each
+    robot-state signal to None (computable from the description) or why it is invalid."""
+    from salus.data.robot import ROBOT_SIGNALS, dataset_robot
+    from salus.errors import InvalidInputError
+
+    try:
+        robot = dataset_robot(ds)
+    except InvalidInputError as exc:
+        return {"error": str(exc)}
+    if robot is None:
+        return None
+    invalid = robot.invalid_signals()
+    return {
+        "name": robot.name,
+        "stored": bool(ds.attrs.get("robot")),
+        "state_dim": robot.state_dim,
+        "state_names": None if robot.state_names is None else list(robot.state_names),
+        "action_dim": robot.action_dim,
+        "control_hz": robot.control_hz,
+        "robot_signals": {name: invalid.get(name) for name in ROBOT_SIGNALS},
+    }
+
+
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Summary of a dataset: episodes, steps, success rate, failure types, tasks, perturbations and
-    per-signal statistics (over valid entries).
+    """Summary of a dataset: episodes, steps, success rate, failure types, tasks, perturbations,
+    the robot description (``robot``: see :func:`_robot_info`) and per-signal statistics (over
+    valid entries).
 
     Cheap, so it does not decode every chunk: it refuses (DatasetError) a store that lacks a group
     or array the readers need, or a chunk file of committed rows (every chunk file the array
@@ -314,6 +341,7 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "perturbations": {"none": unperturbed, **dict(pert)},
         "step_keys": {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in ds.schema.items()},
         "policy": ds.attrs.get("policy"),
+        "robot": _robot_info(ds),
         "signals": {},
         "integrity": {
             "chunk_files": listed,
