@@ -91,7 +91,9 @@ class ScriptedReacher(nn.Module):
         self.chunk_size, self.num_steps, self.noise_scale = chunk_size, num_steps, noise_scale
         self.trunk = nn.Linear(STATE_DIM, 16)  # the observation embedding
         with torch.no_grad():
-            self.trunk.weight.copy_(torch.randn(16, STATE_DIM, generator=gen) / 4.0)
+            # an embedding of a real policy's scale (PushT's reaches 18): float16 storage rounds it
+            # by up to 0.01, so live features must see the recorded (rounded) values
+            self.trunk.weight.copy_(torch.randn(16, STATE_DIM, generator=gen) * 4.0)
             self.trunk.bias.zero_()
         a = ACTION_DIM
         self.action_out_proj = nn.Linear(2 * a + 1, a, bias=False)

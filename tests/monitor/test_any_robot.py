@@ -22,8 +22,10 @@ HELPER = Path(__file__).resolve().parent / "any_robot_env.py"
 TASK_TEXT = "reach the goal"
 EPISODES, MAX_STEPS = 72, 40
 # Scores are float32 features through float32 networks: the streaming step and the whole-episode
-# sequence path differ only by float32 rounding (accumulation order), far below this tolerance.
-RTOL, ATOL = 1e-4, 1e-5
+# sequence path differ only by float32 rounding (accumulation order, measured <= 1.5e-7), below this
+# tolerance; live features that skip the dataset's float16 rounding of the embedding differ by 4-7e-6,
+# above it (the check fails then; measured).
+RTOL, ATOL = 0.0, 1e-6
 MODELS = ("salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,16 @@ STEP_KEY_DTYPES: dict[str, np.dtype] = {
     "image_front": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
     "image_wrist": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
 }
+
+
+def as_recorded(key: str, value: Any) -> np.ndarray:
+    """``value`` as float32 after the round trip through ``key``'s storage dtype: what a reader of
+    the dataset gets. The monitor feeds live values through it, so a model sees the same numbers
+    live as in training and in ``offline_risk`` (``obs_embedding`` and ``hidden`` are float16)."""
+    dtype = STEP_KEY_DTYPES.get(key, np.dtype(np.float32))
+    return np.asarray(np.asarray(value, dtype=dtype), dtype=np.float32)
+
+
 REQUIRED_STEP_KEYS: tuple[str, ...] = ()  # the writer accepts any non-empty set of keys
 
 # Per-episode metadata arrays under meta/ (episode_ends is written last of all of them).

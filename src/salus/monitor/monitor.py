@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from salus.data.format import as_recorded
 from salus.errors import CheckpointError, InvalidInputError
 from salus.monitor.config import ATTRIBUTION_MODES, MonitorConfig, hold_action
 from salus.monitor.offline import offline_risk
@@ -540,7 +541,7 @@ class Monitor:
             return self._predict(feats, sig.values, bad)
         if self.input_kind == "features":
             return self._predict(*self._feature_step(internals, safe_state), bad)
-        emb = np.asarray(internals.obs_embedding, dtype=np.float32)
+        emb = as_recorded("obs_embedding", internals.obs_embedding)
         if emb.ndim != 2 or emb.shape[1] != self._mean.shape[0]:
             raise InvalidInputError(
                 f"obs_embedding {emb.shape} does not match the predictor's width {self._mean.shape[0]}"
@@ -562,14 +563,14 @@ class Monitor:
             base = self._baselines.step(internals)
             inputs["baselines"] = np.where(base.valid, base.values, np.nan)
         if "embedding" in groups or "knn" in groups:
-            inputs["embedding"] = np.asarray(internals.obs_embedding, dtype=np.float32)
+            inputs["embedding"] = as_recorded("obs_embedding", internals.obs_embedding)
         if "hidden" in groups:
             hidden = getattr(internals, "hidden_step", None)
             if hidden is None:
                 raise InvalidInputError(
                     f"{self.predictor.name} reads the policy's hidden state, which it does not report"
                 )
-            inputs["hidden"] = np.asarray(hidden, dtype=np.float32)
+            inputs["hidden"] = as_recorded("hidden", hidden)
         return self.features.step(inputs), raw
 
     def observe_signals(self, values: Any, valid: Any = None) -> Risk:
