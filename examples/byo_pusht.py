@@ -14,6 +14,9 @@ Used by docs/byo-robot.md (``salus collect --env examples/byo_pusht.py:make_env 
   salus's generic :class:`~salus.policies.TorchPolicyAdapter`, so its internals (per-step hidden
   input and velocity of the output layer, observation embedding, K sampled chunks) feed the signals.
 - :func:`failure`: a failed episode's step and type from the physics (PushT's goal coverage).
+
+The live loop (your loop with ``salus.Recorder`` and ``Monitor.observe``) is
+``examples/byo_pusht_live.py``.
 """
 
 from __future__ import annotations
@@ -175,76 +178,5 @@ def make_policy(
     )
 
 
+#: The instruction (``--task-text``): PushT's observation has none.
 TASK_TEXT = "push the T onto the goal"
-
-
-def main() -> None:
-    """Run the policy in your own loop: ``salus.Recorder`` records every step (internals, signals)
-    and a trained predictor watches the same signals (``Monitor.observe_signals``); each finished
-    episode is committed with the outcome PushT reports."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0] if main.__doc__ else None)
-    parser.add_argument("--model", required=True, help="predictor checkpoint directory (salus train --out)")
-    parser.add_argument(
-        "--record", required=True, help="dataset the loop records into (created or appended to)"
-    )
-    parser.add_argument("--signal-stats", default=None, help="the signal statistics the training data used")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=10_000)
-    parser.add_argument("--noise-scale", type=float, default=0.8)
-    args = parser.parse_args()
-
-    from salus import Monitor, ObservationMap, Recorder
-
-    torch.set_num_threads(1)
-    env = make_env()
-    policy = make_policy(num_samples=1, seed=args.seed, noise_scale=args.noise_scale)  # as collected
-    monitor = Monitor.load(args.model)  # no policy: it reads the recorder's signals
-    observation = ObservationMap(state=(".",), task=None, task_text=TASK_TEXT)
-    alarms_on_failures = alarms_on_successes = failures = 0
-    with Recorder(
-        args.record,
-        policy,
-        observation=observation,
-        signal_stats=args.signal_stats,
-        action_dim=3,
-        control_hz=10,
-    ) as rec:
-        for k in range(args.episodes):
-            seed = args.seed + k
-            obs, info = env.reset(seed=seed)
-            rec.start(seed=seed, task="byo_pusht")
-            monitor.reset()
-            step, alarm_step = 0, -1
-            while True:
-                action = rec.step(obs)  # the policy acts; internals and signals are recorded
-                risk = monitor.observe_signals(rec.last_signals.values, rec.last_signals.valid)
-                if risk.alarm[0] and alarm_step < 0:
-                    alarm_step = step  # a real system would stop or hand over here; we run on
-                obs, _reward, terminated, truncated, info = env.step(action)
-                step += 1
-                if terminated or truncated:
-                    break
-            if info["is_success"]:
-                rec.end(success=True)
-                alarms_on_successes += alarm_step >= 0
-                outcome = "success"
-            else:
-                fstep, ftype = failure(info, obs, step)
-                rec.end(failure_step=fstep, failure_type=ftype)
-                failures += 1
-                alarms_on_failures += alarm_step >= 0
-                outcome = f"failure '{ftype}' at step {fstep}"
-            alarm = f"alarm at step {alarm_step}" if alarm_step >= 0 else "no alarm"
-            print(f"episode {k} (seed {seed}): {outcome}; {alarm}")
-        total = rec.num_episodes
-    env.close()
-    print(
-        f"{args.episodes} episodes ({failures} failures): alarms on {alarms_on_failures}/{failures} failures and "
-        f"{alarms_on_successes}/{args.episodes - failures} successes; {args.record} now holds {total} episodes"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -24,6 +24,13 @@ def make_env_without_success(max_episode_steps: int = 300) -> gym.Env:
     return _NoSuccess(byo_pusht.make_env(max_episode_steps))
 
 
+def make_env_without_id(max_episode_steps: int = 300) -> gym.Env:
+    """PushT as a factory that registers nothing: ``env.spec`` is None (no Gymnasium id)."""
+    env = byo_pusht.make_env(max_episode_steps)
+    env.unwrapped.spec = None
+    return env
+
+
 def make_2d_policy(num_samples: int = 1, seed: int = 0) -> Any:
     """The example policy cut to 2-D actions, which the (3-D) example environment refuses."""
     from salus.policies import TorchPolicyAdapter

@@ -15,7 +15,7 @@ from salus.collect import CollectConfig, ObservationMap  # noqa: E402
 from salus.collect.collector import collect  # noqa: E402
 from salus.collect.envs import make_env_from_spec  # noqa: E402
 from salus.data import SalusDataset, check_dataset  # noqa: E402
-from salus.errors import InvalidInputError  # noqa: E402
+from salus.errors import DatasetError, InvalidInputError  # noqa: E402
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,8 @@ def test_env_dataset_is_labelled_by_the_environment(reference):
     assert ds.num_episodes == EPISODES and check_dataset(reference).ok
     assert set(ds.keys) >= {"state", "action", "signals", "signal_valid", "baselines", "obs_embedding"}
     assert ds.steps("state").shape[1] == 5 and ds.steps("action").shape[1] == 3
-    assert ds.task.tolist() == ["byo_pusht"] * EPISODES
+    assert ds.task.tolist() == ["gym_pusht/PushT-v0"] * EPISODES  # the id, not the factory's module
+    assert ds.attrs["env"]["tasks"] == ds.attrs["collect"]["tasks"] == ["gym_pusht/PushT-v0"]
     env = ds.attrs["env"]
     assert env["simulator"] == "gymnasium" and env["control_hz"] == 10.0 and env["action_shape"] == [3]
     assert ds.attrs["control_hz"] == 10.0
@@ -173,3 +174,36 @@ def test_small_end_to_end_train_evaluate_and_monitor(tmp_path):
     live_ds = SalusDataset(live)
     assert live_ds.num_episodes == 2 and "unlabelled" not in live_ds.failure_type.tolist()
     json.dumps(live_ds.attrs["recorder"])
+
+
+def test_task_name_is_the_environment_id_or_the_users(tmp_path):
+    """The task name an --env dataset stores: the environment's Gymnasium id (the reference above),
+    else the factory's function name, or the name given (--tasks); a dataset collected when the
+    name was the factory's module resumes without --tasks and keeps it."""
+    from salus.cli.main import app
+
+    out = tmp_path / "no_id.zarr"
+    collect(config(env=f"{HELPERS}:make_env_without_id", episodes=1), out)
+    ds = SalusDataset(out)
+    assert ds.task.tolist() == ["make_env_without_id"] and ds.attrs["collect"]["tasks"] == [
+        "make_env_without_id"
+    ]
+
+    named = tmp_path / "named.zarr"
+    res = CliRunner().invoke(app, [*cli_args(named, **{"--tasks": "push-t"}), "--episodes", "1"])
+    assert res.exit_code == 0, res.output
+    assert SalusDataset(named).task.tolist() == ["push-t"]
+    with pytest.raises(InvalidInputError, match="an --env run has one task"):
+        config(tasks=("a", "b"))
+    with pytest.raises(InvalidInputError, match="task name of an --env run must be a non-empty string"):
+        config(tasks=(" ",))
+
+    # a dataset from before: its spec named the task after the factory's module (byo_pusht)
+    old = tmp_path / "old.zarr"
+    collect(config(episodes=1, tasks=("byo_pusht",)), old)
+    result = collect(config(episodes=2), old)  # resumed without --tasks: keeps its name
+    assert result.new_episodes == 1
+    ds = SalusDataset(old)
+    assert ds.task.tolist() == ["byo_pusht", "byo_pusht"] and check_dataset(old).ok
+    with pytest.raises(DatasetError, match=r"tasks: dataset \['byo_pusht'\], now \['other'\]"):
+        collect(config(episodes=3, tasks=("other",)), old)  # a name given must match

@@ -134,6 +134,138 @@ def test_bad_input_names_the_key_and_keeps_what_was_committed(policy, env, tmp_p
     assert ds.num_episodes == 1 and ds.success.tolist() == [True] and int(ds.lengths[0]) == 3
 
 
+def _renamed(obs: dict) -> dict:
+    """The simulator's observation as a loop that calls its proprioceptive vector ``qpos``."""
+    return {("qpos" if k == "state" else k): v for k, v in obs.items()}
+
+
+def test_robot_state_by_key_records_what_collection_records(policy, env, tmp_path):
+    """A loop whose observation names the robot state ``qpos``: ``Recorder(robot_state="qpos")``
+    records it as the policy's state and reads the robot-state signals from it (the Panda layout),
+    step for step what collection records from ``state``; a key the observation lacks is refused at
+    the first step, naming the key and the keys present, with nothing recorded."""
+    from salus.collect.recorder import make_extractor
+    from salus.collect.runner import run_episode
+    from salus.data.robot import dataset_robot, panda_robot
+    from salus.signals import OnlineBaselines
+
+    collected = run_episode(env, policy, make_extractor(None), OnlineBaselines(1), 5, STEPS)
+    path = tmp_path / "qpos.zarr"
+    with Recorder(path, policy, robot_state="qpos") as rec:
+        with pytest.raises(InvalidInputError, match="observation.state"):
+            ObservationMap.infer(_renamed(env.reset(seed=5)[0]))  # without the key: cannot infer
+        _loop(rec, env, 5, convert=_renamed)
+        rec.end(success=True)
+        assert rec.observation is not None
+        assert (rec.observation.state, rec.observation.robot_state) == (("qpos",), "qpos")
+    ds = SalusDataset(path)
+    names = ds.signal_names
+    ep = ds.episode(0).steps
+    for key in ("state", "action", "signals", "signal_valid", "baselines", "obs_embedding"):
+        np.testing.assert_array_equal(ep[key], collected.steps[key], err_msg=key)
+    for name in ("execution_mismatch", "constraint_margin"):  # read from qpos, so valid
+        assert ep["signal_valid"][1:, names.index(name)].all(), name
+    assert ds.attrs["recorder"]["observation"]["robot_state"] == "qpos"
+    assert dataset_robot(ds) == panda_robot()
+
+    obs = _renamed(env.reset(seed=6)[0])
+    with Recorder(tmp_path / "typo.zarr", policy, robot_state="q_pos") as rec:
+        rec.start()
+        with pytest.raises(
+            InvalidInputError,
+            match=r"no key 'q_pos' \(wanted for the policy's robot_state\); its keys: \[.*'qpos'",
+        ):
+            rec.step(obs)
+        assert rec.observation is None  # nothing was inferred from the bad step
+        with pytest.raises(InvalidInputError, match="no steps"):
+            rec.end(success=True)
+    assert SalusDataset(tmp_path / "typo.zarr").num_episodes == 0
+    # given with an explicit map: the map's policy state stays, the robot state is the key
+    omap = ObservationMap(state=("qpos",), images=(("front", "image_front"), ("wrist", "image_wrist")))
+    with Recorder(tmp_path / "map.zarr", policy, observation=omap, robot_state="qpos") as rec:
+        assert rec.observation is not None and rec.observation.robot_state == "qpos"
+        rec.start()
+        short = {**obs, "qpos5": np.zeros(5, np.float32)}
+        with Recorder(tmp_path / "short.zarr", policy, robot_state="qpos5") as other:
+            other.start()
+            with pytest.raises(
+                InvalidInputError, match=r"'qpos5' \(robot_state\) must be the \(22,\) .*got shape \(5,\)"
+            ):
+                other.step(short)
+        rec.step(obs)
+        rec.discard()
+    for bad, msg in (
+        ({"robot_state": ""}, "robot_state must be the observation key"),
+        ({"robot_state": 3}, "robot_state must be the observation key"),
+        (
+            {"robot_state": "qpos", "observation": ObservationMap(robot_state="state")},
+            "robot_state 'qpos' contradicts the observation map's robot_state 'state'",
+        ),
+    ):
+        with pytest.raises(InvalidInputError, match=msg):
+            Recorder(tmp_path / "bad.zarr", policy, **bad)  # type: ignore[arg-type]
+
+
+def test_robot_state_by_key_with_a_robot_description(tmp_path):
+    """A non-Panda arm (24-value state) whose loop gives the policy one vector and the robot's
+    proprioception under its own key: with a description, the robot-state signals read that key
+    (its ``state_dim`` values), and a key of another width is refused naming both widths."""
+    import importlib.util
+
+    from salus.data.robot import RobotSpec
+    from salus.signals import SIGNAL_NAMES
+
+    helper_path = Path(__file__).resolve().parents[1] / "monitor" / "any_robot_env.py"
+    spec = importlib.util.spec_from_file_location("any_robot_env", helper_path)
+    assert spec is not None and spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    arm = RobotSpec(
+        state_dim=24,
+        control_hz=10,
+        action_dim=4,
+        name="reach-arm",
+        joint_pos=tuple(range(6)),
+        joint_lower=(-3.0,) * 6,
+        joint_upper=(3.0,) * 6,
+    )
+    env = helper.make_env(10)
+
+    # the policy's state hides the joint positions; the robot state is the arm's whole vector
+    def loop_obs(o: np.ndarray) -> dict:
+        seen = o.copy()
+        seen[:6] = 0.0
+        return {"policy_state": seen, "proprio": o, "task": "reach"}
+
+    omap = ObservationMap(state=("policy_state",))
+    path = tmp_path / "arm.zarr"
+    with Recorder(path, helper.make_policy(), observation=omap, robot=arm, robot_state="proprio") as rec:
+        obs, _ = env.reset(seed=0)
+        rec.start()
+        proprio = []
+        for _ in range(5):
+            proprio.append(obs)
+            obs, *_ = env.step(rec.step(loop_obs(obs)))
+        rec.end(success=True)
+        rec.start()
+        bad = {**loop_obs(obs), "proprio": obs[:22]}
+        with pytest.raises(
+            InvalidInputError,
+            match=r"'proprio' \(robot_state\) must hold the robot description's 24 values.*\(22,\)",
+        ):
+            rec.step(bad)
+        rec.discard()
+    ep = SalusDataset(path).episode(0).steps
+    q = np.array(proprio, dtype=np.float64)[:, :6]
+    cm = SIGNAL_NAMES.index("constraint_margin")
+    assert ep["signal_valid"][:, cm].all()
+    np.testing.assert_allclose(
+        ep["signals"][:, cm], np.minimum(q + 3.0, 3.0 - q).min(axis=1) / 6.0, rtol=1e-5
+    )
+    assert not ep["state"][:, :6].any()  # the stored state is the policy's (joints hidden)
+    assert not np.allclose(ep["signals"][:, cm], 0.5)  # what the policy's state would have given
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time, torch

@@ -66,7 +66,11 @@ def collect_command(
         24, "--episodes", "-n", callback=positive_int, help="Episodes the dataset should hold at the end."
     ),
     tasks: list[str] | None = typer.Option(
-        None, "--tasks", help="Tasks (repeat or comma-separate); default: all tasks, rotating."
+        None,
+        "--tasks",
+        help="Tasks (repeat or comma-separate); default: all tasks, rotating. With --env: the one task name "
+        "the dataset stores (default: the environment's Gymnasium id, env.spec.id, else the factory's "
+        "function name).",
     ),
     seed: int = typer.Option(
         0,

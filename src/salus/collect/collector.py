@@ -120,6 +120,7 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
     }
     if config.env is not None:
         env = probe_env(config)
+        config = _with_env_task(config, env)
     attrs = {
         "salus_version": salus.__version__,
         "signal_names": list(SIGNAL_NAMES),
@@ -133,6 +134,27 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
     if config.robot is not None:  # where the Recorder stores it (read by salus.data.robot_from_attrs)
         attrs["robot"] = config.robot.to_dict()
     return attrs, {"extractor": extractor.state_dict()}
+
+
+def _with_env_task(config: CollectConfig, env_attrs: dict[str, Any]) -> CollectConfig:
+    """``config`` naming the task ``probe_env`` resolved (``env_attrs["tasks"]``) for an ``--env``
+    run that gave none: it is part of the run's settings (resume) and every episode stores it."""
+    from dataclasses import replace
+
+    if config.env is None or config.tasks:
+        return config
+    return replace(config, tasks=tuple(env_attrs["tasks"]))
+
+
+def legacy_env_task(env: str) -> str:
+    """The task name ``--env`` runs stored before it was the environment's id: the factory's module
+    (``examples/byo_pusht.py:make_env`` -> ``byo_pusht``) or the id's last part (``PushT-v0``).
+    Resuming such a dataset without ``--tasks`` keeps it."""
+    from salus._lazy import is_object_spec
+
+    if is_object_spec(env):
+        return env.rpartition(":")[0].rsplit("/", 1)[-1].removesuffix(".py").rsplit(".", 1)[-1]
+    return env.rsplit("/", 1)[-1]
 
 
 def check_factories(config: CollectConfig) -> None:
@@ -210,7 +232,9 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
     ``metadata["render_fps"]``, else the robot description's, else 20 Hz). A robot description
     (``config.robot``) must have the mapped state's width, the action space's width (when it gives
     one), the ``render_fps`` rate (when the environment declares one), and the map's
-    ``robot_state`` must hold its ``state_dim`` values."""
+    ``robot_state`` must hold its ``state_dim`` values. ``tasks``: the run's task name
+    (``config.tasks``, else :func:`~salus.collect.envs.env_task_name` of the built environment)."""
+    from salus.collect.envs import env_task_name
     from salus.collect.worker import make_source
 
     assert config.env is not None and config.observation is not None
@@ -230,7 +254,7 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
             "simulator": "gymnasium",
             "env": config.env,
             "env_kwargs": config.env_kwargs,
-            "tasks": list(config.task_list),
+            "tasks": list(config.tasks or (env_task_name(config.env, env),)),
             "max_steps": source.step_limit(env),
             "control_hz": hz,
             "observation": config.observation.to_dict(),
@@ -354,6 +378,20 @@ def _resume_diff(key: str, was: Any, now: Any) -> str:
     return f"{key}: dataset {was!r}, now {now!r}"
 
 
+def _resume_task(existing: dict[str, Any], config: CollectConfig, named: bool) -> CollectConfig:
+    """An ``--env`` dataset collected when the default task name was :func:`legacy_env_task` keeps
+    that name when resumed without ``--tasks`` (``named``), so it resumes as it did."""
+    from dataclasses import replace
+
+    old = existing.get("collect")
+    if named or config.env is None or not isinstance(old, dict):
+        return config
+    legacy = legacy_env_task(config.env)
+    if old.get("tasks") == [legacy] and config.task_list != (legacy,):
+        return replace(config, tasks=(legacy,))
+    return config
+
+
 def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -> None:
     old = existing.get("collect")
     if not isinstance(old, dict):
@@ -399,7 +437,10 @@ def collect(
     check_policy_spec(config.policy)  # a typo must not leave an empty dataset behind
     check_factories(config)  # python: policy factory, --success / --failure callables
     config = resolve_signal_stats(config)
+    named = bool(config.tasks)
     attrs, state = collection_attrs(config)  # --env: builds, maps and steps it (probe_env)
+    if config.env is not None:
+        config = _with_env_task(config, attrs["env"])
     writer = DatasetWriter(path, attrs, state=state, overwrite=overwrite)
     interrupted = False
     backend_name = "ray" if use_ray else ("serial" if workers == 1 else "processes")
@@ -407,6 +448,7 @@ def collect(
         if writer.num_episodes == 0 and "collect" not in writer.attrs:
             writer.update_attrs(attrs)  # an empty dataset made by other code: adopt it
         else:
+            config = _resume_task(writer.attrs, config, named)
             _check_resume(writer.attrs, config, path)
             old = dict(writer.attrs["collect"])
             if int(old.get("episodes", 0)) < config.episodes:

@@ -60,8 +60,10 @@ class CollectConfig:
     ``gym_pusht/PushT-v0``) or a factory ``MODULE:FUNC`` / ``FILE.py:FUNC`` called with
     ``env_kwargs``; ``observation`` maps its observations to the policy's inputs
     (:class:`~salus.collect.envs.ObservationMap`), ``success`` / ``failure`` label its episodes
-    (:class:`~salus.collect.envs.OutcomeRule`). ``tasks`` may then hold one name for it (default:
-    derived from ``env``); episodes are unperturbed. ``robot`` (:class:`~salus.data.RobotSpec`,
+    (:class:`~salus.collect.envs.OutcomeRule`). ``tasks`` may then hold one name for it, the task
+    name every episode stores (default: the environment's Gymnasium id ``env.spec.id``, else the
+    factory's function name: :func:`~salus.collect.envs.env_task_name`, resolved by ``probe_env``
+    when the run starts); episodes are unperturbed. ``robot`` (:class:`~salus.data.RobotSpec`,
     ``--env`` only) describes the mapped ``state`` (its ``state_dim`` must be the state's width, its
     ``action_dim`` when given the environment's action width, both checked by ``probe_env``): stored
     as the dataset's ``robot`` attribute, and the robot-state signals read the robot state through
@@ -145,8 +147,6 @@ class CollectConfig:
         self.mix.validate_names(PERTURBATION_NAMES)
 
     def _check_env(self) -> None:
-        from salus._lazy import is_object_spec
-
         if not isinstance(self.env, str) or not self.env.strip():
             raise InvalidInputError("env must be a Gymnasium id or MODULE:FACTORY / FILE.py:FACTORY")
         if len(self.tasks) > 1:
@@ -162,16 +162,20 @@ class CollectConfig:
         if not isinstance(self.observation, ObservationMap):
             raise InvalidInputError(f"observation must be an ObservationMap, got {self.observation!r}")
         OutcomeRule(self.success, self.failure)  # validates both
-        if is_object_spec(self.env) and not self.tasks:
-            head = self.env.rpartition(":")[0]
-            self.tasks = (head.rsplit("/", 1)[-1].removesuffix(".py").rsplit(".", 1)[-1],)
+        if self.tasks and (not isinstance(self.tasks[0], str) or not self.tasks[0].strip()):
+            raise InvalidInputError(
+                f"the task name of an --env run must be a non-empty string, got {self.tasks[0]!r}"
+            )
 
     @property
     def task_list(self) -> tuple[str, ...]:
+        """The tasks episodes rotate through; an ``--env`` run's one name (before ``probe_env``
+        resolves it from the built environment, the factory's function name or the id given)."""
+        from salus.collect.envs import env_task_name
         from salus.sim import TASKS
 
         if self.env is not None:
-            return self.tasks or (str(self.env).rsplit("/", 1)[-1],)
+            return self.tasks or (env_task_name(self.env),)
         return self.tasks or tuple(TASKS)
 
     @property

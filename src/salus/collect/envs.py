@@ -28,6 +28,7 @@ __all__ = [
     "SimSource",
     "GymSource",
     "make_env_from_spec",
+    "env_task_name",
     "to_image",
     "UNKNOWN_FAILURE",
 ]
@@ -122,27 +123,39 @@ class ObservationMap:
         return cls(("state",), tuple((c, f"image_{c}") for c in cameras), "task", "", "state")
 
     @classmethod
-    def infer(cls, observation: Mapping[str, Any], task_text: str = "") -> ObservationMap:
+    def infer(
+        cls, observation: Mapping[str, Any], task_text: str = "", robot_state: str | None = None
+    ) -> ObservationMap:
         """The map of a LeRobot-style dict (``observation.state``, ``observation.images.<name>``,
-        ``task``) or of a salus one (``state``, ``image_<camera>``, ``task``)."""
+        ``task``) or of a salus one (``state``, ``image_<camera>``, ``task``).
+
+        ``robot_state``: the key of the robot's proprioceptive vector (the robot-state signals read
+        it); it must be in ``observation``, and it is also the policy's state when the dict has
+        neither ``observation.state`` nor ``state``."""
         if not isinstance(observation, Mapping):
             raise InvalidInputError(
                 f"cannot infer an observation map from a {type(observation).__name__}; pass an ObservationMap"
             )
         keys = [str(k) for k in observation]
+        if robot_state is not None:
+            _lookup(observation, robot_state, "robot_state")  # raises: names the key and the keys present
         task = "task" if "task" in observation and isinstance(observation["task"], str) else None
         if task is None and not task_text:
             task_text = "task"
         if _LEROBOT_STATE in observation:
             images = tuple((k[len(_LEROBOT_IMAGES) :], k) for k in keys if k.startswith(_LEROBOT_IMAGES))
-            return cls((_LEROBOT_STATE,), images, task, task_text)
+            return cls((_LEROBOT_STATE,), images, task, task_text, robot_state)
+        images = tuple((k[len("image_") :], k) for k in keys if k.startswith("image_"))
         if "state" in observation:
-            images = tuple((k[len("image_") :], k) for k in keys if k.startswith("image_"))
             robot = "state" if np.shape(observation["state"]) == (22,) else None
-            return cls(("state",), images, task, task_text, robot)
+            return cls(("state",), images, task, task_text, robot if robot_state is None else robot_state)
+        if robot_state is not None:  # the robot's own name for its state vector
+            images += tuple((k[len(_LEROBOT_IMAGES) :], k) for k in keys if k.startswith(_LEROBOT_IMAGES))
+            return cls((robot_state,), images, task, task_text, robot_state)
         raise InvalidInputError(
             f"cannot infer the policy's state from observation keys {sorted(keys)}: expected "
-            f"{_LEROBOT_STATE!r} (LeRobot) or 'state' (salus); pass an ObservationMap"
+            f"{_LEROBOT_STATE!r} (LeRobot) or 'state' (salus); name the robot's state vector "
+            "(Recorder(robot_state=KEY)) or pass an ObservationMap"
         )
 
     @classmethod
@@ -244,7 +257,7 @@ class ObservationMap:
                 raise InvalidInputError(
                     f"observation {self.robot_state!r} (robot_state) must be the (22,) salus.sim.spec layout, "
                     f"got shape {robot.shape}; leave robot_state unset for another robot, or describe "
-                    "it (salus collect --robot FILE.json)"
+                    "it (salus collect --robot FILE.json, Recorder(robot=RobotSpec(...)))"
                 )
             if robot_dim is not None and robot.shape != (robot_dim,):
                 raise InvalidInputError(
@@ -338,6 +351,18 @@ def make_env_from_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> An
     if not (callable(getattr(env, "reset", None)) and callable(getattr(env, "step", None))):
         raise InvalidInputError(f"--env {spec!r} built a {type(env).__name__}, which has no reset()/step()")
     return env
+
+
+def env_task_name(spec: str, env: Any = None) -> str:
+    """The task name of an ``--env`` run's episodes: the environment's Gymnasium id
+    (``env.spec.id``, e.g. ``gym_pusht/PushT-v0``, also behind wrappers) when ``env`` has one, else
+    the factory's function name (``FILE.py:make_env`` -> ``make_env``), else ``spec`` itself."""
+    spec_id = getattr(getattr(env, "spec", None), "id", None)
+    if isinstance(spec_id, str) and spec_id:
+        return spec_id
+    if is_object_spec(spec):
+        return spec.rpartition(":")[2]
+    return spec
 
 
 class EnvSource:

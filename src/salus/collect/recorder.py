@@ -23,11 +23,36 @@ from salus.collect.envs import ObservationMap
 from salus.data.record import UNLABELLED, EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError, SalusError
 
-__all__ = ["StepCapture", "Recorder", "reset_policy", "make_extractor", "NO_ROBOT_STATE"]
+__all__ = [
+    "StepCapture",
+    "Recorder",
+    "reset_policy",
+    "make_extractor",
+    "map_observation",
+    "NO_ROBOT_STATE",
+]
 
 #: The robot state given to the signal extractor for a robot without the ``salus.sim.spec`` layout:
 #: the two signals that read it (execution mismatch, constraint margin) come out invalid.
 NO_ROBOT_STATE = np.full(22, np.nan, dtype=np.float32)
+
+
+def map_observation(
+    observation: ObservationMap, obs: Any, robot: Any = None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """(the policy's input, the robot state the signal extractor reads) of one observation of the
+    user's loop or of an ``--env`` environment (collection and the recorder alike).
+
+    ``robot`` (:class:`~salus.data.RobotSpec`, the extractor built with
+    ``set_robot(robot.extractor_robot())``): the map's ``robot_state`` (``robot.state_dim`` values)
+    when it has one, else the policy's state, through ``robot.signal_state`` (NaN, so invalid, for
+    a description the signals have nothing to read of). None: the map's (22,) ``robot_state``
+    (the ``salus.sim.spec`` layout), else :data:`NO_ROBOT_STATE`."""
+    mapped, mapped_robot = observation.apply(obs, None if robot is None else robot.state_dim)
+    if robot is None:
+        return mapped, NO_ROBOT_STATE if mapped_robot is None else mapped_robot
+    source = mapped["state"] if mapped_robot is None else mapped_robot
+    return mapped, robot.signal_state(source[None])[0]
 
 
 def reset_policy(policy: Any, seed: int) -> None:
@@ -226,7 +251,12 @@ class Recorder:
     the policy's actions. ``env`` (JSON-able) describes the robot or environment in the dataset.
     ``robot`` (:class:`~salus.data.RobotSpec`): the state layout, stored in the dataset and, by
     training, in every checkpoint (the monitor reads it); its control rate and action width are the
-    recorder's ``control_hz`` / ``action_dim`` unless given.
+    recorder's ``control_hz`` / ``action_dim`` unless given. ``robot_state``: the observation key
+    of the robot's proprioceptive vector, whatever the loop calls it (e.g. ``"qpos"``): the
+    robot-state signals read it (the ``salus.sim.spec`` (22,) layout, or with ``robot`` its
+    ``state_dim`` values laid out as the description says), and with an inferred map it is also
+    the policy's state when the observation has neither ``observation.state`` nor ``state``. The
+    first :meth:`step` checks it (an error names the key and the keys the observation has).
 
     Usage::
 
@@ -253,7 +283,10 @@ class Recorder:
         env: Mapping[str, Any] | None = None,
         overwrite: bool = False,
         robot: Any = None,
+        robot_state: str | None = None,
     ):
+        from dataclasses import replace
+
         from salus.data.robot import RobotSpec
         from salus.data.writer import DatasetWriter
         from salus.signals import ONLINE_BASELINE_NAMES, SIGNAL_NAMES, OnlineBaselines
@@ -263,6 +296,20 @@ class Recorder:
                 raise InvalidInputError(
                     f"Recorder needs a policy adapter with {name}(); got {type(policy).__name__}"
                 )
+        if robot_state is not None:
+            if not isinstance(robot_state, str) or not robot_state:
+                raise InvalidInputError(
+                    f"robot_state must be the observation key (a non-empty str) of the robot's state "
+                    f"vector, got {robot_state!r}"
+                )
+            if observation is not None:
+                if observation.robot_state not in (None, robot_state):
+                    raise InvalidInputError(
+                        f"robot_state {robot_state!r} contradicts the observation map's robot_state "
+                        f"{observation.robot_state!r}; give it once"
+                    )
+                observation = replace(observation, robot_state=robot_state)
+        self._robot_state = robot_state
         if robot is not None:
             if not isinstance(robot, RobotSpec):
                 raise InvalidInputError(f"robot must be a salus.data.RobotSpec, got {type(robot).__name__}")
@@ -373,13 +420,16 @@ class Recorder:
         internals, signals and baselines are recorded. Returns the action (A,) float32."""
         if self._episode is None:
             raise InvalidInputError("call start() before step(): no episode is being recorded")
-        if self.observation is None:
-            self.observation = ObservationMap.infer(observation, self.task_text)
+        omap = self.observation
+        if omap is None:
+            omap = ObservationMap.infer(observation, self.task_text, self._robot_state)
+        obs, robot_state = map_observation(omap, observation, self.robot)
+        if self.observation is None:  # kept once the first observation maps
+            self.observation = omap
             if self._writer.num_episodes == 0:
-                self._writer.update_attrs({"recorder": {"observation": self.observation.to_dict()}})
+                self._writer.update_attrs({"recorder": {"observation": omap.to_dict()}})
         if self._capture.cameras == () and self.save_images:
-            self._capture.cameras = self.observation.cameras
-        obs, robot = self.observation.apply(observation)
+            self._capture.cameras = omap.cameras
         if self._episode["task"] is None:
             self._episode["task"] = obs["task"]
         state = obs["state"]
@@ -395,9 +445,7 @@ class Recorder:
                 f"{self._episode['state_shape']}"
             )
         self._episode["state_shape"] = state.shape
-        if self.robot is not None:  # the description says where the signals' entries are in the state
-            robot = state if self.robot.reads_panda_layout or self.robot.describes_signals else None
-        return self._capture.step(obs, state, NO_ROBOT_STATE if robot is None else robot)
+        return self._capture.step(obs, state, robot_state)
 
     def end(
         self,

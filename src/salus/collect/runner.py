@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from salus.collect.envs import ObservationMap, OutcomeRule
-from salus.collect.recorder import NO_ROBOT_STATE, StepCapture, reset_policy  # noqa: F401
+from salus.collect.recorder import StepCapture, map_observation, reset_policy
 from salus.data.record import EpisodeRecord
 from salus.errors import InvalidInputError
 
@@ -119,9 +119,7 @@ def run_episodes(
 
     ``robot`` (:class:`~salus.data.RobotSpec`, with ``observation``): the robot description the
     extractor was built with (``set_robot(robot.extractor_robot())``); the robot state its signals
-    read is the map's ``robot_state`` (``robot.state_dim`` values) when it has one, else the
-    policy's state, through ``robot.signal_state`` (NaN, so invalid, for a description the signals
-    have nothing to read of). None: the map's (22,) ``robot_state``, else :data:`NO_ROBOT_STATE`.
+    read is :func:`~salus.collect.recorder.map_observation`'s.
     """
     from salus.sim.rollout import LoopEnd, Refill, run_lockstep
 
@@ -174,14 +172,10 @@ def run_episodes(
                 policy_obs.append(o)
                 robots.append(state)
             else:
-                mapped, mapped_robot = observation.apply(o, None if robot is None else robot.state_dim)
+                mapped, robot_state = map_observation(observation, o, robot)
                 policy_obs.append(mapped)
                 state = mapped["state"]
-                if robot is not None:  # the description says where the signals' entries are
-                    source = state if mapped_robot is None else mapped_robot
-                    robots.append(robot.signal_state(source[None])[0])
-                else:
-                    robots.append(NO_ROBOT_STATE if mapped_robot is None else mapped_robot)
+                robots.append(robot_state)
             states.append(state)
             priv = privileged[b]
             extras.append(None if priv is None else _privileged_extra(priv))
