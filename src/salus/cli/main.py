@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "demo",
     "benchmark",
     "assist",
+    "ceiling",
 )
 
 for _name in COMMAND_MODULES:

@@ -18,7 +18,7 @@ import numpy as np
 
 from salus.errors import InvalidInputError
 
-__all__ = ["HandoverJob", "HandoverOutcome", "replay_handovers", "NO_HANDOVER"]
+__all__ = ["HandoverJob", "HandoverOutcome", "replay_handovers", "episode_outcome", "NO_HANDOVER"]
 
 NO_HANDOVER = -1  # the step value of the plain replay (the policy alone)
 
@@ -49,6 +49,20 @@ class HandoverOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def episode_outcome(end: Any) -> dict[str, Any]:
+    """The physics label of a finished :class:`~salus.sim.rollout.LoopEnd`: ``success``,
+    ``failure_step`` (-1 for a success), ``failure_type`` (``"none"`` for a success; an episode the
+    simulator did not label is a ``timeout`` at its last step) and ``length`` (steps taken)."""
+    label = end.info.get("label") or {}
+    success = bool(label.get("success", False))
+    return {
+        "success": success,
+        "failure_step": -1 if success else int(label.get("failure_step", end.steps - 1)),
+        "failure_type": "none" if success else str(label.get("failure_type", "timeout")),
+        "length": int(end.steps),
+    }
 
 
 def replay_handovers(job: HandoverJob, *, render: bool = False) -> list[HandoverOutcome]:
@@ -94,18 +108,7 @@ def replay_handovers(job: HandoverJob, *, render: bool = False) -> list[Handover
                 return expert.act(obs)
 
             end = run_loop(env, act, seed=int(job.seed))
-            label = end.info.get("label") or {}
-            success = bool(label.get("success", False))
-            out.append(
-                HandoverOutcome(
-                    key=job.key,
-                    step=int(step),
-                    success=success,
-                    failure_step=-1 if success else int(label.get("failure_step", end.steps - 1)),
-                    failure_type="none" if success else str(label.get("failure_type", "timeout")),
-                    length=int(end.steps),
-                )
-            )
+            out.append(HandoverOutcome(key=job.key, step=int(step), **episode_outcome(end)))
         return out
     finally:
         env.close()

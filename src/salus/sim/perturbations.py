@@ -40,6 +40,7 @@ __all__ = [
     "apply_perturbations",
     "parse_perturbation",
     "check_strength",
+    "reseed_noise",
 ]
 
 
@@ -401,6 +402,29 @@ def parse_perturbation(text: str) -> tuple[str, float]:
             f"perturbation strength must be a number in [0, 1], got {value!r} in {text!r}"
         ) from None
     return name, check_strength(strength)
+
+
+def reseed_noise(env: gym.Env[dict[str, Any], np.ndarray], seed: int) -> list[str]:
+    """Give every active observation- and action-noise wrapper of ``env`` a fresh generator from
+    ``seed`` (one independent stream per wrapper), from the next step on: the world noise of a
+    continuation of an episode (the Monte-Carlo ceiling), whose past is replayed with the episode's
+    own streams. Returns the names of the wrappers re-seeded (outermost first).
+
+    Other perturbations draw everything at ``reset`` (e.g. the push's step and direction); those
+    draws are part of the episode and cannot be redrawn after it started.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InvalidInputError(f"seed must be an int >= 0, got {seed!r}")
+    found: list[ObservationNoise | ActionNoise] = []
+    layer: Any = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, ObservationNoise | ActionNoise) and layer.strength > 0.0:
+            found.append(layer)
+        layer = layer.env
+    streams = np.random.SeedSequence(int(seed)).spawn(len(found))
+    for wrapper, stream in zip(found, streams, strict=True):
+        wrapper._rng = np.random.default_rng(stream)
+    return [w.name for w in found]
 
 
 def apply_perturbations(
