@@ -4,7 +4,9 @@ Methods: trained predictors (ours, SAFE's and the privileged oracle), each onlin
 recorded in the dataset, each embedding baseline (fitted on successful *training* episodes'
 observation embeddings), and each of the 12 signals alone (z-scored on training steps, invalid steps
 at the training mean, sign chosen by ROC-AUC at T on *training* episodes), and the condition-only
-reference (task and perturbation strengths, fitted on *training* episodes). Every method's thresholds
+reference (task and perturbation strengths, fitted on *training* episodes), and the snapshot
+baselines (per-step gradient-boosted trees and logistic regression on salus-risk's inputs, fitted on
+*training + validation* episodes). Every method's thresholds
 are calibrated on the same ``calib`` successes; metrics on ``test_seen`` and ``test_unseen``
 (held-out tasks). Our predictor in the headline is the one with the best validation ROC-AUC at T
 (seen ``val`` episodes, never test); the comparators are fixed in advance (:data:`COMPARATORS`).
@@ -27,6 +29,7 @@ from .conformal import FunctionalBand
 from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes
 from .protocol import (
     ProtocolConfig,
+    at_risk_auroc,
     bootstrap_auroc,
     ci95,
     fit_bands,
@@ -59,6 +62,8 @@ __all__ = [
     "embedding_methods",
     "predictor_methods",
     "signal_methods",
+    "snapshot_methods",
+    "SNAPSHOT_NAMES",
 ]
 
 # Comparators of the headline, fixed before any result (issue: "beats each of ..."): every
@@ -75,6 +80,8 @@ COMPARATORS: tuple[str, ...] = (
     "baseline:action_total_variance",
     "signal:*",
     "reference:condition",
+    "snapshot:gbt",
+    "snapshot:logreg",
 )
 # The condition-only reference (``reference_methods``): what the task and the perturbation alone
 # predict, a constant score per episode; every detector must beat it.
@@ -193,6 +200,97 @@ def reference_methods(
         f"{len(train)} training episodes; constant per episode"
     )
     return [MethodScores(REFERENCE_NAME, "reference", scores, note=note, extra={"perturbations": names})]
+
+
+# Snapshot baselines (``snapshot_methods``): per-step classifiers with no sequence model.
+SNAPSHOT_NAMES: tuple[str, ...] = ("snapshot:gbt", "snapshot:logreg")
+SNAPSHOT_MAX_STEPS = 20000  # training steps sampled (seeded) from the fit episodes' pre-event steps
+
+
+def _snapshot_groups(episodes: EpisodeSet, eps: Sequence[Episode]) -> tuple[str, ...]:
+    """salus-risk's deployable feature groups that every episode in ``eps`` records."""
+    from .features import DEPLOYABLE_GROUPS
+    from .registry import get_model_spec
+
+    need = {
+        "baselines": "baselines",
+        "state": "state",
+        "embedding": "embedding",
+        "hidden": "hidden",
+        "knn": "embedding",
+    }
+    wanted = [g for g in get_model_spec("salus-risk").feature_groups if g in DEPLOYABLE_GROUPS]
+    return tuple(g for g in wanted if all(getattr(ep, need.get(g, "signals")) is not None for ep in eps))
+
+
+def snapshot_methods(
+    episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int], *, seed: int = 0
+) -> list[MethodScores]:
+    """Per-step snapshot baselines every learned predictor must beat: a gradient-boosted classifier
+    and a logistic regression of "this episode fails" on one step's inputs (salus-risk's deployable
+    feature groups, fitted on training episodes, plus a task one-hot), no sequence model. Fitted on
+    the training and validation episodes' pre-event steps (at most ``SNAPSHOT_MAX_STEPS``, sampled
+    with ``seed``), the same episodes our models learn and early-stop on; never on calibration or
+    test. Scored causally per step; the protocol takes the running max like for every method."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .features import FeatureSpace
+    from .training import pre_event_mask
+
+    fit_eps = [episodes[i] for i in (*split.train, *split.val)]
+    y_ep = np.array([ep.failed for ep in fit_eps], dtype=bool)
+    if y_ep.all() or not y_ep.any():
+        return []
+    groups = _snapshot_groups(episodes, fit_eps)
+    train_eps = [episodes[i] for i in split.train]
+    space = FeatureSpace(groups, seed=seed).fit(train_eps)
+    tasks = list(episodes.tasks)
+
+    def feats(ep: Episode) -> np.ndarray:
+        onehot = np.zeros((ep.length, len(tasks)), dtype=np.float32)
+        if ep.task in tasks:
+            onehot[:, tasks.index(ep.task)] = 1.0
+        return np.concatenate([space.transform(ep), onehot], axis=1)
+
+    xs, ys = [], []
+    for ep in fit_eps:
+        keep = pre_event_mask(ep).astype(bool)
+        xs.append(feats(ep)[keep])
+        ys.append(np.full(int(keep.sum()), ep.failed))
+    space.forget_training_cache()
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(x) > SNAPSHOT_MAX_STEPS:
+        pick = np.sort(np.random.default_rng(seed).choice(len(x), SNAPSHOT_MAX_STEPS, replace=False))
+        x, y = x[pick], y[pick]
+    models: dict[str, Any] = {
+        "snapshot:gbt": HistGradientBoostingClassifier(
+            max_iter=100,
+            learning_rate=0.1,
+            max_leaf_nodes=15,
+            min_samples_leaf=50,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=seed,
+        ),
+        "snapshot:logreg": make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
+    }
+    eval_x = [feats(episodes[i]) for i in indices]
+    bounds = np.cumsum([0, *[len(f) for f in eval_x]])
+    all_x = np.concatenate(eval_x)
+    out = []
+    for name, model in models.items():
+        model.fit(x, y)
+        prob = model.predict_proba(all_x)[:, 1].astype(np.float64)
+        scores = {i: prob[bounds[k] : bounds[k + 1]] for k, i in enumerate(indices)}
+        note = (
+            f"per-step {name.split(':')[1]} on {len(x)} pre-event steps of {len(fit_eps)} train+val "
+            f"episodes; inputs {','.join(groups)} + task one-hot"
+        )
+        out.append(MethodScores(name, "snapshot", scores, note=note, extra={"groups": list(groups)}))
+    return out
 
 
 def _embedding_scorer(name: str) -> Any:
@@ -347,6 +445,12 @@ def evaluate_methods(
             run = [running_max(m.scores[i]) for i in idx]
             entry[g] = method_metrics(eps, run, times, bands, cfg, timeout_step=timeout_step)
             entry[g]["n"] = len(idx)
+            # The same at-risk views on the instantaneous score (no running max): an ablation that
+            # shows how much the protocol's running max costs a noisy per-step score.
+            entry[g]["at_risk_instant"] = {
+                f"{t:g}s": at_risk_auroc(eps, [m.scores[i] for i in idx], int(round(t * cfg.control_hz)))
+                for t in cfg.at_risk_s
+            }
             for metric, (pos, lab, sc) in view_samples(eps, run, times, cfg).items():
                 view_rows[g].setdefault(metric, []).append(sc)
                 view_labels[g][metric] = (np.asarray(idx, dtype=int)[pos], lab)
@@ -421,7 +525,16 @@ def evaluate_detailed(
     *,
     split: EpisodeSplit | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    include: Sequence[str] = ("salus", "safe", "oracle", "baseline", "embedding", "signal", "reference"),
+    include: Sequence[str] = (
+        "salus",
+        "safe",
+        "oracle",
+        "baseline",
+        "embedding",
+        "signal",
+        "reference",
+        "snapshot",
+    ),
     progress: Callable[[str], None] | None = None,
     test: EpisodeSet | None = None,
 ) -> Evaluation:
@@ -466,6 +579,9 @@ def evaluate_detailed(
     if "reference" in include:
         say("condition-only reference")
         methods += reference_methods(episodes, split, idx)
+    if "snapshot" in include:
+        say("snapshot baselines")
+        methods += snapshot_methods(episodes, split, idx, seed=seed)
     say("metrics")
     ev = evaluate_methods(
         episodes, split, methods, config=_protocol_config(alphas, episodes.control_hz, seed), times=times
@@ -665,6 +781,7 @@ def _summary_keys(report: dict[str, Any]) -> list[str]:
     for g in ("seen", "unseen"):
         keys += [f"{g}/safe", f"{g}/safe_task_mean", f"{g}/ap"]
         keys += [f"{g}/at_risk_{t:g}s" for t in proto["at_risk_s"]]
+        keys += [f"{g}/at_risk_instant_{t:g}s" for t in proto["at_risk_s"]]
         keys += [f"{g}/lead_{lo}-{hi}" for lo, hi in proto["lead_bins"]]
         views = report["methods"][0][g].get("views", {}) if report.get("methods") else {}
         keys += [f"{g}/{v}" for v in INTERVAL_METRICS if v in views]
@@ -691,6 +808,10 @@ def _metric(res: dict[str, Any], metric: str) -> float:
         return float(res["safe"]["ap"])
     if metric in res.get("views", {}):  # safe_unperturbed, safe_prediction, at_risk_2s_event, ...
         return float(res["views"][metric]["auroc"])
+    if metric.startswith("at_risk_instant_"):  # the instantaneous-score ablation
+        return float(
+            res.get("at_risk_instant", {}).get(metric[len("at_risk_instant_") :], {}).get("auroc", math.nan)
+        )
     if metric.startswith("at_risk_"):
         return float(res["at_risk"][metric[len("at_risk_") :]]["auroc"])
     if metric.startswith("lead_"):

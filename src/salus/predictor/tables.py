@@ -346,6 +346,36 @@ def _benchmark_view_lines(agg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _instant_lines(agg: dict[str, Any]) -> list[str]:
+    """The running-max ablation: at-risk ROC-AUC of the protocol's running max beside the
+    instantaneous per-step score at the same step (mean [min, max] over seeds)."""
+    first = agg["methods"][0] if agg["methods"] else {}
+    times = [k.split("_")[-1] for k in first if k.startswith("seen/at_risk_instant_")]
+    if not times:
+        return []
+    lines = [
+        "",
+        "## Running max against the instantaneous score (at-risk ROC-AUC, mean [min, max] over seeds)",
+        "",
+        "Every headline metric uses the running max of the per-step score (a monitor that has alarmed "
+        "stays alarmed); the instantaneous score at the same step shows what an early spike of a noisy "
+        "score costs under it.",
+        "",
+        "| method | "
+        + " | ".join(f"{g} {t} max / instant" for g in ("seen", "unseen") for t in times)
+        + " |",
+        "|---|" + "---|" * (2 * len(times)),
+    ]
+    for row in agg["methods"]:
+        cells = [row["name"]] + [
+            f"{_agg(row, f'{g}/at_risk_{t}', 2)} / {_agg(row, f'{g}/at_risk_instant_{t}', 2)}"
+            for g in ("seen", "unseen")
+            for t in times
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _agg_ci(row: dict[str, Any], key: str, digits: int = 3) -> str:
     """Mean over seeds with its interval (the wider of the shared-resample bootstrap and the seed
     interval, ``aggregate_seeds``) when it has one, else mean [min, max]."""
@@ -495,6 +525,7 @@ def format_benchmark(
             ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _benchmark_view_lines(agg)
+    lines += _instant_lines(agg)
     lines += [
         "",
         "## Alarms (mean [min, max] over seeds)",
