@@ -20,6 +20,7 @@ from salus.errors import DatasetError, InvalidInputError  # noqa: E402
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "byo_pusht.py"
+LIVE = ROOT / "examples" / "byo_pusht_live.py"  # the guide's live loop (Recorder + Monitor)
 HELPERS = Path(__file__).resolve().parent / "byo_helpers.py"
 EPISODES, MAX_STEPS = 4, 25
 
@@ -164,13 +165,18 @@ def test_small_end_to_end_train_evaluate_and_monitor(tmp_path):
     assert "salus-tcn" in res.output
     live = tmp_path / "live.zarr"
     out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--model", str(model), "--record", str(live), "--episodes", "2"],
+        [
+            sys.executable,
+            str(LIVE),
+            *("--model", str(model), "--record", str(live), "--episodes", "2", "--signal-stats", "none"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "2 episodes" in out.stdout and "now holds 2 episodes" in out.stdout
+    # exit 0: the live scores, thresholds and first alarms equal offline_risk on what was recorded
+    assert "2 episodes (" in out.stdout and "holds 2 episodes" in out.stdout, out.stdout[-2000:]
     live_ds = SalusDataset(live)
     assert live_ds.num_episodes == 2 and "unlabelled" not in live_ds.failure_type.tolist()
     json.dumps(live_ds.attrs["recorder"])

@@ -26,7 +26,7 @@ EPISODES, MAX_STEPS = 72, 40
 # tolerance; live features that skip the dataset's float16 rounding of the embedding differ by 4-7e-6,
 # above it (the check fails then; measured).
 RTOL, ATOL = 0.0, 1e-6
-MODELS = ("salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm")
+MODELS = ("salus-risk", "salus-trees", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm")
 
 
 def _load_helper():
@@ -87,6 +87,13 @@ def arm_models(arm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
             gru_hidden=16,
             pca=4,
             dropout=0.0,
+            feature_groups=("signals", "baselines", "state", "embedding", "knn"),
+        ),
+        "salus-trees": ModelConfig(
+            name="salus-trees",
+            trees=30,
+            tree_min_leaf=20,
+            pca=4,
             feature_groups=("signals", "baselines", "state", "embedding", "knn"),
         ),
         "salus-mlp": ModelConfig(name="salus-mlp", mlp_hidden=(32, 32), dropout=0.0),

@@ -49,7 +49,15 @@ def test_dataset_adapter_reads_what_was_written(dataset):
 def test_train_writes_one_checkpoint_per_model(trained):
     out, summary = trained
     names = [m["name"] for m in summary["models"]]
-    assert names == ["salus-risk", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm", "oracle-risk"]
+    assert names == [
+        "salus-risk",
+        "salus-trees",
+        "salus-mlp",
+        "salus-tcn",
+        "safe-mlp",
+        "safe-lstm",
+        "oracle-risk",
+    ]
     # The data has no `hidden` (collected without --save-hidden): salus-risk uses the groups it has.
     risk = json.loads((out / "salus-risk" / "predictor.json").read_text())
     assert "hidden" not in risk["features"]["groups"] and "knn" in risk["features"]["groups"]
@@ -79,8 +87,8 @@ def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
     assert by_name["signal:signal_0"]["train_auroc_T"] > 0.6  # fixed data and seeds: deterministic
     assert by_name["signal:signal_2"]["sign"] == -1.0  # signal 2 falls before failures: sign from training
     ours = report["selection"]["selected"]
-    assert ours in ("salus-risk", "salus-mlp", "salus-tcn")
-    assert set(report["selection"]["val_auroc_T"]) == {"salus-risk", "salus-mlp", "salus-tcn"}
+    assert ours in ("salus-risk", "salus-trees", "salus-mlp", "salus-tcn")
+    assert set(report["selection"]["val_auroc_T"]) == {"salus-risk", "salus-trees", "salus-mlp", "salus-tcn"}
     comp = report["comparisons"]
     assert comp["ours"] == ours and "safe-mlp" in comp["rows"] and "embedding:knn_cosine" in comp["rows"]
     assert sum(k.startswith("signal:") for k in comp["rows"]) == 12  # every single signal, fixed in advance

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "make_runner"]
+__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "NumpyTrees", "make_runner"]
 
 
 def _np(t: Any) -> np.ndarray:
@@ -171,8 +171,49 @@ class NumpyTCN:
         return probs, new_state
 
 
+class NumpyTrees:
+    """``SalusTrees``: the same tree walk as its torch ``tree_logits`` on its flat tables (a few
+    microseconds per numpy call where torch takes tens at B = 1)."""
+
+    def __init__(self, model: Any) -> None:
+        tables = {k: v.detach().cpu().numpy() for k, v in model.flat_tables().items()}
+        self.feature, self.threshold = tables["feature"], tables["threshold"]
+        self.left, self.right, self.value, self.root = (
+            tables["left"],
+            tables["right"],
+            tables["value"],
+            tables["root"],
+        )
+        self.bias, self.depth = float(model.bias), int(model.depth)
+        self.last_types: np.ndarray | None = None
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        return type(model).__name__ == "SalusTrees"
+
+    def init_state(self, batch: int) -> Any:
+        return {}
+
+    def reset_state(self, state: Any, i: int) -> Any:
+        return state
+
+    def repeat_state(self, state: Any, i: int, n: int) -> Any:
+        return {}
+
+    def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        rows = np.asarray(x, dtype=np.float32).astype(np.float64)
+        node = np.broadcast_to(self.root, (rows.shape[0], self.root.size))
+        for _ in range(self.depth):
+            go_left = np.take_along_axis(rows, self.feature[node], axis=1) <= self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        z = self.value[node].sum(axis=1) + self.bias
+        return _sigmoid(z.astype(np.float32))[:, None], state
+
+
 def make_runner(model: Any) -> Any:
     """The fastest runner that computes the same numbers as ``model.step``."""
+    if NumpyTrees.supports(model):
+        return NumpyTrees(model)
     if NumpyMLP.supports(model):
         return NumpyMLP(model)
     if NumpyTCN.supports(model):

@@ -61,7 +61,9 @@ class ModelConfig:
     ``salus-tcn``: causal dilated temporal convolution over the past ``receptive_field`` steps,
     same outputs. ``safe-mlp``: per-step score MLP ``safe_hidden`` on the observation embedding,
     accumulated by running mean (or sum). ``safe-lstm``: one LSTM layer (``lstm_hidden``) on the
-    embedding sequence, one sigmoid score per step.
+    embedding sequence, one sigmoid score per step. ``salus-trees``: at most ``trees`` boosting
+    iterations of trees with ``tree_leaves`` leaves (learning rate ``tree_lr``, at least
+    ``tree_min_leaf`` training steps per leaf, L2 ``tree_l2``) on one step's features.
     """
 
     name: str = "salus-mlp"
@@ -78,6 +80,11 @@ class ModelConfig:
     feature_groups: tuple[str, ...] = ()  # input kind "features": () = the model's default groups
     pca: int = 16
     objective: str = ""  # input kind "features": "" = the model's own; "horizons" = the seed's target
+    trees: int = 100  # salus-trees: most boosting iterations (validation loss picks how many are kept)
+    tree_leaves: int = 15
+    tree_lr: float = 0.1
+    tree_min_leaf: int = 50  # training steps per leaf at least
+    tree_l2: float = 1.0
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
@@ -95,7 +102,24 @@ class ModelConfig:
             raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.gru_hidden < 1 or self.pca < 1:
             raise InvalidInputError("gru_hidden and pca must be >= 1")
-        if self.objective and (self.objective != "horizons" or self.input_kind != "features"):
+        if self.trees < 1 or self.tree_leaves < 2 or self.tree_min_leaf < 1:
+            raise InvalidInputError(
+                f"trees must be >= 1, tree_leaves >= 2 and tree_min_leaf >= 1; got {self.trees}, "
+                f"{self.tree_leaves}, {self.tree_min_leaf}"
+            )
+        if not (
+            math.isfinite(self.tree_lr)
+            and self.tree_lr > 0
+            and math.isfinite(self.tree_l2)
+            and self.tree_l2 >= 0
+        ):
+            raise InvalidInputError(
+                f"tree_lr must be a finite number > 0 and tree_l2 finite and >= 0; got {self.tree_lr}, {self.tree_l2}"
+            )
+        own = get_model_spec(self.name).objective
+        if self.objective and (
+            self.objective != "horizons" or self.input_kind != "features" or own == "boosted-trees"
+        ):
             raise InvalidInputError(
                 f"objective {self.objective!r}: only 'horizons' can replace a 'features' model's own objective"
             )

@@ -1,4 +1,4 @@
-"""The four predictor networks. Each runs causally on whole sequences ``(B, T, D)`` for training
+"""The predictor networks. Each runs causally on whole sequences ``(B, T, D)`` for training
 and evaluation, and step by step with explicit per-environment state for the runtime monitor;
 both paths give the same numbers.
 
@@ -8,13 +8,24 @@ failure within each horizon), P = 1 for SAFE's (the trajectory failure score).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .config import ModelConfig
 
-__all__ = ["PredictorNet", "SalusMLP", "SalusTCN", "SalusRisk", "SafeMLP", "SafeLSTM", "build_model"]
+__all__ = [
+    "PredictorNet",
+    "SalusMLP",
+    "SalusTCN",
+    "SalusRisk",
+    "SalusTrees",
+    "SafeMLP",
+    "SafeLSTM",
+    "build_model",
+]
 
 State = dict[str, Tensor]
 
@@ -272,6 +283,94 @@ class SalusRisk(PredictorNet):
         )
         self.last_full = full
         return full[..., 0], {"h": hn}
+
+
+class SalusTrees(PredictorNet):
+    """Gradient-boosted trees on one step's features: ``(B, T, D) -> logits (B, T, 1, 1)`` ("will
+    this episode fail"), each step scored on its own features (the protocol's running max makes
+    the alarm causal).
+
+    The ensemble is held as tensors: ``cfg.trees`` trees of at most ``2 * cfg.tree_leaves - 1``
+    nodes (a node splits on ``x[feature] <= threshold``; unused trees are one zero leaf), filled
+    from a fitted scikit-learn ``HistGradientBoostingClassifier`` by :meth:`load_sklearn`, so the
+    checkpoint is safetensors and the monitor needs no scikit-learn."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
+        super().__init__()
+        self.n_probs = 1
+        n_trees, n_nodes = int(cfg.trees), 2 * int(cfg.tree_leaves) - 1
+        self.register_buffer("feature", torch.zeros(n_trees, n_nodes, dtype=torch.int64))
+        self.register_buffer("threshold", torch.zeros(n_trees, n_nodes, dtype=torch.float64))
+        self.register_buffer("left", torch.zeros(n_trees, n_nodes, dtype=torch.int64))
+        self.register_buffer("right", torch.zeros(n_trees, n_nodes, dtype=torch.int64))
+        self.register_buffer("leaf", torch.ones(n_trees, n_nodes, dtype=torch.bool))
+        self.register_buffer("value", torch.zeros(n_trees, n_nodes, dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("depth", torch.zeros((), dtype=torch.int64))
+
+    def load_sklearn(self, clf: Any, n_trees: int | None = None) -> None:
+        """Copy the first ``n_trees`` trees (default all) of a fitted binary
+        ``HistGradientBoostingClassifier`` on numeric features into the buffers."""
+        trees = [p[0].nodes for p in clf._predictors[:n_trees]]
+        cap_trees, cap_nodes = self.feature.shape
+        if len(trees) > cap_trees or any(len(t) > cap_nodes for t in trees):
+            raise ValueError(
+                f"the ensemble has {len(trees)} trees of up to {max(len(t) for t in trees)} nodes; "
+                f"the config allows {cap_trees} x {cap_nodes}"
+            )
+        for name in ("feature", "threshold", "left", "right", "value"):
+            getattr(self, name).zero_()
+        self.leaf.fill_(True)
+        for k, nodes in enumerate(trees):
+            n = len(nodes)
+            self.feature[k, :n] = torch.from_numpy(nodes["feature_idx"].astype("int64"))
+            self.threshold[k, :n] = torch.from_numpy(nodes["num_threshold"].astype("float64"))
+            self.left[k, :n] = torch.from_numpy(nodes["left"].astype("int64"))
+            self.right[k, :n] = torch.from_numpy(nodes["right"].astype("int64"))
+            self.leaf[k, :n] = torch.from_numpy(nodes["is_leaf"].astype(bool))
+            self.value[k, :n] = torch.from_numpy(nodes["value"].astype("float64"))
+        self.bias.fill_(float(clf._baseline_prediction.ravel()[0]))
+        self.depth.fill_(max((int(t["depth"].max()) for t in trees), default=0))
+
+    def flat_tables(self) -> dict[str, Tensor]:
+        """The ensemble as flat per-node tables over ``trees * nodes`` with absolute child indices;
+        a leaf is its own child (split on feature 0 at threshold 0), so a walk needs no leaf test:
+        ``feature``, ``threshold``, ``left``, ``right``, ``value`` and the ``root`` of each tree."""
+        used = ~self.leaf[:, 0] | (self.value[:, 0] != 0)  # unused trees (after the choice) add 0
+        feature, threshold, leaf = self.feature[used], self.threshold[used], self.leaf[used]
+        n_trees, n_nodes = feature.shape
+        offset = (torch.arange(n_trees) * n_nodes)[:, None]
+        own = torch.arange(n_trees * n_nodes).view(n_trees, n_nodes)
+        return {
+            "feature": torch.where(leaf, 0, feature).reshape(-1),
+            "threshold": torch.where(leaf, 0.0, threshold).reshape(-1),
+            "left": torch.where(leaf, own, self.left[used] + offset).reshape(-1),
+            "right": torch.where(leaf, own, self.right[used] + offset).reshape(-1),
+            "value": self.value[used].reshape(-1),
+            "root": offset[:, 0],
+        }
+
+    def tree_logits(self, x: Tensor) -> Tensor:
+        """``(N, D) -> (N,)`` float64: the ensemble's log-odds of each row."""
+        t = self.flat_tables()
+        rows = x.to(torch.float64)
+        node = t["root"].expand(rows.shape[0], -1)
+        for _ in range(int(self.depth)):
+            go_left = rows.gather(1, t["feature"][node]) <= t["threshold"][node]
+            node = torch.where(go_left, t["left"][node], t["right"][node])
+        return t["value"][node].sum(dim=1) + self.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, D = x.shape
+        return self.tree_logits(x.reshape(B * T, D)).to(torch.float32).view(B, T, 1, 1)
+
+    def probs_from(self, raw: Tensor) -> Tensor:
+        return torch.sigmoid(raw[..., 0])
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        p = torch.sigmoid(self.tree_logits(x).to(torch.float32))[:, None]
+        self.last_full = None  # no per-failure-type heads
+        return p, state
 
 
 def build_model(cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int) -> PredictorNet:

@@ -17,7 +17,7 @@ from salus.errors import InvalidNameError
 __all__ = ["ModelSpec", "register_model", "get_model_spec", "model_names", "INPUT_KINDS", "OBJECTIVES"]
 
 INPUT_KINDS = ("signals", "embedding", "features")
-OBJECTIVES = ("horizons", "safe-mlp", "safe-lstm", "outcome-hazard")
+OBJECTIVES = ("horizons", "safe-mlp", "safe-lstm", "outcome-hazard", "boosted-trees")
 FAMILIES = ("salus", "safe", "oracle")
 
 
@@ -83,6 +83,17 @@ register_model(
         "outcome-hazard",
         "models:SalusRisk",
         "P(episode fails), GRU over every policy internal + kNN distances",
+        _RICH,
+    )
+)
+register_model(
+    ModelSpec(
+        "salus-trees",
+        "features",
+        "salus",
+        "boosted-trees",
+        "models:SalusTrees",
+        "P(episode fails), gradient-boosted trees on one step's policy internals + kNN distances",
         _RICH,
     )
 )

@@ -247,57 +247,22 @@ def calibrate(predictor: TrainedPredictor, episodes: Sequence[Episode], tcfg: Tr
     return {**c.to_dict(), "bands": {str(a): b.to_dict() for a, b in bands.items()}}
 
 
-def train_model(
-    episodes: EpisodeSet,
+def _fit_network(
     model_config: ModelConfig,
-    train_config: TrainConfig | None = None,
-    *,
-    split: EpisodeSplit | None = None,
-    on_epoch: Callable[[EpochLog], None] | None = None,
-) -> TrainedPredictor:
-    """Train one predictor on ``split.train``, early-stop on ``split.val``, calibrate on
-    ``split.calib`` successes. Same data and seeds -> the same weights and numbers."""
+    tcfg: TrainConfig,
+    train_eps: Sequence[Episode],
+    val_eps: Sequence[Episode],
+    featurize: Callable[[Episode], np.ndarray],
+    types: Sequence[str],
+    on_epoch: Callable[[EpochLog], None] | None,
+) -> tuple[Any, list[dict[str, float]], int, float, int]:
+    """A torch network trained by epochs, early-stopped on the validation loss; returns
+    ``(model, history, best_epoch, best_val_loss, in_dim)``."""
     import torch
-
-    started = time.perf_counter()
-    tcfg = train_config or TrainConfig()
-    split = split or split_episodes(episodes, tcfg.split)
-    if not split.val:
-        raise DatasetError("the split has no validation episodes; use more episodes or a larger val_fraction")
-
-    name, kind = model_config.name, model_config.input_kind
-    train_eps = [episodes[i] for i in split.train]
-    val_eps = [episodes[i] for i in split.val]
-    if not any(ep.failed for ep in train_eps) or not any(ep.success for ep in train_eps):
-        raise DatasetError("training episodes need both successes and failures")
-    n_cal = sum(episodes[i].success for i in split.calib)
-    if n_cal < 2:
-        raise DatasetError(
-            f"the calibration split holds {n_cal} successful episodes; the conformal band needs >= 2 "
-            f"(and >= 1/alpha - 1 for a finite band). Collect more episodes or raise the calibration fraction."
-        )
-    if kind == "embedding" and not episodes.has_embedding:
-        raise DatasetError(f"{name} needs obs_embedding in every episode")
-    extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
-    types = (*DEFAULT_FAILURE_TYPES, *extra)
-    feature_space = None
-    if kind == "features":
-        from .features import FeatureSpace
-
-        feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(train_eps)
-        norm: dict[str, Any] = {"kind": "features", "mean": [], "std": []}
-        featurize: Callable[[Episode], np.ndarray] = feature_space.transform
-    else:
-        norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
-
-        def featurize(ep: Episode) -> np.ndarray:
-            return _features(ep, kind, norm)
 
     objective = model_config.objective_name
     train = _Batcher(train_eps, featurize, objective, tcfg.horizons, types)
     val = _Batcher(val_eps, featurize, objective, tcfg.horizons, types)
-    if feature_space is not None:
-        feature_space.forget_training_cache()
     in_dim = train.x[0].shape[1]
 
     from .models import build_model
@@ -342,6 +307,119 @@ def train_model(
                 break
         model.load_state_dict(best_state)
         model.eval()
+    return model, history, best_epoch, best, in_dim
+
+
+def _fit_trees(
+    model_config: ModelConfig,
+    tcfg: TrainConfig,
+    train_eps: Sequence[Episode],
+    val_eps: Sequence[Episode],
+    featurize: Callable[[Episode], np.ndarray],
+    on_epoch: Callable[[EpochLog], None] | None,
+) -> tuple[Any, list[dict[str, float]], int, float, int]:
+    """``salus-trees``: gradient-boosted trees of "this episode fails" on every pre-event step of
+    the training episodes (each step one sample), the number of boosting iterations chosen by the
+    log-loss on the validation episodes' pre-event steps; the "epochs" of the history are blocks of
+    iterations. Returns ``(model, history, best_iterations, best_val_loss, in_dim)``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from .models import build_model
+
+    def steps(eps: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for ep in eps:
+            keep = pre_event_mask(ep).astype(bool)
+            xs.append(featurize(ep)[keep])
+            ys.append(np.full(int(keep.sum()), ep.failed))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x, y = steps(train_eps)
+    xv, yv = steps(val_eps)
+    cfg = model_config
+    clf = HistGradientBoostingClassifier(
+        max_iter=cfg.trees,
+        learning_rate=cfg.tree_lr,
+        max_leaf_nodes=cfg.tree_leaves,
+        min_samples_leaf=cfg.tree_min_leaf,
+        l2_regularization=cfg.tree_l2,
+        early_stopping=False,
+        random_state=tcfg.seed,
+    ).fit(x, y)
+    eps = 1e-7
+    losses = []
+    for p in clf.staged_predict_proba(xv):
+        q = np.clip(p[:, 1], eps, 1 - eps)
+        losses.append(float(-np.mean(np.where(yv, np.log(q), np.log(1 - q)))))
+    best_n = int(np.argmin(losses)) + 1
+    history = []
+    block = max(1, cfg.trees // 20)
+    for end in range(block, len(losses) + 1, block):
+        history.append({"epoch": end, "train_loss": math.nan, "val_loss": losses[end - 1]})
+        if on_epoch is not None:
+            on_epoch(EpochLog(end, math.nan, losses[end - 1], end >= best_n > end - block))
+    model = build_model(cfg, int(x.shape[1]), 1, 0)
+    model.load_sklearn(clf, best_n)
+    model.eval()
+    return model, history, best_n, losses[best_n - 1], int(x.shape[1])
+
+
+def train_model(
+    episodes: EpisodeSet,
+    model_config: ModelConfig,
+    train_config: TrainConfig | None = None,
+    *,
+    split: EpisodeSplit | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> TrainedPredictor:
+    """Train one predictor on ``split.train``, early-stop on ``split.val``, calibrate on
+    ``split.calib`` successes. Same data and seeds -> the same weights and numbers."""
+
+    started = time.perf_counter()
+    tcfg = train_config or TrainConfig()
+    split = split or split_episodes(episodes, tcfg.split)
+    if not split.val:
+        raise DatasetError("the split has no validation episodes; use more episodes or a larger val_fraction")
+
+    name, kind = model_config.name, model_config.input_kind
+    train_eps = [episodes[i] for i in split.train]
+    val_eps = [episodes[i] for i in split.val]
+    if not any(ep.failed for ep in train_eps) or not any(ep.success for ep in train_eps):
+        raise DatasetError("training episodes need both successes and failures")
+    n_cal = sum(episodes[i].success for i in split.calib)
+    if n_cal < 2:
+        raise DatasetError(
+            f"the calibration split holds {n_cal} successful episodes; the conformal band needs >= 2 "
+            f"(and >= 1/alpha - 1 for a finite band). Collect more episodes or raise the calibration fraction."
+        )
+    if kind == "embedding" and not episodes.has_embedding:
+        raise DatasetError(f"{name} needs obs_embedding in every episode")
+    extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
+    types = (*DEFAULT_FAILURE_TYPES, *extra)
+    feature_space = None
+    if kind == "features":
+        from .features import FeatureSpace
+
+        feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(train_eps)
+        norm: dict[str, Any] = {"kind": "features", "mean": [], "std": []}
+        featurize: Callable[[Episode], np.ndarray] = feature_space.transform
+    else:
+        norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
+
+        def featurize(ep: Episode) -> np.ndarray:
+            return _features(ep, kind, norm)
+
+    objective = model_config.objective_name
+    if objective == "boosted-trees":
+        model, history, best_epoch, best, in_dim = _fit_trees(
+            model_config, tcfg, train_eps, val_eps, featurize, on_epoch
+        )
+    else:
+        model, history, best_epoch, best, in_dim = _fit_network(
+            model_config, tcfg, train_eps, val_eps, featurize, types, on_epoch
+        )
+    if feature_space is not None:
+        feature_space.forget_training_cache()
     score_index = tcfg.score_horizon % len(tcfg.horizons) if objective == "horizons" else 0
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
