@@ -47,11 +47,13 @@ def benchmark_stages(
     fresh_episodes: int = 0,
     fresh_seed: int = 7001,
     policy: str = DEFAULT_POLICY,
+    ceiling_sample: int = 0,
 ) -> list[tuple[str, list[str]]]:
     """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
     has) there is no collection stage and no closed loop (it needs our simulator). ``fresh_episodes``
     > 0 adds the closed-loop stages: fresh episodes collected with ``fresh_seed``, then ``salus
-    assist`` with the first split seed's models."""
+    assist`` with the first split seed's models; ``ceiling_sample`` > 0 the Monte-Carlo ceiling
+    (``salus ceiling``, at most that many at-risk episodes per time, K = ``CEILING_K``)."""
     stages: list[tuple[str, list[str]]] = []
     own_data = data is not None
     if data is None:
@@ -63,6 +65,11 @@ def benchmark_stages(
     train = ["train", str(data), "--model", "all", "--out", str(out / "models"), "--split-seeds", split_seeds]
     stages.append(("train", [*train, *common]))
     first = split_seeds.split(",")[0].strip()
+    if ceiling_sample > 0 and not own_data:
+        ceiling = ["ceiling", str(data), "--policy", policy, "--times", "1,2,3", "--k", str(CEILING_K)]
+        ceiling += ["--sample", str(ceiling_sample), "--workers", str(workers), "--split-seed", first]
+        ceiling += ["--holdout-task", holdout_task, "--out", str(out / "ceiling")]
+        stages.append(("ceiling", ceiling))
     for label, groups, objective in ABLATIONS:
         args = ["train", str(data), "--model", "salus-risk", "--feature-groups", groups, "--label", label]
         args += ["--out", str(out / "ablation" / label), "--seed", first, *common]
@@ -95,6 +102,8 @@ def benchmark_stages(
 
 
 STAGE_TIMES = "stage_seconds.json"
+CEILING_SAMPLE = 100  # default at-risk episodes per time of the benchmark's Monte-Carlo ceiling
+CEILING_K = 8  # continuations per episode and time
 FRESH_EPISODES = 640  # default closed-loop episodes of `salus benchmark` (not with --data)
 FRESH_SEED = 7001
 
@@ -241,6 +250,13 @@ def register(app: typer.Typer) -> None:
             callback=seed_option,
             help=f"Collection seed of the fresh episodes (default {FRESH_SEED}; not with --data).",
         ),
+        ceiling_sample: int | None = typer.Option(
+            None,
+            "--ceiling-sample",
+            callback=in_range(0),
+            help=f"At-risk episodes per time (1, 2, 3 s) of the Monte-Carlo ceiling (`salus ceiling`; "
+            f"default {CEILING_SAMPLE}); 0: none. Not with --data: the ceiling needs our simulator.",
+        ),
         policy: str = typer.Option(
             DEFAULT_POLICY,
             "--policy",
@@ -261,6 +277,11 @@ def register(app: typer.Typer) -> None:
         from salus.predictor.tables import format_benchmark
 
         _seeds(split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
+        if data_path is not None and ceiling_sample:
+            raise InvalidInputError(
+                "--ceiling-sample runs the Monte-Carlo ceiling (`salus ceiling`), which replays episodes "
+                "in our simulator; with --data (your own dataset) there is none: drop it"
+            )
         if data_path is not None and (fresh_episodes or fresh_seed is not None):
             raise InvalidInputError(
                 "--fresh-episodes / --fresh-seed run the closed loop (`salus assist`), which needs our "
@@ -281,6 +302,7 @@ def register(app: typer.Typer) -> None:
             fresh_episodes=FRESH_EPISODES if fresh_episodes is None else fresh_episodes,
             fresh_seed=FRESH_SEED if fresh_seed is None else fresh_seed,
             policy=policy,
+            ceiling_sample=CEILING_SAMPLE if ceiling_sample is None else ceiling_sample,
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()
@@ -305,6 +327,11 @@ def register(app: typer.Typer) -> None:
             first = int(split_seeds.split(",")[0])
             ablation = _ablation_lines(out, data, first)
         timings.append(("evaluate", time.perf_counter() - t0))
+        if agg is not None and any(n == "ceiling" for n, _ in stages):
+            from salus.predictor.ceiling import load_ceiling
+            from salus.predictor.tables import ceiling_lines
+
+            ablation = ceiling_lines(agg, load_ceiling(out / "ceiling")) + ablation
         closed_loop = _closed_loop(out) if any(n == "assist" for n, _ in stages) else None
         if closed_loop is not None:
             from salus.predictor.tables import closed_loop_lines

@@ -295,6 +295,15 @@ class SalusTrees(PredictorNet):
     from a fitted scikit-learn ``HistGradientBoostingClassifier`` by :meth:`load_sklearn`, so the
     checkpoint is safetensors and the monitor needs no scikit-learn."""
 
+    feature: Tensor  # (trees, nodes) int64 split feature
+    threshold: Tensor  # (trees, nodes) float64: go left when x[feature] <= threshold
+    left: Tensor  # (trees, nodes) int64 child index within the tree
+    right: Tensor
+    leaf: Tensor  # (trees, nodes) bool
+    value: Tensor  # (trees, nodes) float64 leaf log-odds contribution
+    bias: Tensor  # () float64 baseline log-odds
+    depth: Tensor  # () int64 deepest leaf
+
     def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1

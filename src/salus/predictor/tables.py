@@ -376,6 +376,54 @@ def _instant_lines(agg: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Families of the comparators that "best baseline" ranges over in the share of the gap closed.
+BASELINE_FAMILIES: tuple[str, ...] = ("safe", "baseline", "embedding", "snapshot", "reference", "signal")
+
+
+def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
+    """The Monte-Carlo ceiling (``salus ceiling``) of each at-risk metric beside the best baseline
+    and every ``salus`` model's mean over seeds, with its share of the gap closed,
+    ``(method - best baseline) / (ceiling - best baseline)`` (``salus.predictor.ceiling``)."""
+    from .ceiling import ceiling_auroc, gap_closed
+
+    methods = agg.get("methods") or []
+    ours = [r for r in methods if r["family"] == "salus"]
+    base = [r["name"] for r in methods if r["family"] in BASELINE_FAMILIES]
+    lines = [
+        "",
+        "## Monte-Carlo ceiling and share of the gap closed",
+        "",
+        f"Ceiling: replay each sampled at-risk episode's recorded actions to t, let the same policy "
+        f"continue K = {ceiling.get('k')} times with fresh policy and world noise, P(fail) = the share of "
+        "failed continuations; its ROC-AUC against the recorded outcome (episodes whose push was still to "
+        "come are left out). Sample: "
+        f"{(ceiling.get('sample') or {}).get('rule', 'see ceiling.json')}. Best baseline: the highest mean "
+        "over seeds among the fixed comparators' families on the same test view (a reference chosen in "
+        "our disfavour). Share = (method - best baseline) / (ceiling - best baseline); the goal is >= 0.5.",
+        "",
+        "| at-risk | group | ceiling (95%) | best baseline | " + " | ".join(r["name"] for r in ours) + " |",
+        "|---|---|---|---|" + "---|" * len(ours),
+    ]
+    for t in sorted(ceiling.get("times") or {}, key=lambda k: float(k.rstrip("s"))):
+        for g in ("seen", "unseen"):
+            key = f"{g}/at_risk_{t}"
+            values = {r["name"]: (r.get(key) or {}).get("mean", math.nan) for r in methods}
+            if not any(math.isfinite(v) for v in values.values()):
+                continue
+            view = g if g in (ceiling["times"][t].get("views") or {}) else "all"
+            res = gap_closed(ceiling, values, base, time=t, view=view)
+            ci = ((ceiling["times"][t].get("views") or {}).get(view) or {}).get("ci95")
+            cells = [
+                t,
+                g if view == g else f"{g} (ceiling of all tasks)",
+                f"{fmt(ceiling_auroc(ceiling, t, view), 2)}{_ci(ci)}",
+                f"{res['best_baseline']} {fmt(res['best_baseline_auroc'], 2)}",
+            ]
+            cells += [f"{fmt(values[r['name']], 2)} (share {fmt(res['share'][r['name']], 2)})" for r in ours]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _agg_ci(row: dict[str, Any], key: str, digits: int = 3) -> str:
     """Mean over seeds with its interval (the wider of the shared-resample bootstrap and the seed
     interval, ``aggregate_seeds``) when it has one, else mean [min, max]."""

@@ -358,7 +358,13 @@ def _fit_trees(
         history.append({"epoch": end, "train_loss": math.nan, "val_loss": losses[end - 1]})
         if on_epoch is not None:
             on_epoch(EpochLog(end, math.nan, losses[end - 1], end >= best_n > end - block))
+    from .models import SalusTrees
+
     model = build_model(cfg, int(x.shape[1]), 1, 0)
+    if not isinstance(model, SalusTrees):
+        raise InvalidInputError(
+            f"the boosted-trees objective needs a SalusTrees network, {cfg.name} has {type(model).__name__}"
+        )
     model.load_sklearn(clf, best_n)
     model.eval()
     return model, history, best_n, losses[best_n - 1], int(x.shape[1])
