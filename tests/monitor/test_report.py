@@ -249,7 +249,7 @@ def test_bad_report_choices_are_clear_errors(evaluation, tmp_path: Path) -> None
 
 def _closed_loop_result() -> dict:
     """``salus assist``'s result layout on hand-made counterfactuals (metrics from the real code)."""
-    from salus.predictor.closed_loop import RANDOM, FreshEpisode, closed_loop_metrics
+    from salus.predictor.closed_loop import FreshEpisode, closed_loop_metrics, sweep_plans
 
     rng = np.random.default_rng(0)
     eps = [
@@ -259,12 +259,14 @@ def _closed_loop_result() -> dict:
     alphas = (0.05, 0.1, 0.2)
     plans = {
         m: {a: np.where(rng.random(60) < 2 * a + 0.1, rng.integers(0, 60, 60), -1) for a in alphas}
-        for m in ("ours", "knn", RANDOM)
+        for m in ("ours", "knn")
     }
-    handover = {(e.key, t): bool(rng.random() < 0.7) for e in eps for t in range(60)}
-    metrics = closed_loop_metrics(eps, plans, handover, random_for="ours")
+    handover = {(e.key, t): bool(rng.random() < 0.7) for e in eps for t in range(90)}
+    runs = {m: [np.maximum.accumulate(rng.random(90)) for _ in eps] for m in ("ours", "knn")}
+    sweeps = sweep_plans(runs, eps, seed=0)
+    metrics = closed_loop_metrics(eps, plans, handover, sweeps=sweeps, selected="ours")
     return {
-        "selected": "ours", "methods": ["ours", "knn", RANDOM], "alphas": list(alphas),
+        "selected": "ours", "alphas": list(alphas), "sweep_rates": [0.5, 1.0],
         "threshold": "band", "fresh": "fresh.zarr", "models": "models", "fresh_collect": {"seed": 1},
         "replay_mismatches": [], "counterfactual_episodes": 123, "simulation_s": 4.0, **metrics,
     }  # fmt: skip
@@ -275,11 +277,17 @@ def test_closed_loop_figure_and_tables_join_the_page(evaluation, tmp_path: Path)
     index = render_report(evaluation, tmp_path, closed_loop=cl)
     page = index.read_text()
     assert "src='closed_loop.png'" in page and (tmp_path / "closed_loop.png").stat().st_size > 10_000
-    assert "Closed loop: ask a person, or stop, at the first alarm" in page and "Handover (pooled)" in page
+    assert "Closed loop: ask a person, or stop, at the first alarm" in page
+    assert "Equal cost: success against help requests per episode" in page
+    assert "Handover at the calibrated alphas (pooled)" in page
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["closed_loop"]["ours"]["help"] == [
         cl["methods"]["ours"][f"{a:g}"]["pooled"]["help_rate"]["rate"] for a in cl["alphas"]
     ]
+    assert (
+        summary["closed_loop"]["random"]["curve"]["help"]
+        == cl["equal_cost"]["handover"]["pooled"]["random"]["points"]["x"]
+    )
     assert "closed_loop.png" in summary["figures"]
     if CHROMIUM is not None:  # the browser loads it too
         w, h = _browser_images(index)["closed_loop.png"]

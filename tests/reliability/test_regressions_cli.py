@@ -452,6 +452,10 @@ def test_1_training_configs_refuse_non_finite_numbers() -> None:
             "every --alphas value must be",
         ),
         (
+            ["assist", "D", "--models", "M", "--fresh", "F", "--sweep-rates", "0.5,0"],
+            "every --sweep-rates value must be",
+        ),
+        (
             ["assist", "D", "--models", "M", "--fresh", "F", "--workers", "0"],
             "'--workers' / '-w': must be an integer >= 1",
         ),

@@ -1,7 +1,8 @@
 """`salus assist DATA --models DIR --fresh FRESH`: what the monitor's alarm buys in closed loop.
 
 Handover to a person (the scripted expert) or a stop at the first alarm, on fresh episodes, for our
-validation pick, the fixed comparators and random requests at the same rate; see
+validation pick and the fixed comparators at the calibrated alphas, and at equal cost (curves of
+success against help requests, swept thresholds, random requests matched per group); see
 ``salus.monitor.assist`` and ``salus.predictor.closed_loop``.
 """
 
@@ -36,6 +37,12 @@ def register(app: typer.Typer) -> None:
             "--alphas",
             help="Comma-separated alphas (default: salus.predictor.closed_loop.CLOSED_LOOP_ALPHAS).",
         ),
+        sweep_rates: str = typer.Option(
+            "",
+            "--sweep-rates",
+            help="Comma-separated help rates in (0, 1] whose thresholds the equal-cost curves simulate per "
+            "group (default: salus.predictor.closed_loop.SWEEP_RATES).",
+        ),
         workers: int = typer.Option(
             1,
             "--workers",
@@ -66,6 +73,14 @@ def register(app: typer.Typer) -> None:
             ) from exc
         for a in parsed or ():
             check_range(a, "every --alphas value", 0, 1, lo_open=True, hi_open=True)
+        try:
+            rates = tuple(float(q) for q in sweep_rates.split(",") if q.strip()) or None
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"--sweep-rates must be comma-separated numbers in (0, 1], got {sweep_rates!r}"
+            ) from exc
+        for q in rates or ():
+            check_range(q, "every --sweep-rates value", 0, 1, lo_open=True)
         console = Console(stderr=True)
         with Progress(
             TextColumn("counterfactual episodes"),
@@ -81,6 +96,7 @@ def register(app: typer.Typer) -> None:
                 fresh,
                 out,
                 alphas=parsed,
+                sweep_rates=rates,
                 workers=workers,
                 seed=seed,
                 say=lambda m: console.print(m),

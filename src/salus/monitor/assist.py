@@ -5,14 +5,16 @@
 2. Score every method on the fresh episodes, with thresholds calibrated on the benchmark's
    calibration successes (:func:`salus.predictor.evaluate_detailed` with ``test=``); the selected
    model's bands must equal the ones its checkpoint gives the monitor.
-3. Alarm steps per method and alpha, random requests at the selected model's rates
-   (:mod:`salus.predictor.closed_loop`).
+3. Alarm steps per method and alpha (the operating points), and the equal-cost sweep: per group,
+   thresholds on the running max at fixed help rates for every method and random requests at
+   those rates (:mod:`salus.predictor.closed_loop`).
 4. Counterfactual episodes: per fresh episode, the replay of the policy alone (must reproduce the
    recorded outcome; an episode that does not is reported and left out) and a handover to the
-   scripted expert at every step some plan asks for, plus step 0 (the ceiling), in worker
-   processes; each episode's outcomes are appended to ``OUT/handovers.jsonl`` as it finishes, so a
-   killed run resumes where it stopped.
-5. ``OUT/closed_loop.json``: the metrics (pooled, seen/unseen, per task).
+   scripted expert at every step some plan or sweep point asks for (but after the failure event:
+   late, a failure whatever the person does), plus step 0 (the ceiling), in worker processes; each
+   episode's outcomes are appended to ``OUT/handovers.jsonl`` as it finishes, so a killed run
+   resumes where it stopped, and a run asking for more steps simulates only the new ones.
+5. ``OUT/closed_loop.json``: the metrics (pooled, seen/unseen, per task; per alpha and equal cost).
 """
 
 from __future__ import annotations
@@ -136,13 +138,22 @@ def _run_jobs(
     if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
         with path.open("a") as f:  # a torn last line (killed mid-write): later lines start afresh
             f.write("\n")
-    todo = [j for j in jobs if j.key not in done or {o["step"] for o in done[j.key]} != set(j.steps)]
+    from dataclasses import replace
+
+    have = {k: {int(o["step"]) for o in v} for k, v in done.items()}
+    # Only the steps not simulated yet (the outcomes are deterministic); a record holds them all.
+    todo = [
+        replace(j, steps=tuple(s for s in j.steps if s not in have.get(j.key, set())))
+        for j in jobs
+        if not set(j.steps) <= have.get(j.key, set())
+    ]
     total = len(jobs)
 
     def record(key: str, outcomes: list[dict[str, Any]]) -> None:
-        done[key] = outcomes
+        old = [o for o in done.get(key, []) if int(o["step"]) not in {int(x["step"]) for x in outcomes}]
+        done[key] = old + outcomes
         with path.open("a") as f:
-            f.write(json.dumps({"key": key, "outcomes": outcomes}) + "\n")
+            f.write(json.dumps({"key": key, "outcomes": done[key]}) + "\n")
 
     if progress is not None:
         progress(total - len(todo), total)
@@ -200,6 +211,7 @@ def run_assist(
     out: str | Path,
     *,
     alphas: Sequence[float] | None = None,
+    sweep_rates: Sequence[float] | None = None,
     workers: int = 1,
     seed: int = 0,
     say: Callable[[str], None] | None = None,
@@ -212,14 +224,16 @@ def run_assist(
     from salus.predictor.closed_loop import (
         CLOSED_LOOP_ALPHAS,
         CLOSED_LOOP_COMPARATORS,
-        RANDOM,
+        SWEEP_RATES,
         FreshEpisode,
+        SweepPoint,
         alarm_plan,
         closed_loop_metrics,
         handover_steps,
-        random_alarms,
+        sweep_plans,
     )
     from salus.predictor.discovery import checkpoint_dirs, choose_checkpoint
+    from salus.predictor.protocol import running_max
 
     def note(msg: str) -> None:
         if say is not None:
@@ -265,10 +279,11 @@ def run_assist(
         *[m for m in CLOSED_LOOP_COMPARATORS if m in {x.name for x in ev.methods} and m != selected],
     ]
     plans = alarm_plan(ev, idx, names, alphas)
-    rates = {a: float(np.mean(plans[selected][a] >= 0)) for a in alphas}
-    rand = random_alarms([e.length for e in episodes], list(rates.values()), seed=seed)
-    plans[RANDOM] = {a: rand[r] for a, r in rates.items()}
-    steps = handover_steps(plans, len(episodes))
+    rates = tuple(float(q) for q in (sweep_rates or SWEEP_RATES))
+    by_name = {m.name: m for m in ev.methods}
+    runs = {m: [running_max(by_name[m].scores[i]) for i in idx] for m in names}
+    sweeps = sweep_plans(runs, episodes, rates, seed=seed)
+    steps = handover_steps(plans, episodes, sweeps)
     jobs = handover_jobs(fresh_ds, steps, keys)
     n_sims = sum(len(j.steps) for j in jobs)
     note(f"{n_sims} counterfactual episodes ({len(jobs)} replays + handovers) on {workers} worker(s)")
@@ -294,10 +309,16 @@ def run_assist(
     keep = [k for k, ep in enumerate(episodes) if ep.key not in left_out]
     kept = [episodes[k] for k in keep]
     kept_plans = {m: {a: v[keep] for a, v in by.items()} for m, by in plans.items()}
-    metrics = closed_loop_metrics(kept, kept_plans, handover, random_for=selected, seed=seed)
+    # The swept thresholds stay those simulated (chosen with every episode): only the rows go.
+    kept_sweeps = {
+        m: {g: [SweepPoint(p.level, p.alarms[keep]) for p in pts] for g, pts in by.items()}
+        for m, by in sweeps.items()
+    }
+    metrics = closed_loop_metrics(
+        kept, kept_plans, handover, sweeps=kept_sweeps, selected=selected, seed=seed
+    )
     result = {
         "selected": selected,
-        "methods": [*names, RANDOM],
         "alphas": list(alphas),
         "threshold": "one-sided functional band on the benchmark's calibration successes (the monitor's)",
         "data": str(data),
@@ -309,7 +330,7 @@ def run_assist(
         "counterfactual_episodes": n_sims,
         "simulation_s": round(t_sim, 1),  # over the runs whose counterfactuals are kept
         "total_s": round(worked, 1),
-        "random_rates": {f"{a:g}": r for a, r in rates.items()},
+        "sweep_rates": list(rates),
         **metrics,
         "episodes": [
             {
@@ -319,6 +340,7 @@ def run_assist(
                 "failure_type": e.failure_type,
                 "failure_step": e.failure_step,
                 "alarms": {m: {f"{a:g}": int(v[k]) for a, v in by.items()} for m, by in plans.items()},
+                "handover_steps": sorted(steps[k]),
             }
             for k, e in enumerate(episodes)
         ],

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from salus.predictor.closed_loop import RANDOM as RANDOM_NAME
 from salus.predictor.protocol import alarm_steps, running_max, score_at
 
 from .view import TRAINED_FAMILIES, ReportView
@@ -388,53 +389,95 @@ def draw_signals(view: ReportView, path: Path) -> None:
 
 # ------------------------------------------------------------------------------ closed loop
 def draw_closed_loop(cl: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``salus assist``'s results: success with handover against help requests per episode (one
-    curve per method over alpha, random requests as the floor, the person-in-charge ceiling and the
-    policy alone), and for stops, failures prevented against needless stops."""
+    """``salus assist``'s results at equal cost, pooled, seen and unseen: top, success with handover
+    against help requests per episode (each method's swept-threshold curve, random requests'
+    curve as the floor, the calibrated alphas as marked operating points, the person-in-charge
+    ceiling and the policy alone); bottom, failures prevented against needless stops."""
     plt = _plt()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.5, 4.4))
-    alone, ceil = cl["policy_alone"]["pooled"], cl["ceiling"]["pooled"]
+    ec = cl.get("equal_cost") or {"handover": {}, "stop": {}}
+    groups = [g for g in ("pooled", "seen", "unseen") if g in cl["policy_alone"]]
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 8.4), squeeze=False)
+    names = [*cl["methods"], *([RANDOM_NAME] if RANDOM_NAME in ec["handover"].get("pooled", {}) else [])]
+    colors = {m: f"C{k}" for k, m in enumerate(n for n in names if n != RANDOM_NAME)}
     out: dict[str, Any] = {}
-    for m in cl["methods"]:
-        rows = [cl["methods"][m][f"{a:g}"]["pooled"] for a in cl["alphas"]]
-        x = [0.0, *[r["help_rate"]["rate"] for r in rows]]
-        y = [alone["rate"], *[r["success"]["rate"] for r in rows]]
-        lo = [alone["ci95"][0], *[r["success"]["ci95"][0] for r in rows]]
-        hi = [alone["ci95"][1], *[r["success"]["ci95"][1] for r in rows]]
-        is_random = m == "random"
-        style = {"color": "0.45", "ls": "--"} if is_random else {"lw": 2.2 if m == cl["selected"] else 1.3}
-        label = f"random (at {cl['selected']}'s rate)" if is_random else m
-        line = ax.plot(x, y, marker="o", ms=3.5, label=label, **style)[0]
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.08 if not is_random else 0.12)
-        sx = [r["stop"]["needless"]["rate"] for r in rows]
-        sy = [r["stop"]["prevented"]["rate"] for r in rows]
-        bx.plot([0.0, *sx], [0.0, *sy], marker="o", ms=3.5, label=label, **style)
-        out[m] = {"help": x[1:], "success": y[1:]}
-    ax.axhline(ceil["rate"], color="k", lw=1, ls=":")
-    ax.plot(
-        [1.0],
-        [ceil["rate"]],
-        marker="*",
-        ms=11,
-        color="k",
-        ls="",
-        label=f"person from the start {ceil['rate']:.0%}",
+    for j, g in enumerate(groups):
+        ax, bx = axes[0, j], axes[1, j]
+        alone, ceil = cl["policy_alone"][g], cl["ceiling"][g]
+        for m in names:
+            is_random = m == RANDOM_NAME
+            style = (
+                {"color": "0.45", "ls": "--", "lw": 1.3}
+                if is_random
+                else {"color": colors[m], "lw": 2.2 if m == cl["selected"] else 1.3}
+            )
+            for kind, axis in (("handover", ax), ("stop", bx)):
+                e = ec[kind].get(g, {}).get(m)
+                if e is None:
+                    continue
+                area = e["area"]["value"]
+                axis.plot(e["points"]["x"], e["points"]["y"], label=f"{m} (area {area:.2f})", **style)
+            if is_random:
+                continue
+            ops = [cl["methods"][m][f"{a:g}"][g] for a in cl["alphas"]]
+            ax.plot(
+                [r["help_rate"]["rate"] for r in ops],
+                [r["success"]["rate"] for r in ops],
+                "o",
+                ms=4,
+                color=colors[m],
+            )
+            bx.plot(
+                [r["stop"]["needless"]["rate"] for r in ops],
+                [r["stop"]["prevented"]["rate"] for r in ops],
+                "o",
+                ms=4,
+                color=colors[m],
+            )
+            if g == "pooled":
+                out[m] = {
+                    "help": [r["help_rate"]["rate"] for r in ops],
+                    "success": [r["success"]["rate"] for r in ops],
+                }
+        for m in names:
+            e = ec["handover"].get("pooled", {}).get(m)
+            if g == "pooled" and e is not None:
+                out.setdefault(m, {})["curve"] = {"help": e["points"]["x"], "success": e["points"]["y"]}
+        ax.plot(
+            [1.0],
+            [ceil["rate"]],
+            marker="*",
+            ms=11,
+            color="k",
+            ls="",
+            label=f"person from the start {ceil['rate']:.0%}",
+        )
+        ax.plot(
+            [0.0],
+            [alone["rate"]],
+            marker="s",
+            ms=6,
+            color="k",
+            ls="",
+            label=f"policy alone {alone['rate']:.0%}",
+        )
+        ax.axhline(ceil["rate"], color="k", lw=1, ls=":")
+        for q in ec.get("fixed_rates", []):
+            ax.axvline(q, color="0.8", lw=0.8)
+        ax.set_title(f"Handover, {g} ({alone['n']} episodes)", fontsize=10)
+        ax.set_xlabel("help requests per episode")
+        ax.set_ylabel("task success (a late handover is not a save)")
+        bx.plot([0, 1], [0, 1], color="0.85", lw=0.8)
+        bx.set_title(f"Stop, {g}", fontsize=10)
+        bx.set_xlabel("needless stops (share of would-be successes)")
+        bx.set_ylabel("failures prevented (share of event failures)")
+        for axis in (ax, bx):
+            axis.set_xlim(-0.02, 1.05)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=6.5, loc="lower right")
+    fig.suptitle(
+        f"Closed loop at equal cost ({cl['n_episodes']} fresh episodes): swept thresholds, dots = calibrated alphas",
+        fontsize=10,
     )
-    ax.plot(
-        [0.0], [alone["rate"]], marker="s", ms=6, color="k", ls="", label=f"policy alone {alone['rate']:.0%}"
-    )
-    ax.set_xlabel("help requests per episode")
-    ax.set_ylabel("task success (a late handover is not a save)")
-    ax.set_title(f"Handover at the first alarm ({cl['n_episodes']} fresh episodes)")
-    ax.set_xlim(-0.02, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    bx.plot([0, 1], [0, 1], color="0.7", lw=0.8)
-    bx.set_xlabel("needless stops (share of would-be successes stopped)")
-    bx.set_ylabel("failures prevented (share of event failures)")
-    bx.set_title("Stop at the first alarm")
-    bx.grid(alpha=0.3)
-    bx.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     _save(fig, path)
     return out

@@ -17,13 +17,15 @@ __all__ = ["page_html", "CAPTIONS"]
 
 CAPTIONS: dict[str, tuple[str, str]] = {
     "closed_loop": (
-        "Closed loop: what an alarm buys",
-        "Fresh episodes (salus assist). Left: task success when the scripted expert takes over at the "
-        "first alarm, against help requests per episode, one point per alpha (shaded: 95% Wilson "
-        "interval); dashed grey: random requests at the same rate (the floor); star: the person in "
-        "charge from the start (the ceiling); square: the policy alone. A handover after the failure "
-        "event counts as a request that saved nothing. Right: stopping at the alarm, event failures "
-        "prevented against would-be successes stopped.",
+        "Closed loop at equal cost: what an alarm buys",
+        "Fresh episodes (salus assist), pooled, seen and unseen tasks. Top: task success when the "
+        "scripted expert takes over at the first alarm, against help requests per episode; each curve "
+        "sweeps a constant threshold on the method's running max score over the group's episodes "
+        "(area: mean success over help rates 0 to 1), dots: the calibrated alphas (the operating "
+        "points); dashed grey: random requests swept over the same rates in the same group (the "
+        "floor); star: the person in charge from the start (the ceiling); square: the policy alone. "
+        "A handover after the failure event counts as a request that saved nothing. Bottom: stopping "
+        "at the alarm, event failures prevented against would-be successes stopped.",
     ),
     "calibration": (
         "Calibration",
