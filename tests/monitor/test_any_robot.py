@@ -26,7 +26,23 @@ EPISODES, MAX_STEPS = 72, 40
 # tolerance; live features that skip the dataset's float16 rounding of the embedding differ by 4-7e-6,
 # above it (the check fails then; measured).
 RTOL, ATOL = 0.0, 1e-6
+# The training-free baselines' scores are not probabilities but distances and MMDs (kNN Euclidean
+# about 20 on this arm, where one float32 step is 1.9e-6): their tolerance is relative, about 8
+# float32 steps. The kNN distances' float32 matrix products round differently for one live row than
+# for a whole episode (measured <= 1.8e-7 relative); a live embedding that skips the float16 rounding
+# moves them by far more (measured 1e-4 relative for each embedding baseline: the check fails then).
+BASELINE_RTOL = 1e-6
 MODELS = ("salus-risk", "salus-trees", "salus-mlp", "salus-tcn", "safe-mlp", "safe-lstm")
+# The training-free baselines (``salus.predictor.baseline_models``), each the evaluation's method:
+BASELINES = {
+    "knn-cosine": "embedding:knn_cosine",
+    "knn-euclidean": "embedding:knn_euclidean",
+    "mahalanobis": "embedding:mahalanobis",
+    "stac": "baseline:stac",
+    "stac-single": "baseline:stac_single",
+    "action-total-variance": "baseline:action_total_variance",
+    "fiper-chunk-entropy": "baseline:fiper_chunk_entropy",
+}
 
 
 def _load_helper():
@@ -100,10 +116,11 @@ def arm_models(arm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "salus-tcn": ModelConfig(name="salus-tcn", tcn_channels=8, tcn_dilations=(1, 2), dropout=0.0),
         "safe-mlp": ModelConfig(name="safe-mlp", safe_hidden=(32,), dropout=0.0),
         "safe-lstm": ModelConfig(name="safe-lstm", lstm_hidden=16, dropout=0.0),
+        **{name: ModelConfig(name=name) for name in BASELINES},  # nothing to size: fitted, not trained
     }
     base = tmp_path_factory.mktemp("arm_models")
     out = {}
-    for name in MODELS:
+    for name in (*MODELS, *BASELINES):
         model = train_model(episodes, small[name], cfg, split=split)
         out[name] = model.save(base / name)
     return out
@@ -122,7 +139,7 @@ def test_the_dataset_describes_the_robot(arm_data: Path) -> None:
     assert 0 < ds.success.sum() < ds.num_episodes  # the noisy reacher fails sometimes
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [*MODELS, *BASELINES])
 def test_every_model_runs_live_on_the_arm(name: str, arm_data: Path, arm_models: dict[str, Path]) -> None:
     """Replaying the recorded episodes (same seeds, same policy noise), the monitor's per-step
     scores equal offline_risk on the stored episode, and its alarms are the band test."""
@@ -163,7 +180,10 @@ def test_every_model_runs_live_on_the_arm(name: str, arm_data: Path, arm_models:
                 break
         np.testing.assert_allclose(np.array(actions), steps["action"], rtol=0, atol=1e-6)
         off = offline_risk(model_dir, steps, alpha=0.2)
-        np.testing.assert_allclose(np.array(scores), off["score"], rtol=RTOL, atol=ATOL)
+        if name in BASELINES:
+            np.testing.assert_allclose(np.array(scores), off["score"], rtol=BASELINE_RTOL, atol=0)
+        else:
+            np.testing.assert_allclose(np.array(scores), off["score"], rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(np.array(thresholds), off["threshold"])
         assert np.isfinite(thresholds).all()  # the band at alpha 0.2 was calibrated and can fire
         alarms_arr = np.array(alarms)
@@ -171,6 +191,37 @@ def test_every_model_runs_live_on_the_arm(name: str, arm_data: Path, arm_models:
         first = int(np.flatnonzero(alarms_arr)[0]) if alarms_arr.any() else -1
         if abs(off["score"] - off["threshold"]).min() > 1e-4:  # no tie within the tolerance
             assert first == off["alarm_step"]
+
+
+def test_baseline_checkpoints_score_as_the_evaluation(arm_data: Path, arm_models: dict[str, Path]) -> None:
+    """A trained baseline checkpoint's per-step score on the validation, calibration and test
+    episodes is the evaluation's score of its method (the same fitting rule), and its calibrated
+    band is the evaluation's band of that method: the baseline that runs live is the evaluated one."""
+    from salus.data import SalusDataset
+    from salus.predictor import episodes_from_dataset, evaluate_detailed
+    from salus.predictor.checkpoint import TrainedPredictor
+
+    episodes = episodes_from_dataset(SalusDataset(arm_data))
+    preds = [TrainedPredictor.load(arm_models[name]) for name in BASELINES]
+    ev = evaluate_detailed(episodes, preds, alphas=(0.1, 0.2), include=("baseline", "embedding"))
+    methods = {m.name: m for m in ev.methods}
+    split = ev.split
+    for pred in preds:
+        name, method = pred.name, BASELINES[pred.name]
+        assert pred.meta["baseline"]["method"] == method
+        ours, theirs = methods[name], methods[method]
+        assert ours.family == theirs.family == method.partition(":")[0]
+        assert set(split.test_seen) | set(split.test_unseen) <= set(ours.scores)
+        for i in theirs.scores:
+            np.testing.assert_allclose(ours.scores[i], theirs.scores[i], rtol=BASELINE_RTOL, atol=0)
+        assert np.ptp(np.concatenate(list(theirs.scores.values()))) > 0, method  # a score, not a constant
+        for alpha in (0.1, 0.2):
+            band, evaluated = pred.band(alpha), ev.bands[method]["band"][alpha]
+            for field in ("mu", "h"):
+                np.testing.assert_allclose(getattr(band, field), getattr(evaluated, field), rtol=1e-5)
+            np.testing.assert_allclose(band.half_width, evaluated.half_width, rtol=1e-5)
+    md = next(m for m in ev.methods if m.name == "baseline:stac")
+    assert np.isfinite(np.concatenate(list(md.scores.values()))).all()  # NaN steps took the fill
 
 
 class _nowarn:
@@ -313,6 +364,34 @@ def test_train_horizons_in_seconds(arm_data: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*args, "--horizons-s", "1", "--horizons", "6,10"])
     assert isinstance(res.exception, InvalidInputError) and "not both" in str(res.exception)
     assert math.isclose(10.0, TrainedPredictor.load(out).control_hz)
+
+
+def test_salus_train_writes_baseline_checkpoints(arm_data: Path, tmp_path: Path) -> None:
+    """`salus train DATA --model knn-cosine,stac`: one ordinary checkpoint per baseline, which the
+    monitor loads, and which `salus evaluate` scores as a method of its family."""
+    from typer.testing import CliRunner
+
+    from salus.cli.main import app
+    from salus.monitor import Monitor
+
+    out = tmp_path / "baselines"
+    res = CliRunner().invoke(app, ["train", str(arm_data), "--out", str(out), "--model", "knn-cosine,stac"])
+    assert res.exit_code == 0, res.output
+    again = CliRunner().invoke(
+        app, ["train", str(arm_data), "--out", str(out), "--model", "knn-cosine,stac", "--resume"]
+    )
+    assert again.exit_code == 0, again.output  # a kept baseline has no validation loss to print
+    assert "knn-cosine (seed 0): fitted, no training" in again.output and "(kept)" in again.output
+    helper = _load_helper()
+    for name in ("knn-cosine", "stac"):
+        with _nowarn():
+            mon = Monitor.load(out, policy=helper.make_policy(num_samples=4), model=name, alpha=0.2)
+        assert mon.predictor.meta["baseline"]["method"] == BASELINES[name]
+    res = CliRunner().invoke(app, ["evaluate", str(out), str(arm_data), "--json"])
+    assert res.exit_code == 0, res.output
+    families = {m["name"]: m["family"] for m in json.loads(res.stdout)["methods"]}
+    assert families["knn-cosine"] == families["embedding:knn_cosine"] == "embedding"
+    assert families["stac"] == families["baseline:stac"] == "baseline"
 
 
 def _described_arm(**over: object):

@@ -61,8 +61,12 @@ def test_train_writes_one_checkpoint_per_model(trained):
     # The data has no `hidden` (collected without --save-hidden): salus-risk uses the groups it has.
     risk = json.loads((out / "salus-risk" / "predictor.json").read_text())
     assert "hidden" not in risk["features"]["groups"] and "knn" in risk["features"]["groups"]
-    selected = json.loads((out / "selection.json").read_text())["selected"]
-    assert selected in ("salus-risk", "salus-mlp", "salus-tcn")  # ours, picked on validation
+    record = json.loads((out / "selection.json").read_text())
+    selected = record["selected"]
+    assert selected in ("salus-risk", "salus-trees", "salus-mlp", "salus-tcn")  # ours, picked by the rule
+    # a small validation set: 5-fold cross-validation over train + val decided it
+    assert record["rule"] == "cross-validation" and record["folds"] == 5
+    assert selected == max(record["scores"], key=record["scores"].get)
     for m in summary["models"]:
         assert (out / m["name"] / "model.safetensors").is_file()
         meta = json.loads((out / m["name"] / "predictor.json").read_text())
@@ -87,6 +91,7 @@ def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
     assert by_name["signal:signal_0"]["train_auroc_T"] > 0.6  # fixed data and seeds: deterministic
     assert by_name["signal:signal_2"]["sign"] == -1.0  # signal 2 falls before failures: sign from training
     ours = report["selection"]["selected"]
+    assert ours == json.loads((out / "selection.json").read_text())["selected"]  # evaluation follows training
     assert ours in ("salus-risk", "salus-trees", "salus-mlp", "salus-tcn")
     assert set(report["selection"]["val_auroc_T"]) == {"salus-risk", "salus-trees", "salus-mlp", "salus-tcn"}
     comp = report["comparisons"]

@@ -48,6 +48,7 @@ def benchmark_stages(
     fresh_seed: int = 7001,
     policy: str = DEFAULT_POLICY,
     ceiling_sample: int = 0,
+    select: str = "auto",
 ) -> list[tuple[str, list[str]]]:
     """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
     has) there is no collection stage and no closed loop (it needs our simulator). ``fresh_episodes``
@@ -63,6 +64,7 @@ def benchmark_stages(
         stages.append(("collect", collect))
     common = ["--holdout-task", holdout_task, "--epochs", str(epochs), "--patience", "4", "--resume"]
     train = ["train", str(data), "--model", "all", "--out", str(out / "models"), "--split-seeds", split_seeds]
+    train += ["--select", select]
     stages.append(("train", [*train, *common]))
     first = split_seeds.split(",")[0].strip()
     if ceiling_sample > 0 and not own_data:
@@ -257,6 +259,11 @@ def register(app: typer.Typer) -> None:
             help=f"At-risk episodes per time (1, 2, 3 s) of the Monte-Carlo ceiling (`salus ceiling`; "
             f"default {CEILING_SAMPLE}); 0: none. Not with --data: the ceiling needs our simulator.",
         ),
+        select: str = typer.Option(
+            "auto",
+            "--select",
+            help="How our model is chosen (salus train --select): auto, validation or cross-validation.",
+        ),
         policy: str = typer.Option(
             DEFAULT_POLICY,
             "--policy",
@@ -303,6 +310,7 @@ def register(app: typer.Typer) -> None:
             fresh_seed=FRESH_SEED if fresh_seed is None else fresh_seed,
             policy=policy,
             ceiling_sample=CEILING_SAMPLE if ceiling_sample is None else ceiling_sample,
+            select=select,
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()

@@ -37,14 +37,15 @@ def evaluate_seeds(
 ) -> tuple[list[Any], dict[str, Any] | None]:
     """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one)."""
     from salus.predictor import aggregate_seeds, evaluate_detailed
-    from salus.predictor.discovery import seed_dirs
+    from salus.predictor.discovery import read_selection_record, seed_dirs
 
     seeds = seed_dirs(model_dir)
     dirs = [d for _, d in seeds] or [model_dir]
     evals = []
     for d in dirs:
         preds = _load_predictors(d)
-        evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress))
+        record = read_selection_record(d) if not (d / "predictor.json").is_file() else None
+        evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress, selection=record))
     agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals]) if seeds else None
     return evals, agg
 

@@ -21,17 +21,20 @@ def _model_names(spec: str) -> list[str]:
     return [check_model_name(s.strip()) for s in spec.split(",") if s.strip()]
 
 
-def _write_selection(base: Path, episodes: Any, split: Any, directory: Path) -> dict[str, Any]:
-    """Pick our model on the validation episodes (ROC-AUC at T) and record it in selection.json,
-    which ``Monitor.load`` and ``salus report`` follow."""
+def _write_selection(base: Path, episodes: Any, split: Any, directory: Path, rule: str) -> dict[str, Any]:
+    """Pick our model by ``salus.predictor.selection``'s rule (validation, or cross-validation
+    when validation is small) and record it in selection.json, which ``Monitor.load``,
+    ``salus evaluate`` and ``salus report`` follow."""
     from salus.predictor import TrainedPredictor
-    from salus.predictor.discovery import write_selection
-    from salus.predictor.evaluate import predictor_methods, select_on_validation
-    from salus.predictor.protocol import safe_times
+    from salus.predictor.discovery import read_selection_record, write_selection
+    from salus.predictor.selection import select_model
 
     preds = [TrainedPredictor.load(d) for d in sorted(base.iterdir()) if (d / "predictor.json").is_file()]
-    methods = predictor_methods(preds, episodes, list(split.val))
-    sel = select_on_validation(episodes, split, methods, safe_times(episodes.episodes))
+    trained = {p.name: p.meta["files"].get("model.safetensors", "") for p in preds if not p.meta.get("label")}
+    old = read_selection_record(directory)
+    if old and old.get("requested_rule") == rule and old.get("checkpoints") == trained:
+        return old  # the same checkpoints: a resumed run keeps its (possibly cross-validated) choice
+    sel = {**select_model(episodes, split, preds, rule=rule), "requested_rule": rule, "checkpoints": trained}
     write_selection(directory, sel)
     return sel
 
@@ -84,8 +87,11 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             "salus-tcn",
             "--model",
-            help="A registered model (salus-risk, salus-mlp, salus-tcn, safe-mlp, safe-lstm, oracle-risk), "
-            "a comma list, or 'all' (one sub-directory each; oracle-risk only when the data has `privileged`).",
+            help="A registered model (salus-risk, salus-trees, salus-mlp, salus-tcn, safe-mlp, safe-lstm, "
+            "oracle-risk; the training-free baselines knn-cosine, knn-euclidean, mahalanobis, stac, "
+            "stac-single, action-total-variance, fiper-chunk-entropy, which run live like the others), a comma "
+            "list, or 'all' (the trained models, one sub-directory each, without the baselines, which "
+            "evaluation scores anyway; oracle-risk only when the data has `privileged`).",
         ),
         out: Path = typer.Option(..., "--out", callback=out_dir, help="Checkpoint directory."),
         holdout_tasks: list[str] = typer.Option(
@@ -177,6 +183,13 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(
             False, "--resume", help="Keep checkpoints that already exist under --out instead of retraining."
         ),
+        select: str = typer.Option(
+            "auto",
+            "--select",
+            help="How our model is chosen among the salus models: auto (validation with >= 60 "
+            "validation episodes, else 5-fold cross-validation over training + validation), "
+            "validation or cross-validation.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Train predictors with an episode-level split, early stopping and conformal calibration."""
@@ -200,6 +213,9 @@ def register(app: typer.Typer) -> None:
 
         names = _model_names(model)
         seeds = _seeds(split_seeds, seed)
+        from salus.predictor.selection import selection_rule
+
+        selection_rule(select, 0)  # an unknown --select fails now, naming the rules
         alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)}))
         if horizons_s is not None:
             horizon_steps = _steps_from_seconds(horizons_s, horizons, data)
@@ -246,14 +262,15 @@ def register(app: typer.Typer) -> None:
 
         configs = {n: config_for(n) for n in names}
         dataset = SalusDataset(data)
-        needs_embedding = any(c.input_kind != "signals" for c in configs.values())
+        readers = [n for n, c in configs.items() if c.input_kind in ("embedding", "features")]
+        needs_embedding = bool(readers)
         episodes = episodes_from_dataset(dataset, embeddings=needs_embedding)
         if needs_embedding and not episodes.has_embedding:
             from salus.errors import DatasetError
 
             raise DatasetError(
-                f"{data} has no obs_embedding; {', '.join(n for n, c in configs.items() if c.input_kind != 'signals')} "
-                "need it (train salus-mlp / salus-tcn only)"
+                f"{data} has no obs_embedding; {', '.join(readers)} need it (models that read signals or "
+                "recorded baselines only: salus-mlp, salus-tcn, stac, ...)"
             )
         if model == "all" and any(ep.privileged is None for ep in episodes.episodes):
             configs.pop("oracle-risk", None)  # the oracle needs the simulator's privileged state
@@ -316,7 +333,9 @@ def register(app: typer.Typer) -> None:
                     trained = train_model(episodes, cfg, tcfg, split=split, on_epoch=on_epoch)
                     ran = int(trained.meta["training"]["epochs_run"])  # < epochs after early stopping
                     bar.update(job, total=ran, completed=ran)
-                    if ran < epochs:
+                    if ran == 0:
+                        bar.update(job, total=1, completed=1, info="fitted (training-free)")
+                    elif ran < epochs:
                         bar.update(job, info=f"stopped early at epoch {ran} of {epochs}")
                     trained.meta["command"] = command
                     if shown != name:
@@ -336,7 +355,7 @@ def register(app: typer.Typer) -> None:
                         }
                     )
                 if len(configs) > 1:
-                    selections[str(s)] = _write_selection(base, episodes, split, base)
+                    selections[str(s)] = _write_selection(base, episodes, split, base, select)
         summary: dict[str, Any] = {"data": str(data), "seeds": seeds, "models": results}
         if len(selections) and as_json:
             summary["selection"] = selections
@@ -344,9 +363,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(summary))
             return
         for r in results:
+            loss = r["best_val_loss"]
+            trained_text = (
+                "fitted, no training"
+                if not r["epochs_run"]
+                else f"best epoch {r['best_epoch']}/{r['epochs_run']}, val loss "
+                + (f"{loss:.4f}" if isinstance(loss, int | float) else "n/a")
+            )
             typer.echo(
-                f"{r['name']} (seed {r['seed']}): best epoch {r['best_epoch']}/{r['epochs_run']}, "
-                f"val loss {r['best_val_loss']:.4f} -> {r['path']}{' (kept)' if r.get('resumed') else ''}"
+                f"{r['name']} (seed {r['seed']}): {trained_text} -> {r['path']}"
+                f"{' (kept)' if r.get('resumed') else ''}"
             )
             for b in r["bands"]:
                 typer.echo(f"  conformal band at {b['text']}")

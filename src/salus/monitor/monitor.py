@@ -204,10 +204,15 @@ class Monitor:
         if self.input_kind in ("signals", "features"):
             self._extractor = self._extractor_cls(b, robot=self.robot.extractor_robot())
             self._extractor.load_state_dict(self._extractor_state)
-        if self.input_kind == "features" and "baselines" in self.features.groups:
-            from salus.signals import OnlineBaselines
+        if self.input_kind == "baselines" or (
+            self.input_kind == "features" and "baselines" in self.features.groups
+        ):
+            from salus.signals import ONLINE_BASELINE_NAMES, OnlineBaselines
 
-            self._baselines = OnlineBaselines(b)
+            # a baselines model reads the dataset's baseline vector, in the dataset's order
+            self._baselines = OnlineBaselines(
+                b, names=tuple(self.predictor.meta.get("baseline_names") or ONLINE_BASELINE_NAMES)
+            )
         self._state = self.runner.init_state(b)
         self._t = np.zeros(b, dtype=np.int64)
         self._run = np.full(b, -np.inf)
@@ -541,6 +546,8 @@ class Monitor:
             return self._predict(feats, sig.values, bad)
         if self.input_kind == "features":
             return self._predict(*self._feature_step(internals, safe_state), bad)
+        if self.input_kind == "baselines":  # a training-free online baseline (STAC, ...)
+            return self._predict(self._baseline_step(internals), None, bad)
         emb = as_recorded("obs_embedding", internals.obs_embedding)
         if emb.ndim != 2 or emb.shape[1] != self._mean.shape[0]:
             raise InvalidInputError(
@@ -560,8 +567,7 @@ class Monitor:
             inputs["signals"], inputs["valid"] = sig.values, sig.valid
             raw = sig.values
         if "baselines" in groups:
-            base = self._baselines.step(internals)
-            inputs["baselines"] = np.where(base.valid, base.values, np.nan)
+            inputs["baselines"] = self._baseline_step(internals)
         if "embedding" in groups or "knn" in groups:
             inputs["embedding"] = as_recorded("obs_embedding", internals.obs_embedding)
         if "hidden" in groups:
@@ -573,6 +579,11 @@ class Monitor:
             inputs["hidden"] = as_recorded("hidden", hidden)
         return self.features.step(inputs), raw
 
+    def _baseline_step(self, internals: Any) -> np.ndarray:
+        """This step's online baseline scores (B, nb) as the dataset records them (NaN where invalid)."""
+        base = self._baselines.step(internals)
+        return np.where(base.valid, base.values, np.nan).astype(np.float32)
+
     def observe_signals(self, values: Any, valid: Any = None) -> Risk:
         """Monitor one step from precomputed signals ``values`` (B, 12) or (12,) and ``valid`` (same
         shape, default: finite entries), e.g. signals logged by another process. Signals or flags
@@ -581,11 +592,10 @@ class Monitor:
         anything else that goes wrong is fail-safe."""
         try:
             if self.input_kind != "signals":
-                reads = (
-                    "the observation embedding"
-                    if self.input_kind == "embedding"
-                    else "features of every policy internal"
-                )
+                reads = {
+                    "embedding": "the observation embedding",
+                    "baselines": "the online baseline scores",
+                }.get(self.input_kind, "features of every policy internal")
                 raise _ShapeError(  # a wiring mistake that would repeat at every step: raised
                     f"{self.predictor.name} reads {reads}, not only signals: call monitor.observe(observation) "
                     "(or monitor.step) instead of observe_signals"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
 from salus.predictor.config import (
+    BASELINE_MODELS,
     DEFAULT_ALPHAS,
     DEFAULT_FAILURE_TYPES,
     DEFAULT_HORIZONS,
@@ -95,6 +96,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "BASELINE_MODELS",
     "DEFAULT_ALPHAS",
     "DEFAULT_FAILURE_TYPES",
     "DEFAULT_HORIZONS",

@@ -177,6 +177,19 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
             f"{where}: normalization is for {norm['kind']!r} inputs, model {config.name} reads {kind!r}"
         )
     n = len(SIGNAL_NAMES)
+    if kind == "baselines":  # the dataset's online baseline vector, which the monitor computes live
+        from salus.signals import ONLINE_BASELINE_NAMES
+
+        names = meta.get("baseline_names")
+        if (
+            not isinstance(names, list)
+            or len(names) != in_dim
+            or not all(isinstance(x, str) and x in ONLINE_BASELINE_NAMES for x in names)
+        ):
+            raise CheckpointError(
+                f"{where}: a baselines model needs baseline_names, {in_dim} (model.in_dim) of "
+                f"{list(ONLINE_BASELINE_NAMES)}; got {names!r:.120}"
+            )
     if kind in ("signals", "embedding"):  # "features" models normalise inside their feature space
         mean = _finite_vector(norm["mean"], "normalization.mean", where)
         std = _finite_vector(norm["std"], "normalization.std", where)
@@ -328,6 +341,15 @@ class TrainedPredictor:
             if self.feature_space is None:
                 raise CheckpointError(f"{self.name} has no fitted feature space ({FEATURES_FILE})")
             return self.feature_space.transform(episode)  # type: ignore[no-any-return]
+        if self.input_kind == "baselines":
+            width = int(self.meta["model"]["in_dim"])
+            if episode.baselines is None or episode.baselines.shape[1] != width:
+                got = "none" if episode.baselines is None else f"{episode.baselines.shape[1]}"
+                raise InvalidInputError(
+                    f"{self.name} reads the {width} online baseline scores {self.meta['baseline_names']} "
+                    f"per step (step key 'baselines'); this episode has {got}"
+                )
+            return np.asarray(episode.baselines, dtype=np.float32)
         norm = self.meta["normalization"]
         mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
         if self.input_kind == "signals":

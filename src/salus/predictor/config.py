@@ -16,6 +16,7 @@ from .registry import get_model_spec, model_names
 
 __all__ = [
     "MODEL_NAMES",
+    "BASELINE_MODELS",
     "SIGNAL_MODELS",
     "EMBEDDING_MODELS",
     "DEFAULT_HORIZONS",
@@ -29,7 +30,12 @@ __all__ = [
 ]
 
 # The models live in ``salus.predictor.registry`` (name -> input kind, family, objective, network).
-MODEL_NAMES = model_names()
+# MODEL_NAMES: the trained models (``salus train --model all``). BASELINE_MODELS: the training-free
+# baselines (``salus.predictor.baseline_models``), trained by name only: ``salus evaluate`` already
+# scores each of them from the dataset (``embedding:*``, ``baseline:*``), so under ``all`` they would
+# only repeat those rows; their checkpoints are for running a baseline live (``Monitor``).
+MODEL_NAMES = tuple(n for n in model_names() if not get_model_spec(n).training_free)
+BASELINE_MODELS = tuple(n for n in model_names() if get_model_spec(n).training_free)
 SIGNAL_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "signals")
 EMBEDDING_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "embedding")
 DEFAULT_HORIZONS = (6, 10, 13, 16)

@@ -18,6 +18,7 @@ __all__ = [
     "choose_checkpoint",
     "write_selection",
     "read_selection",
+    "read_selection_record",
 ]
 
 SELECTION_FILE = "selection.json"
@@ -60,14 +61,23 @@ def write_selection(directory: str | Path, selection: dict[str, Any]) -> Path:
     return path
 
 
-def read_selection(directory: str | Path) -> str | None:
+def read_selection_record(directory: str | Path) -> dict[str, Any] | None:
+    """The whole ``selection.json`` of ``directory`` (None when absent)."""
     path = Path(directory) / SELECTION_FILE
     if not path.is_file():
         return None
     try:
-        name = json.loads(path.read_text()).get("selected")
-    except (ValueError, AttributeError) as exc:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(record).__name__}")
+    return record
+
+
+def read_selection(directory: str | Path) -> str | None:
+    record = read_selection_record(directory)
+    name = record.get("selected") if record else None
     return str(name) if name else None
 
 

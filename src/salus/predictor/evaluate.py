@@ -146,15 +146,16 @@ def signal_methods(
 
 def baseline_methods(episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int]) -> list[MethodScores]:
     """Online baselines recorded per step (higher = more likely to fail, as published).
-    Non-finite steps (e.g. before a baseline has two chunks) take the training minimum."""
+    Non-finite steps (e.g. before a baseline has two chunks) take the training minimum
+    (``baseline_models.baseline_fill``: the rule of the ``salus train --model stac`` checkpoints)."""
+    from .baseline_models import baseline_fill
+
     out = []
     train = [episodes[i] for i in split.train]
     for j, name in enumerate(episodes.baseline_names):
-        col = np.concatenate([ep.baselines[:, j] for ep in train if ep.baselines is not None])
-        finite = col[np.isfinite(col)]
-        fill = float(finite.min()) if finite.size else 0.0
-        scores = {i: _finite_fill(episodes[i].baselines[:, j], fill) for i in indices}  # type: ignore[index]
-        note = "" if finite.size else "no finite training values"
+        fill = baseline_fill(train, j)
+        scores = {i: _finite_fill(episodes[i].baselines[:, j], fill or 0.0) for i in indices}  # type: ignore[index]
+        note = "" if fill is not None else "no finite training values"
         out.append(MethodScores(f"baseline:{name}", "baseline", scores, note=note))
     return out
 
@@ -307,19 +308,25 @@ def _embedding_names() -> tuple[str, ...]:
 
 
 def embedding_methods(
-    episodes: EpisodeSet, split: EpisodeSplit, indices: Sequence[int], *, max_fit: int = 5000, seed: int = 0
+    episodes: EpisodeSet,
+    split: EpisodeSplit,
+    indices: Sequence[int],
+    *,
+    max_fit: int | None = None,
+    seed: int = 0,
 ) -> list[MethodScores]:
     """Mahalanobis and kNN scores of the observation embedding, fitted on successful training
-    episodes (at most ``max_fit`` steps, sampled with ``seed``)."""
+    episodes (at most ``max_fit`` steps, default ``baseline_models.EMBEDDING_MAX_FIT``, sampled with
+    ``seed``: ``baseline_models.embedding_reference``, the rule of the ``salus train --model
+    knn-cosine`` checkpoints)."""
+    from .baseline_models import EMBEDDING_MAX_FIT, embedding_reference
+
     if not episodes.has_embedding:
         return []
-    succ = [episodes[i].embedding for i in split.train if episodes[i].success]
-    if not succ:
+    train = [episodes[i] for i in split.train]
+    ref = embedding_reference(train, EMBEDDING_MAX_FIT if max_fit is None else max_fit, seed)
+    if ref is None:
         return []
-    ref = np.concatenate(succ).astype(np.float32)  # type: ignore[arg-type]
-    ref = ref[np.isfinite(ref).all(axis=1)]
-    if len(ref) > max_fit:
-        ref = ref[np.random.default_rng(seed).choice(len(ref), max_fit, replace=False)]
     out = []
     for name in _embedding_names():
         scorer = _embedding_scorer(name).fit(ref)
@@ -423,8 +430,11 @@ def evaluate_methods(
     *,
     config: ProtocolConfig | None = None,
     times: Mapping[str, int] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> Evaluation:
-    """The protocol applied to every method on the split's seen and unseen test episodes."""
+    """The protocol applied to every method on the split's seen and unseen test episodes.
+    ``selection``: the training's choice of our model (``selection.json``, e.g. by
+    cross-validation); without one (or when it names no method here) it is made on validation."""
     cfg = config or ProtocolConfig(control_hz=episodes.control_hz)
     times = dict(times or safe_times(episodes.episodes))
     groups = {"seen": list(split.test_seen), "unseen": list(split.test_unseen)}
@@ -467,7 +477,11 @@ def evaluate_methods(
             samples[g][metric] = {"ids": ids, "labels": labels, "scores": mat}
             for entry, bi in zip(results, b, strict=True):
                 entry[g].setdefault("ci95", {})[metric] = list(ci95(bi))
-    selection = select_on_validation(episodes, split, methods, times)
+    names = {m.name for m in methods}
+    if selection is not None and selection.get("selected") in names:
+        selection = dict(selection)
+    else:
+        selection = select_on_validation(episodes, split, methods, times)
     report: dict[str, Any] = {
         "protocol": {
             **cfg.to_dict(),
@@ -537,12 +551,14 @@ def evaluate_detailed(
     ),
     progress: Callable[[str], None] | None = None,
     test: EpisodeSet | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Score every method on the predictors' split (or ``split``) and apply the protocol.
 
     ``test``: fresh episodes (e.g. new seeds, ``salus assist``) that replace the split's test parts:
     training, validation and calibration stay those of ``episodes``; a fresh episode of a task the
-    split holds out (or that ``episodes`` never had) is unseen, any other is seen."""
+    split holds out (or that ``episodes`` never had) is unseen, any other is seen. ``selection``: the
+    training's recorded choice of our model (see :func:`evaluate_methods`)."""
     from .training import check_split_matches
 
     splits = [check_split_matches(p, episodes) for p in predictors]
@@ -584,7 +600,12 @@ def evaluate_detailed(
         methods += snapshot_methods(episodes, split, idx, seed=seed)
     say("metrics")
     ev = evaluate_methods(
-        episodes, split, methods, config=_protocol_config(alphas, episodes.control_hz, seed), times=times
+        episodes,
+        split,
+        methods,
+        config=_protocol_config(alphas, episodes.control_hz, seed),
+        times=times,
+        selection=selection,
     )
     ev.report["notes"] = notes
     ev.report["predictors"] = [

@@ -55,7 +55,8 @@ class FailurePredictor:
 
     @property
     def input_kind(self) -> str:
-        """``"signals"`` (predict from the 12 signals) or ``"embedding"`` (SAFE models)."""
+        """``"signals"`` (the 12 signals), ``"embedding"`` (SAFE models, embedding baselines), ``"features"``
+        or ``"baselines"`` (online baseline models; ``salus.predictor.registry``)."""
         return self.trained.input_kind
 
     @property
@@ -107,8 +108,9 @@ class FailurePredictor:
     ) -> np.ndarray:
         """One control step: ``signals (B, 12)``, ``valid (B, 12)`` (or ``embedding (B, E)`` for SAFE
         models; ``features`` models also take ``baselines (B, nb)``, ``state (B, 22)``, ``hidden
-        (B, H)``) -> failure probabilities ``(B, P)`` (P = number of horizons; 1 for SAFE models;
-        1 + horizons for ``salus-risk``, column 0 = the episode fails)."""
+        (B, H)``; the online baseline models ``baselines (B, nb)`` alone) -> failure probabilities
+        ``(B, P)`` (P = number of horizons; 1 for SAFE models and the training-free baselines, whose
+        column is the baseline's score; 1 + horizons for ``salus-risk``, column 0 = the episode fails)."""
         torch = self._torch
         if self.input_kind == "features":
             fs = self.trained.feature_space
@@ -123,6 +125,16 @@ class FailurePredictor:
                     f"signals and valid must be ({self.batch_size}, {N_SIGNALS}), got {s.shape} and {v.shape}"
                 )
             x = signal_features(s, v, self._mean, self._std)
+        elif self.input_kind == "baselines":  # a training-free online baseline (STAC, ...)
+            base = inputs.get("baselines")
+            width = int(self.trained.meta["model"]["in_dim"])
+            if base is None or np.shape(base) != (self.batch_size, width):
+                raise InvalidInputError(
+                    f"{self.name} predicts from the online baseline scores {self.trained.meta['baseline_names']}: "
+                    f"pass baselines=({self.batch_size}, {width}) (NaN where invalid), got "
+                    f"{None if base is None else np.shape(base)}"
+                )
+            x = np.asarray(base, dtype=np.float32)
         else:
             if embedding is None:
                 raise InvalidInputError(

@@ -4,6 +4,11 @@ A model is one :class:`ModelSpec`: its input kind (which features it reads), its
 evaluation groups it), its objective (which targets and loss training uses), the network class
 (``module:Class``, imported lazily so this module stays cheap) and its default feature groups.
 Adding a model is one network class in ``models.py`` and one :func:`register_model` call here.
+
+The training-free baselines (objective ``"baseline"``, ``salus.predictor.baseline_models``) are
+models too, so ``salus train --model knn-cosine`` writes an ordinary checkpoint the monitor runs
+live: each names the evaluation method whose score it is (``method``, e.g. ``embedding:knn_cosine``;
+the model name is the part after the colon with ``-`` for ``_``) and has that method's family.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from salus.errors import InvalidNameError
+from salus.errors import InvalidInputError, InvalidNameError
 
 __all__ = ["ModelSpec", "register_model", "get_model_spec", "model_names", "INPUT_KINDS", "OBJECTIVES"]
 
-INPUT_KINDS = ("signals", "embedding", "features")
-OBJECTIVES = ("horizons", "safe-mlp", "safe-lstm", "outcome-hazard", "boosted-trees")
-FAMILIES = ("salus", "safe", "oracle")
+INPUT_KINDS = ("signals", "embedding", "features", "baselines")
+OBJECTIVES = ("horizons", "safe-mlp", "safe-lstm", "outcome-hazard", "boosted-trees", "baseline")
+FAMILIES = ("salus", "safe", "oracle", "baseline", "embedding")
+# The training-free families: the evaluation's method families of the same scores
+# (``salus.predictor.evaluate``: ``baseline:*`` online baselines, ``embedding:*`` embedding baselines).
+BASELINE_FAMILIES = {"baseline": "baselines", "embedding": "embedding"}  # family -> input kind
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,17 @@ class ModelSpec:
     """What training, evaluation and the monitor need to know about a model name."""
 
     name: str
-    input_kind: str  # "signals": 12 signals + valid flags; "embedding": SAFE's; "features": FeatureSpace
-    family: str  # "salus" (ours, deployable), "safe" (published), "oracle" (privileged, not deployable)
-    objective: str  # see OBJECTIVES
+    # "signals": 12 signals + valid flags; "embedding": the observation embedding (SAFE's, the
+    # embedding baselines'); "features": FeatureSpace; "baselines": the online baseline scores
+    input_kind: str
+    # "salus" (ours, deployable), "safe" (published), "oracle" (privileged, not deployable),
+    # "baseline" / "embedding" (training-free published scores, see BASELINE_FAMILIES)
+    family: str
+    objective: str  # see OBJECTIVES; "baseline": no training, fitted as the evaluation fits ``method``
     network: str  # "module:Class" under salus.predictor, built as Class(cfg, in_dim, n_horizons, n_types)
     note: str
     feature_groups: tuple[str, ...] = ()  # default FeatureSpace groups for input_kind "features"
+    method: str = ""  # training-free baselines: the evaluation method whose score this is
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -40,10 +53,28 @@ class ModelSpec:
             raise InvalidNameError("objective", self.objective, OBJECTIVES)
         if self.family not in FAMILIES:
             raise InvalidNameError("model family", self.family, FAMILIES)
+        free = self.family in BASELINE_FAMILIES
+        if free != (self.objective == "baseline") or free != bool(self.method):
+            raise InvalidInputError(
+                f"model {self.name!r}: the families {tuple(BASELINE_FAMILIES)} and only they have the "
+                "objective 'baseline' and an evaluation method"
+            )
+        if free and (
+            self.method.partition(":")[0] != self.family or self.input_kind != BASELINE_FAMILIES[self.family]
+        ):
+            raise InvalidInputError(
+                f"model {self.name!r}: a {self.family!r} baseline reads {BASELINE_FAMILIES[self.family]!r} "
+                f"and names a '{self.family}:' method, got {self.input_kind!r} and {self.method!r}"
+            )
 
     @property
     def deployable(self) -> bool:
         return self.family != "oracle"
+
+    @property
+    def training_free(self) -> bool:
+        """A published baseline score fitted without training (not in ``salus train --model all``)."""
+        return self.objective == "baseline"
 
     def network_class(self) -> Any:
         module, cls = self.network.split(":")
@@ -122,3 +153,28 @@ register_model(
         (*_RICH, "privileged"),
     )
 )
+
+# The training-free baselines, one per evaluation method (``salus.predictor.baseline_models``).
+for _method, _note in (
+    ("embedding:knn_cosine", "kNN cosine distance of the observation embedding to training successes"),
+    ("embedding:knn_euclidean", "kNN Euclidean distance of the observation embedding to training successes"),
+    ("embedding:mahalanobis", "Mahalanobis distance of the observation embedding to training successes"),
+    ("baseline:stac", "STAC (Sentinel): MMD between consecutive chunk batches"),
+    ("baseline:stac_single", "STAC-single: distance between consecutive executed chunks"),
+    ("baseline:action_total_variance", "action total variance of K sampled chunks"),
+    ("baseline:fiper_chunk_entropy", "FIPER's action-chunk entropy"),
+):
+    _family, _, _score = _method.partition(":")
+    register_model(
+        ModelSpec(
+            _score.replace("_", "-"),
+            BASELINE_FAMILIES[_family],
+            _family,
+            "baseline",
+            "baseline_models:EmbeddingBaselineNet"
+            if _family == "embedding"
+            else "baseline_models:OnlineBaselineNet",
+            f"training-free: {_note}",
+            method=_method,
+        )
+    )

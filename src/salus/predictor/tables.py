@@ -86,10 +86,18 @@ def _collect_lines(info: dict[str, Any]) -> list[str]:
 def _selection_lines(sel: dict[str, Any]) -> list[str]:
     if not sel or not sel.get("val_auroc_T"):
         return []
+    if sel.get("rule") == "cross-validation":
+        vals = ", ".join(f"{k} {fmt(v)}" for k, v in sel["scores"].items())
+        return [
+            f"Our predictor, chosen by {sel.get('folds', '')}-fold cross-validation over the training and "
+            f"validation episodes (ROC-AUC at T of the pooled out-of-fold scores, {sel['n_episodes']} "
+            f"episodes; the validation set alone is too small to rank models): **{sel['selected']}** ({vals}).",
+            "",
+        ]
     vals = ", ".join(f"{k} {fmt(v)}" for k, v in sel["val_auroc_T"].items())
+    n = sel.get("n_val", sel.get("n_episodes"))
     return [
-        f"Our predictor, chosen on validation ROC-AUC at T ({sel['n_val']} val episodes): "
-        f"**{sel['selected']}** ({vals}).",
+        f"Our predictor, chosen on validation ROC-AUC at T ({n} val episodes): **{sel['selected']}** ({vals}).",
         "",
     ]
 
@@ -614,9 +622,70 @@ def _pct(r: dict[str, Any]) -> str:
     return f"{100 * r['rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
+def _gap(vs: dict[str, Any] | None) -> str:
+    """A paired difference in points with its interval: ``+6.2 pts (+1.9, +10.8) **win**``."""
+    if not vs or not math.isfinite(vs.get("delta", math.nan)):
+        return "-"
+    lo, hi = vs["ci95"]
+    mark = " **win**" if lo > 0 else (" **loss**" if hi < 0 else "")
+    return f"{100 * vs['delta']:+.1f} pts ({100 * lo:+.1f}, {100 * hi:+.1f}){mark}"
+
+
+def _stat_pct(st: dict[str, Any]) -> str:
+    lo, hi = st["ci95"]
+    return f"{100 * st['value']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def _equal_cost_lines(cl: dict[str, Any]) -> list[str]:
+    """Success against help requests (and prevented against needless stops) at equal cost."""
+    ec, sel = cl.get("equal_cost"), cl["selected"]
+    if not ec:
+        return []
+    fixed = [f"{q:g}" for q in ec["fixed_rates"]]
+    rates = ", ".join(f"{q:g}" for q in cl.get("sweep_rates", []))
+    lines = [
+        "### Equal cost: success against help requests per episode",
+        "",
+        "Each method's curve sweeps a constant threshold on its running max score, per group (the "
+        f"group's episode maxima nearest to help rates {rates or 'of the sweep'}); random requests sweep "
+        "the per-step hazard matched to the same rates on the group. Curves start at the policy alone (no "
+        "request) and are read by linear interpolation; area = mean success over help rates 0 to 1. "
+        f"Differences: paired bootstrap over the group's episodes; method minus random at the same rate in "
+        f"the same group, and {sel} (the validation pick) minus each comparator.",
+        "",
+    ]
+    for kind, x_name, y_name in (
+        ("handover", "help rate", "success"),
+        ("stop", "needless-stop rate", "failures prevented"),
+    ):
+        if kind == "stop":
+            lines += [
+                "### Equal cost: failures prevented against needless stops",
+                "",
+                "The same sweep read for stops: share of event failures stopped no later than the event "
+                "against the share of would-be successes stopped.",
+                "",
+            ]
+        head = ["group", "method", "area"] + [f"{y_name} at {x_name} {q}" for q in fixed]
+        head += ["minus random: area"] + [f"minus random at {q}" for q in fixed]
+        head += [f"{sel} minus it: area"] + [f"{sel} minus it at {q}" for q in fixed]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for g, by in ec[kind].items():
+            ours = by.get(sel, {}).get("vs_methods", {})
+            for m, e in by.items():
+                keys = ["area", *fixed]
+                cells = [g, m, *[_stat_pct(e[k]) for k in keys]]
+                cells += [_gap(e.get("vs_random", {}).get(k)) for k in keys]
+                cells += [_gap(ours.get(m, {}).get(k)) for k in keys]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> list[str]:
-    """The closed-loop section (``salus assist``'s ``closed_loop.json``) as markdown."""
-    sel, methods, alphas = cl["selected"], cl["methods"], cl["alphas"]
+    """The closed-loop section (``salus assist``'s ``closed_loop.json``) as markdown: the equal-cost
+    curves' table, then the operating points (calibrated alphas)."""
+    methods, alphas = cl["methods"], cl["alphas"]
     alone, ceil = cl["policy_alone"], cl["ceiling"]
     fc = cl.get("fresh_collect") or {}
     lines = [
@@ -626,20 +695,23 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
         f"seed {fc.get('seed', '?')}, none of whose seeds is in the benchmark dataset"
         + (f"; collected in {cl['fresh_collect_seconds']:.0f} s" if cl.get("fresh_collect_seconds") else "")
         + f"), models of `{cl['models']}`, "
-        "thresholds: "
+        "thresholds at the operating points: "
         + str(cl["threshold"])
         + ". The person is the scripted expert, taking over at the alarm "
         "step; a handover after the failure event counts as a help request that saved nothing. Counterfactuals "
         "replay the policy-alone episode's actions up to the alarm (the monitor only watches until then), "
         f"{cl['counterfactual_episodes']} simulated episodes in {cl['simulation_s']:.0f} s; "
         f"{len(cl['replay_mismatches'])} episode(s) whose plain replay did not reproduce the recorded outcome "
-        "were left out. Random = requests at a constant per-step rate, matched to "
-        f"{sel}'s help rate at each alpha. 95% Wilson intervals; gap to random: paired bootstrap.",
+        "were left out. Random = requests at a constant per-step rate. 95% Wilson intervals; gaps: paired "
+        "bootstrap.",
         "",
         f"Policy alone: {_pct(alone['pooled'])} success; person in charge from the start (ceiling): "
         f"{_pct(ceil['pooled'])}.",
         "",
-        "### Handover (pooled)",
+        *_equal_cost_lines(cl),
+        "### Handover at the calibrated alphas (pooled)",
+        "",
+        "Minus random: the method's success minus random's curve read at the method's own help rate.",
         "",
         "| method | alpha | help requests / episode | success with monitor | minus random, same rate | saves | late help | handovers that lost a success | needless requests (of successes) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -647,21 +719,13 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
     for m in methods:
         for a in alphas:
             r = cl["methods"][m][f"{a:g}"]["pooled"]
-            vs = r.get("vs_random")
-            gap = "-"
-            if vs is not None:
-                lo, hi = vs["ci95"]
-                gap = f"{100 * vs['delta']:+.1f} pts ({100 * lo:+.1f}, {100 * hi:+.1f})" + (
-                    " **win**" if lo > 0 else ""
-                )
-            label = m if m != "random" else f"random (at {sel}'s rate)"
             lines.append(
-                f"| {label} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(r['success'])} | {gap} | "
+                f"| {m} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(r['success'])} | {_gap(r.get('vs_random'))} | "
                 f"{r['saves']} | {r['late_help']} | {r['harmed']} | {_pct(r['needless_help'])} |"
             )
     lines += [
         "",
-        "### Stop (pooled)",
+        "### Stop at the calibrated alphas (pooled)",
         "",
         "A stop holds the robot at the alarm; the episode ends *stopped*. Prevented = a drop/miss/collision "
         "episode stopped no later than its event; timeouts (no event) are counted apart.",
@@ -673,9 +737,8 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
         for a in alphas:
             r = cl["methods"][m][f"{a:g}"]["pooled"]
             st = r["stop"]
-            label = m if m != "random" else f"random (at {sel}'s rate)"
             lines.append(
-                f"| {label} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(st['prevented'])} | "
+                f"| {m} | {a:g} | {fmt(r['help_rate']['rate'], 2)} | {_pct(st['prevented'])} | "
                 f"{_pct(st['stopped_timeouts'])} | {_pct(st['needless'])} | {_pct(st['missed_events'])} |"
             )
     groups = [g for g in alone if g not in ("pooled",)]
@@ -684,15 +747,19 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
         "",
         f"### Per task and seen/unseen (handover at alpha {per_task_alpha:g})",
         "",
-        "| group | n | policy alone | ceiling | "
-        + " | ".join(f"{m if m != 'random' else 'random'}: success / help" for m in methods)
-        + " |",
+        "Success / help requests per episode / minus random at that group's own rate.",
+        "",
+        "| group | n | policy alone | ceiling | " + " | ".join(methods) + " |",
         "|---|---|---|---|" + "---|" * len(methods),
     ]
     for g in groups:
         cells = [g, str(alone[g]["n"]), _pct(alone[g]), _pct(ceil[g])]
         for m in methods:
             r = cl["methods"][m].get(key, {}).get(g)
-            cells.append("n/a" if r is None else f"{_pct(r['success'])} / {fmt(r['help_rate']['rate'], 2)}")
+            cells.append(
+                "n/a"
+                if r is None
+                else f"{_pct(r['success'])} / {fmt(r['help_rate']['rate'], 2)} / {_gap(r.get('vs_random'))}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]

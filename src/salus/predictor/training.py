@@ -5,7 +5,9 @@ Losses. Our models: focal loss (gamma from the config) on every (horizon, head) 
 per-output positive weight ``alpha = clip(1 - positive rate, 0.5, 0.98)`` from the training steps.
 SAFE-MLP: for a successful rollout ``relu(S_t)``, for a failed one ``relu(threshold - S_t)`` on the
 accumulated score S_t at every step; SAFE-LSTM: binary cross-entropy of every step's score against
-the rollout's label. SAFE's losses weight rollouts by inverse class frequency.
+the rollout's label. SAFE's losses weight rollouts by inverse class frequency. The training-free
+baselines (objective ``"baseline"``) are fitted as the evaluation fits their method
+(``salus.predictor.baseline_models``), with no epochs.
 """
 
 from __future__ import annotations
@@ -320,7 +322,7 @@ def _fit_trees(
 ) -> tuple[Any, list[dict[str, float]], int, float, int]:
     """``salus-trees``: gradient-boosted trees of "this episode fails" on every pre-event step of
     the training episodes (each step one sample), the number of boosting iterations chosen by the
-    log-loss on the validation episodes' pre-event steps; the "epochs" of the history are blocks of
+    log-loss on the validation episodes' pre-event steps; the "epochs" of the history are boosting
     iterations. Returns ``(model, history, best_iterations, best_val_loss, in_dim)``."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -352,12 +354,9 @@ def _fit_trees(
         q = np.clip(p[:, 1], eps, 1 - eps)
         losses.append(float(-np.mean(np.where(yv, np.log(q), np.log(1 - q)))))
     best_n = int(np.argmin(losses)) + 1
-    history = []
-    block = max(1, cfg.trees // 20)
-    for end in range(block, len(losses) + 1, block):
-        history.append({"epoch": end, "train_loss": math.nan, "val_loss": losses[end - 1]})
-        if on_epoch is not None:
-            on_epoch(EpochLog(end, math.nan, losses[end - 1], end >= best_n > end - block))
+    history = [{"epoch": n, "train_loss": math.nan, "val_loss": v} for n, v in enumerate(losses, start=1)]
+    if on_epoch is not None:  # one report per fit: the "epochs" of trees are boosting iterations
+        on_epoch(EpochLog(len(losses), math.nan, losses[best_n - 1], True))
     from .models import SalusTrees
 
     model = build_model(cfg, int(x.shape[1]), 1, 0)
@@ -403,30 +402,41 @@ def train_model(
     extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
     types = (*DEFAULT_FAILURE_TYPES, *extra)
     feature_space = None
-    if kind == "features":
-        from .features import FeatureSpace
-
-        feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(train_eps)
-        norm: dict[str, Any] = {"kind": "features", "mean": [], "std": []}
-        featurize: Callable[[Episode], np.ndarray] = feature_space.transform
-    else:
-        norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
-
-        def featurize(ep: Episode) -> np.ndarray:
-            return _features(ep, kind, norm)
-
     objective = model_config.objective_name
-    if objective == "boosted-trees":
-        model, history, best_epoch, best, in_dim = _fit_trees(
-            model_config, tcfg, train_eps, val_eps, featurize, on_epoch
-        )
+    baseline_meta: dict[str, Any] = {}
+    if objective == "baseline":  # training-free: fitted as the evaluation fits the method
+        from .baseline_models import fit_baseline
+
+        model, norm, baseline_meta = fit_baseline(model_config, episodes, train_eps, tcfg.seed)
+        history: list[dict[str, float]] = []
+        best_epoch, best, in_dim = 0, math.nan, model.in_dim
     else:
-        model, history, best_epoch, best, in_dim = _fit_network(
-            model_config, tcfg, train_eps, val_eps, featurize, types, on_epoch
-        )
-    if feature_space is not None:
-        feature_space.forget_training_cache()
+        if kind == "features":
+            from .features import FeatureSpace
+
+            feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(
+                train_eps
+            )
+            norm = {"kind": "features", "mean": [], "std": []}
+            featurize: Callable[[Episode], np.ndarray] = feature_space.transform
+        else:
+            norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
+
+            def featurize(ep: Episode) -> np.ndarray:
+                return _features(ep, kind, norm)
+
+        if objective == "boosted-trees":
+            model, history, best_epoch, best, in_dim = _fit_trees(
+                model_config, tcfg, train_eps, val_eps, featurize, on_epoch
+            )
+        else:
+            model, history, best_epoch, best, in_dim = _fit_network(
+                model_config, tcfg, train_eps, val_eps, featurize, types, on_epoch
+            )
+        if feature_space is not None:
+            feature_space.forget_training_cache()
     score_index = tcfg.score_horizon % len(tcfg.horizons) if objective == "horizons" else 0
+    horizons = [] if objective == "baseline" else list(tcfg.horizons)  # a baseline: one score
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "config": model_config.to_dict(), "in_dim": in_dim},
@@ -434,8 +444,8 @@ def train_model(
         "signal_names": list(episodes.signal_names),
         "normalization": norm,
         "extractor_statistics": dict(episodes.extractor_statistics),
-        "horizons": list(tcfg.horizons),
-        "horizons_s": [h / episodes.control_hz for h in tcfg.horizons],
+        "horizons": horizons,
+        "horizons_s": [h / episodes.control_hz for h in horizons],
         "failure_types": list(types),
         "score_index": score_index,
         "control_hz": episodes.control_hz,
@@ -456,6 +466,7 @@ def train_model(
             "n_episodes": len(episodes),
         },
     }
+    meta.update(baseline_meta)
     if objective == "outcome-hazard":
         meta["prob_columns"] = ["episode", *[f"within {h} steps" for h in tcfg.horizons]]
     predictor = TrainedPredictor(model=model, config=model_config, meta=meta, feature_space=feature_space)
