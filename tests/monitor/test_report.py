@@ -292,3 +292,23 @@ def test_closed_loop_figure_and_tables_join_the_page(evaluation, tmp_path: Path)
     if CHROMIUM is not None:  # the browser loads it too
         w, h = _browser_images(index)["closed_loop.png"]
         assert w >= 400 and h >= 300
+
+
+def test_the_confirmation_set_is_reported_open_loop() -> None:
+    """`salus assist` keeps the fresh episodes' open-loop ROC-AUC per method (the protocol's own
+    numbers, with their intervals) and the closed-loop section prints them."""
+    from salus.monitor.assist import _open_loop
+    from salus.predictor.tables import _open_loop_lines
+
+    from .synthetic import synthetic_evaluation
+
+    ev = synthetic_evaluation(n=200, n_boot=50)
+    ol = _open_loop(ev.report)
+    ours = next(m for m in ev.report["methods"] if m["name"] == "ours")
+    assert ol["ours"]["seen/safe"]["auroc"] == ours["seen"]["safe"]["auroc"]
+    assert ol["ours"]["unseen/at_risk_2s"]["auroc"] == ours["unseen"]["at_risk"]["2s"]["auroc"]
+    assert ol["ours"]["seen/safe"]["ci95"] == ours["seen"]["ci95"]["safe"]
+    md = "\n".join(_open_loop_lines({"open_loop": ol}))
+    assert "### Confirmation set, open loop" in md
+    row = next(line for line in md.splitlines() if line.startswith("| ours |"))
+    assert f"{ours['seen']['safe']['auroc']:.2f}" in row

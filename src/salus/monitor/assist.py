@@ -31,6 +31,34 @@ from salus.errors import DatasetError, InvalidInputError
 
 __all__ = ["run_assist", "check_fresh", "handover_jobs", "HANDOVER_FILE", "RESULT_FILE"]
 
+# The open-loop metrics of the fresh episodes (the confirmation set) reported beside the test set.
+OPEN_LOOP_METRICS = ("safe", "at_risk_2s", "at_risk_2s_unperturbed", "safe_prediction")
+
+
+def _open_loop(report: dict[str, Any]) -> dict[str, Any]:
+    """Per method, seen and unseen: the confirmation set's open-loop ROC-AUC (``OPEN_LOOP_METRICS``)
+    with its bootstrap interval and episode count, as the protocol scored it."""
+    from salus.predictor.evaluate import metric_value
+
+    out: dict[str, Any] = {}
+    for m in report["methods"]:
+        row: dict[str, Any] = {}
+        for g in ("seen", "unseen"):
+            res = m.get(g) or {}
+            for key in OPEN_LOOP_METRICS:
+                try:
+                    value = metric_value(res, key)
+                except (KeyError, ValueError):
+                    continue
+                row[f"{g}/{key}"] = {
+                    "auroc": value,
+                    "ci95": (res.get("ci95") or {}).get(key),
+                    "n": res.get("n"),
+                }
+        out[m["name"]] = row
+    return out
+
+
 HANDOVER_FILE = "handovers.jsonl"
 RESULT_FILE = "closed_loop.json"
 _SAME = ("policy", "tasks", "mix", "max_steps", "image_size", "num_samples", "signal_stats", "policy_kwargs")
@@ -331,6 +359,7 @@ def run_assist(
         "simulation_s": round(t_sim, 1),  # over the runs whose counterfactuals are kept
         "total_s": round(worked, 1),
         "sweep_rates": list(rates),
+        "open_loop": _open_loop(ev.report),
         **metrics,
         "episodes": [
             {

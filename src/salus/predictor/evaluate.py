@@ -59,6 +59,7 @@ __all__ = [
     "reference_methods",
     "shared_replicates",
     "INTERVAL_METRICS",
+    "metric_value",
     "embedding_methods",
     "predictor_methods",
     "signal_methods",
@@ -816,6 +817,11 @@ def _get(entry: dict[str, Any], key: str) -> float:
     """A method's value for a flat key ``group/metric``."""
     g, metric = key.split("/", 1)
     return _metric(entry[g], metric)
+
+
+def metric_value(res: dict[str, Any], metric: str) -> float:
+    """One metric of one test group's results (see :func:`_metric` for the names)."""
+    return _metric(res, metric)
 
 
 def _metric(res: dict[str, Any], metric: str) -> float:

@@ -682,6 +682,36 @@ def _equal_cost_lines(cl: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _open_loop_lines(cl: dict[str, Any]) -> list[str]:
+    """The fresh episodes scored open loop (the confirmation set), beside the test set's numbers."""
+    ol = cl.get("open_loop") or {}
+    if not ol:
+        return []
+    keys = [
+        ("safe", "SAFE"),
+        ("at_risk_2s", "at-risk 2 s"),
+        ("at_risk_2s_unperturbed", "at-risk 2 s unperturbed"),
+    ]
+    lines = [
+        "### Confirmation set, open loop",
+        "",
+        "The same fresh episodes scored by the protocol without any intervention (thresholds and models "
+        "of the benchmark's first split seed), ROC-AUC with its 95% bootstrap interval; compare with the "
+        "test set's numbers above.",
+        "",
+        "| method | " + " | ".join(f"{g} {label}" for g in ("seen", "unseen") for _, label in keys) + " |",
+        "|---|" + "---|" * (2 * len(keys)),
+    ]
+    for name, row in ol.items():
+        cells = [name]
+        for g in ("seen", "unseen"):
+            for k, _ in keys:
+                v = row.get(f"{g}/{k}") or {}
+                cells.append(f"{fmt(v.get('auroc'), 2)}{_ci(v.get('ci95'))}" if v else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> list[str]:
     """The closed-loop section (``salus assist``'s ``closed_loop.json``) as markdown: the equal-cost
     curves' table, then the operating points (calibrated alphas)."""
@@ -709,6 +739,7 @@ def closed_loop_lines(cl: dict[str, Any], *, per_task_alpha: float = 0.1) -> lis
         f"{_pct(ceil['pooled'])}.",
         "",
         *_equal_cost_lines(cl),
+        *_open_loop_lines(cl),
         "### Handover at the calibrated alphas (pooled)",
         "",
         "Minus random: the method's success minus random's curve read at the method's own help rate.",
