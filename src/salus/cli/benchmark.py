@@ -1,7 +1,7 @@
 """`salus benchmark`: the fixed benchmark that ranks failure detectors, end to end and resumable.
 
-collect a fixed dataset of the embedded default policy under the default perturbation mix (one task
-held out) -> train every model once per split seed -> ablations of our model (split seed 0) ->
+collect a fixed dataset of the embedded default policy under the default perturbation mix -> train
+every model once per split seed (each seed holding out another task: leave-one-task-out) -> ablations of our model (split seed 0) ->
 evaluate every method under the protocol over the seeds -> the report. Every stage is the command a
 person would type (so each resumes: collection continues where it stopped, existing checkpoints are
 kept); the results file (``docs/results.md`` by default) is this command's output, never edited by
@@ -222,8 +222,18 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(
             2, "--workers", "-w", callback=positive_int, help="Collection worker processes."
         ),
-        holdout_task: str = typer.Option("pick_color", "--holdout-task", help="The unseen task."),
-        split_seeds: str = typer.Option("0,1,2", "--split-seeds", help="Split seeds (>= 3 for the results)."),
+        holdout_task: str = typer.Option(
+            "rotate",
+            "--holdout-task",
+            help="The unseen task, or 'rotate' (the default): each split seed holds out the next of the "
+            "dataset's sorted tasks (salus train --holdout-task rotate), so with as many seeds as tasks "
+            "every task is unseen once.",
+        ),
+        split_seeds: str = typer.Option(
+            "0,1,2,3",
+            "--split-seeds",
+            help="Split seeds (>= 3 for the results; with 'rotate', one per task: 4 for our tasks).",
+        ),
         epochs: int = typer.Option(
             20,
             "--epochs",

@@ -66,7 +66,10 @@ def register(app: typer.Typer) -> None:
             help="Sample from the test part of this split (salus train's defaults) instead of every episode.",
         ),
         holdout_tasks: list[str] = typer.Option(
-            [], "--holdout-task", help="With --split-seed: the unseen task(s) of the split (repeatable)."
+            [],
+            "--holdout-task",
+            help="With --split-seed: the unseen task(s) of the split (repeatable); 'rotate': the "
+            "task `salus train --holdout-task rotate` holds out for its first split seed.",
         ),
         n_boot: int = typer.Option(
             1000, "--n-boot", callback=in_range(0), help="Bootstrap resamples of the 95% intervals."

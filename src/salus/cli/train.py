@@ -97,7 +97,9 @@ def register(app: typer.Typer) -> None:
         holdout_tasks: list[str] = typer.Option(
             None,
             "--holdout-task",
-            help="Task never used for training/calibration ('unseen' test); repeatable.",
+            help="Task never used for training/calibration ('unseen' test); repeatable. 'rotate': "
+            "leave one task out per split seed, the j-th seed given holding out the j-th of the "
+            "dataset's sorted tasks (modulo their number), so seeds as many as tasks hold out each once.",
         ),
         epochs: int = typer.Option(
             60, "--epochs", callback=positive_int, help="Maximum epochs (early stopping on validation loss)."
@@ -231,7 +233,7 @@ def register(app: typer.Typer) -> None:
                 ) from None
         groups = tuple(g.strip() for g in feature_groups.split(",") if g.strip()) if feature_groups else ()
 
-        def train_config(s: int) -> Any:
+        def train_config(s: int, holdout: tuple[str, ...] = ()) -> Any:
             return TrainConfig(
                 seed=s,
                 horizons=horizon_steps,
@@ -244,7 +246,7 @@ def register(app: typer.Typer) -> None:
                     val_fraction=val_fraction,
                     calib_fraction=calib_fraction,
                     test_fraction=test_fraction,
-                    holdout_tasks=tuple(holdout_tasks or ()),
+                    holdout_tasks=holdout,
                     seed=s,
                 ),
                 conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
@@ -264,7 +266,15 @@ def register(app: typer.Typer) -> None:
         dataset = SalusDataset(data)
         readers = [n for n, c in configs.items() if c.input_kind in ("embedding", "features")]
         needs_embedding = bool(readers)
-        episodes = episodes_from_dataset(dataset, embeddings=needs_embedding)
+        # the embedding also refits ood_distance's statistics on each split's training episodes
+        episodes = episodes_from_dataset(
+            dataset, embeddings=needs_embedding or "obs_embedding" in dataset.keys
+        )
+        from salus.predictor.config import holdout_for_seed
+
+        holdouts = [
+            holdout_for_seed(tuple(holdout_tasks or ()), episodes.tasks, j) for j in range(len(seeds))
+        ]
         if needs_embedding and not episodes.has_embedding:
             from salus.errors import DatasetError
 
@@ -297,8 +307,8 @@ def register(app: typer.Typer) -> None:
         multi = len(seeds) > 1 or split_seeds is not None
         selections: dict[str, Any] = {}
         with Progress(*columns, console=stderr_console) as bar:
-            for s in seeds:
-                tcfg = train_config(s)
+            for s, holdout in zip(seeds, holdouts, strict=True):
+                tcfg = train_config(s, holdout)
                 split = split_episodes(episodes, tcfg.split)
                 base = out / f"seed{s}" if multi else out
                 for name, cfg in configs.items():
@@ -306,11 +316,15 @@ def register(app: typer.Typer) -> None:
                     target = base if (len(configs) == 1 and not multi) else base / shown
                     if resume and is_checkpoint_dir(target):
                         done = TrainedPredictor.load(target)
-                        if done.meta.get("dataset", {}).get("fingerprint") == episodes.fingerprint():
+                        if (
+                            done.meta.get("dataset", {}).get("fingerprint") == episodes.fingerprint()
+                            and done.meta.get("split") == split.to_dict()  # e.g. another held-out task
+                        ):
                             results.append(
                                 {
                                     "name": shown,
                                     "seed": s,
+                                    "holdout_tasks": list(holdout),
                                     "path": str(target),
                                     "resumed": True,
                                     "bands": done.band_status(),
@@ -346,6 +360,7 @@ def register(app: typer.Typer) -> None:
                         {
                             "name": shown,
                             "seed": s,
+                            "holdout_tasks": list(holdout),
                             "path": str(target),
                             "best_epoch": info["best_epoch"],
                             "epochs_run": info["epochs_run"],
@@ -370,8 +385,9 @@ def register(app: typer.Typer) -> None:
                 else f"best epoch {r['best_epoch']}/{r['epochs_run']}, val loss "
                 + (f"{loss:.4f}" if isinstance(loss, int | float) else "n/a")
             )
+            held = f", unseen {', '.join(r['holdout_tasks'])}" if r["holdout_tasks"] else ""
             typer.echo(
-                f"{r['name']} (seed {r['seed']}): {trained_text} -> {r['path']}"
+                f"{r['name']} (seed {r['seed']}{held}): {trained_text} -> {r['path']}"
                 f"{' (kept)' if r.get('resumed') else ''}"
             )
             for b in r["bands"]:

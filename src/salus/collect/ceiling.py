@@ -671,15 +671,17 @@ def run_ceiling(
     pool: list[int] = list(range(len(eps)))
     pool_info: dict[str, Any] = {"pool": "every episode of the dataset", "pool_size": len(pool)}
     if cfg.split_seed is not None:
-        from salus.predictor.config import SplitConfig
+        from salus.predictor.config import SplitConfig, holdout_for_seed
         from salus.predictor.episodes import split_episodes
 
-        split = split_episodes(eps, SplitConfig(holdout_tasks=cfg.holdout_tasks, seed=cfg.split_seed))
+        # "rotate": the task the first split seed of `salus train --holdout-task rotate` holds out
+        holdout = holdout_for_seed(cfg.holdout_tasks, eps.tasks, 0)
+        split = split_episodes(eps, SplitConfig(holdout_tasks=holdout, seed=cfg.split_seed))
         group = {i: "seen" for i in split.test_seen} | {i: "unseen" for i in split.test_unseen}
         pool = sorted(group)
         pool_info = {
             "pool": f"the test episodes of split seed {cfg.split_seed} (SplitConfig defaults, "
-            f"holdout tasks {list(cfg.holdout_tasks)} unseen)",
+            f"holdout tasks {list(holdout)} unseen)",
             "pool_size": len(pool),
         }
     samples = {tk: draw_sample(eps.episodes, pool, step, cfg.sample, cfg.seed) for tk, step in steps.items()}

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,7 @@ class RobotSpec:
         return cls.from_dict(data)
 
     # ------------------------------------------------------------------ signals
-    @property
+    @cached_property  # the fields are frozen: computed once (the monitor asks at every step)
     def reads_panda_layout(self) -> bool:
         """The state is the ``salus.sim.spec`` Panda layout the signal extractor reads (its joint
         positions, limits, end-effector entries, workspace and action scale are the Panda's)."""
@@ -228,7 +229,7 @@ class RobotSpec:
             and self.ee_action_scale == p.ee_action_scale
         )
 
-    @property
+    @cached_property
     def describes_signals(self) -> bool:
         """The description has entries a robot-state signal reads: joint limits or a workspace
         (``constraint_margin``), the end effector with its action scale or commanded joint targets

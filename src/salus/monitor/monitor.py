@@ -489,9 +489,7 @@ class Monitor:
                 )
         if self._batch_size == 0:
             self._allocate(b)
-        images = {k: v for k, v in observation.items() if str(k).startswith("image_")}
-        batched = {k: np.asarray(v)[None] for k, v in images.items()} if single else images
-        bad = self._check_observation(batched, state)
+        bad = self._check_observation(observation, state)
         if pre_bad is not None and len(pre_bad) == b:
             bad = [p or q for p, q in zip(pre_bad, bad, strict=True)]
         if internals is None:
@@ -504,35 +502,36 @@ class Monitor:
                 raise InvalidInputError(
                     "the policy's internals did not change since the last step (call policy.act once per observe)"
                 )
+        policy_action = internals.action
         if (
             user_act is not None
-            and int(internals.action.shape[0]) == b
-            and tuple(user_act.reshape(b, -1).shape) != tuple(internals.action.shape)
+            and int(policy_action.shape[0]) == b
+            and (b, user_act.shape[-1]) != tuple(policy_action.shape)
         ):
-            want = tuple(internals.action.shape[1:]) if single else tuple(internals.action.shape)
+            want = tuple(policy_action.shape[1:]) if single else tuple(policy_action.shape)
             raise _ShapeError(
                 f"the executed action must have shape {want} like the policy's, got {user_act.shape}"
             )
         self._last_internals_obj = internals
-        if int(internals.action.shape[0]) != b:
-            raise InvalidInputError(f"internals have batch {internals.action.shape[0]}, observation has {b}")
+        if int(policy_action.shape[0]) != b:
+            raise InvalidInputError(f"internals have batch {policy_action.shape[0]}, observation has {b}")
         if action is not None:
-            act = np.asarray(action, dtype=np.float32).reshape(b, -1)
-            if act.shape != internals.action.shape:
+            act = np.asarray(action if user_act is None else user_act, dtype=np.float32).reshape(b, -1)
+            if act.shape != policy_action.shape:
                 raise InvalidInputError(
-                    f"action shape {act.shape} does not match the policy's {internals.action.shape}"
+                    f"action shape {act.shape} does not match the policy's {policy_action.shape}"
                 )
-            finite = np.isfinite(act)
-            if not finite.all():
+            if not _all_finite(act):
+                finite = np.isfinite(act)
                 for i in np.flatnonzero(~finite.all(axis=1)).tolist():
                     bad[i] = bad[i] or "the executed action contains NaN or inf"
                 act = np.where(finite, act, 0.0).astype(np.float32)
-            if not np.array_equal(act, internals.action):
+            if not _all(act == policy_action):
                 internals = replace(internals, action=act)
             self._last_action = act
         else:
-            self._last_action = np.asarray(internals.action, dtype=np.float32).copy()
-        if any(r is not None for r in bad):
+            self._last_action = np.array(policy_action, dtype=np.float32)
+        if any(bad):  # bad holds reasons (non-empty strings) or None
             good_rows = np.array([r is None for r in bad])
             self._last_good_state[good_rows] = state[good_rows]
             safe_state = np.where(good_rows[:, None], state, self._last_good_state)
@@ -652,26 +651,26 @@ class Monitor:
         b = feats.shape[0]
         prev_state = self._state
         probs, self._state = self._model_step(feats, prev_state)
-        finite = np.isfinite(probs).all(axis=1)
-        if not finite.all():
-            for k in np.flatnonzero(~finite).tolist():
+        if not _all_finite(probs):
+            for k in np.flatnonzero(~np.isfinite(probs).all(axis=1)).tolist():
                 bad[k] = bad[k] or "the predictor produced NaN (corrupt input or weights)"
-        if any(r is not None for r in bad):
+        if any(bad):  # reasons (non-empty strings) or None
             for i, r in enumerate(bad):
                 if r is not None and not self._failsafe[i]:
                     self._failsafe[i] = True
                     self._reason[i] = r
         col = self._score_col(probs)
         types = getattr(self.runner, "last_types", None)
-        types = None if types is None or types.shape[1] <= col else types[:, col].astype(np.float64)
+        types = None if types is None or types.shape[1] <= col else np.asarray(types[:, col], dtype=np.float64)
         score = probs[:, col]
         fs = self._failsafe
-        any_fs = bool(fs.any())
+        any_fs = _any(fs)
         if any_fs:
             self._run = np.where(fs, self._run, np.maximum(self._run, np.where(fs, -np.inf, score)))
         else:
             np.maximum(self._run, score, out=self._run)
-        t = self._t.copy()
+        t = self._t
+        self._t = t + 1  # a new array: ``t`` is this step's, returned in the Risk
         threshold = self._upper[np.minimum(t, self._upper.size - 1)]
         exceeded = self._run > threshold
         if any_fs:
@@ -679,14 +678,13 @@ class Monitor:
             alarm = exceeded | (fs & self.config.failsafe_alarm)
         else:
             alarm = exceeded.copy()
-        self._t += 1
         top: list[list[SignalContribution]] = [[] for _ in range(b)]
         mode = self.config.attribution
         if (
             raw is not None
             and mode != "never"
             and self.config.top_k > 0
-            and (mode == "always" or exceeded.any())
+            and (mode == "always" or _any(exceeded))
         ):
             rows = np.flatnonzero(~fs & (exceeded if mode == "alarm" else True))
             for row in rows.tolist():
@@ -716,23 +714,22 @@ class Monitor:
         """One predictor step: features (B, D) -> probabilities (B, P) float64 and the new state."""
         return self.runner.step(feats, state)  # type: ignore[no-any-return]
 
-    def _check_observation(self, batched: Mapping[str, Any], state: np.ndarray) -> list[str | None]:
-        """Per-environment reason the observation is unusable, or None."""
+    def _check_observation(self, observation: Mapping[str, Any], state: np.ndarray) -> list[str | None]:
+        """Per-environment reason the observation is unusable, or None. Shapes were checked by
+        :meth:`_read_state`; this looks for NaN / inf in ``state`` and in float images, and for an
+        image that is None."""
         b = state.shape[0]
         bad: list[str | None] = [None] * b
-        if state.shape[1] != self._state_dim:
-            return [f"observation 'state' has {state.shape[1]} values, expected {self._state_dim}"] * b
-        finite = np.isfinite(state)
-        if not finite.all():
-            for i in np.flatnonzero(~finite.all(axis=1)).tolist():
+        if not _all_finite(state):
+            for i in np.flatnonzero(~np.isfinite(state).all(axis=1)).tolist():
                 bad[i] = "observation 'state' contains NaN or inf"
-        for key, value in batched.items():
-            if not key.startswith("image_"):
+        for key, value in observation.items():
+            if not str(key).startswith("image_"):
                 continue
+            if value is None:
+                return [f"observation {key!r} has shape (), expected (B, H, W, 3)"] * b
             img = np.asarray(value)
-            if img.ndim != 4 or img.shape[0] != b or img.shape[-1] != 3:
-                return [f"observation {key!r} has shape {img.shape}, expected (B, H, W, 3)"] * b
-            if img.dtype.kind == "f":
+            if img.dtype.kind == "f" and not _all_finite(img):
                 ok = np.isfinite(img.reshape(b, -1)).all(axis=1)
                 for j in np.flatnonzero(~ok).tolist():
                     bad[j] = bad[j] or f"observation {key!r} contains NaN or inf"
@@ -799,6 +796,21 @@ class Monitor:
         )
 
 
+def _any(arr: np.ndarray) -> bool:
+    """``arr.any()`` without the method's Python wrapper (as ``_all``, ``_all_finite``)."""
+    return bool(np.logical_or.reduce(arr, axis=None))
+
+
+def _all(arr: np.ndarray) -> bool:
+    return bool(np.logical_and.reduce(arr, axis=None))
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """No NaN or inf in ``arr`` (float): one reduction in the common case (a non-finite entry makes
+    the sum non-finite; a sum that overflows only sends the caller to its per-row check)."""
+    return bool(np.isfinite(np.add.reduce(arr, axis=None)))
+
+
 def _reason(exc: BaseException) -> str:
     """The fail-safe reason of an error: an unusable input says what is wrong with it; anything
     else is an internal error (``Monitor.last_error`` keeps the traceback)."""
@@ -831,13 +843,15 @@ def _signal_features(values: np.ndarray, valid: np.ndarray, mean: np.ndarray, st
     """(B, 12) -> (B, 24) float32: normalised values (0 where invalid), then the valid flags; the
     same numbers as ``salus.predictor.checkpoint.signal_features`` with less per-call overhead."""
     v = np.asarray(values, dtype=np.float32)
-    ok = np.asarray(valid, dtype=bool) & np.isfinite(v)
-    out = np.empty((v.shape[0], 2 * v.shape[1]), dtype=np.float32)
+    ok = np.isfinite(v)
+    ok &= valid
     n = v.shape[1]
+    out = np.empty((v.shape[0], 2 * n), dtype=np.float32)
     z = out[:, :n]
     np.subtract(v, mean, out=z)
     z /= std
     z[~ok] = 0.0
-    np.clip(z, -50.0, 50.0, out=z)
+    np.maximum(z, -50.0, out=z)  # np.clip(z, -50, 50) without its Python wrapper
+    np.minimum(z, 50.0, out=z)
     out[:, n:] = ok
     return out

@@ -6,6 +6,7 @@ Horizons are in control steps (20 Hz): 6, 10, 13, 16 steps = 0.3, 0.5, 0.65, 0.8
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
     "SplitConfig",
     "ConformalConfig",
     "check_model_name",
+    "HOLDOUT_ROTATE",
+    "holdout_for_seed",
 ]
 
 # The models live in ``salus.predictor.registry`` (name -> input kind, family, objective, network).
@@ -47,6 +50,37 @@ def check_model_name(name: str) -> str:
     """Return ``name`` if it is a registered model, else raise ``InvalidNameError``."""
     get_model_spec(name)
     return name
+
+
+# ``salus train --holdout-task rotate``: split seed number j (in the order given) holds out the j-th
+# task (modulo their number) of the dataset's sorted task list, so over as many seeds as tasks every
+# task is the unseen one once (leave-one-task-out).
+HOLDOUT_ROTATE = "rotate"
+
+
+def holdout_for_seed(requested: Sequence[str], tasks: Sequence[str], position: int) -> tuple[str, ...]:
+    """The held-out tasks of the split seed at ``position`` (0-based, in the order the seeds were
+    given): ``requested`` itself (task names, each one of ``tasks``), or with ``("rotate",)``
+    ``tasks[position % len(tasks)]`` of the sorted ``tasks``. An unknown name raises
+    ``InvalidNameError`` listing the tasks; ``rotate`` cannot be combined with names."""
+    requested, known = tuple(requested), sorted(set(tasks))
+    if HOLDOUT_ROTATE in requested:
+        if len(requested) != 1:
+            raise InvalidInputError(
+                f"--holdout-task {HOLDOUT_ROTATE} rotates one held-out task over the split seeds; "
+                f"it cannot be combined with task names, got {list(requested)}"
+            )
+        if len(known) < 2:
+            raise InvalidInputError(
+                f"--holdout-task {HOLDOUT_ROTATE} needs at least 2 tasks (one seen), the data has {known}"
+            )
+        if position < 0:
+            raise InvalidInputError(f"split seed position must be >= 0, got {position}")
+        return (known[position % len(known)],)
+    for name in requested:
+        if name not in known:
+            raise InvalidNameError("holdout task", name, [*known, HOLDOUT_ROTATE])
+    return requested
 
 
 def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
@@ -188,6 +222,12 @@ class SplitConfig:
                 raise InvalidInputError(f"{name} must be in (0, 1), got {v}")
         if self.val_fraction + self.calib_fraction + self.test_fraction >= 0.9:
             raise InvalidInputError("val + calib + test fractions must leave at least 10% for training")
+        object.__setattr__(self, "holdout_tasks", tuple(self.holdout_tasks))
+        if HOLDOUT_ROTATE in self.holdout_tasks:
+            raise InvalidInputError(
+                f"holdout_tasks names the tasks of one split; resolve {HOLDOUT_ROTATE!r} per split seed "
+                "first (salus.predictor.config.holdout_for_seed)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

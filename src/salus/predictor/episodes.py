@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from salus.errors import DatasetError, InvalidInputError
 from salus.signals.definitions import NUM_SIGNALS
 
-from .config import DEFAULT_FAILURE_TYPES, SplitConfig
+from .config import DEFAULT_FAILURE_TYPES, SplitConfig, holdout_for_seed
 
 __all__ = [
     "Episode",
@@ -25,6 +25,7 @@ __all__ = [
     "EpisodeSplit",
     "episodes_from_dataset",
     "split_episodes",
+    "split_statistics",
     "horizon_labels",
     "synthetic_episodes",
     "N_SIGNALS",
@@ -298,11 +299,7 @@ class EpisodeSplit:
 
 def split_episodes(episodes: EpisodeSet, config: SplitConfig) -> EpisodeSplit:
     """Split by episode (all episodes sharing a seed stay together), stratified by outcome and task."""
-    unknown = set(config.holdout_tasks) - set(episodes.tasks)
-    if unknown:
-        raise InvalidInputError(
-            f"holdout tasks {sorted(unknown)} are not in the dataset; tasks: {episodes.tasks}"
-        )
+    holdout_for_seed(config.holdout_tasks, episodes.tasks, 0)  # an unknown task: InvalidNameError
     rng = np.random.default_rng(config.seed)
     parts: dict[str, list[int]] = {k: [] for k in ("train", "val", "calib", "test_seen", "test_unseen")}
     by_seed: dict[int, list[int]] = {}
@@ -334,6 +331,90 @@ def split_episodes(episodes: EpisodeSet, config: SplitConfig) -> EpisodeSplit:
     if not split.train:
         raise DatasetError(f"the split left no training episodes ({len(episodes)} episodes in all)")
     return split
+
+
+_SPLIT_VIEWS: dict[tuple[int, str], tuple[EpisodeSet, EpisodeSet]] = {}
+_SPLIT_VIEWS_KEPT = 6
+
+
+def split_statistics(episodes: EpisodeSet, split: EpisodeSplit) -> EpisodeSet:
+    """``episodes`` with every recorded signal whose fitted statistic can be refitted from the data
+    (``salus.signals.analysis.SPLIT_REFIT_SIGNALS``) recomputed with that statistic fitted on the
+    split's training episodes only: the ``ood_distance`` column from the recorded
+    ``obs_embedding`` under a Gaussian fitted on the successful unperturbed training episodes
+    (all training successes when fewer than 2 are unperturbed; the column is invalid when there
+    are fewer than 2 successes). Collection computed it with the policy's packaged statistics,
+    fitted on successes of every task, a held-out one included; with this, no held-out, test,
+    validation or calibration episode influences it. ``extractor_statistics`` carries the refitted
+    Gaussian (``meta["ood_refit"]`` says on what), so a checkpoint trained on the result runs live
+    with the statistics it was trained with. Unchanged when the set has no embedding, no
+    ``ood_distance`` column or no fitted Gaussian (then the report says the column was not
+    refitted). Idempotent; the view of the last few splits is kept, so the stages of one process
+    share it (and the features cached on its episodes)."""
+    from salus.signals.analysis import ood_column, ood_fit_episodes, refit_ood
+
+    key = hashlib.sha1(np.asarray(split.train, dtype=np.int64).tobytes()).hexdigest()[:16]
+    if episodes.info.get("split_statistics") == key:
+        return episodes
+    kept = _SPLIT_VIEWS.get((id(episodes), key))
+    if kept is not None and kept[0] is episodes:
+        return kept[1]
+    state = episodes.extractor_statistics
+    tensors = state.get("tensors") if isinstance(state, dict) else None
+    if (
+        not isinstance(tensors, dict)
+        or "ood.mean" not in tensors
+        or "ood_distance" not in episodes.signal_names
+        or not episodes.has_embedding
+    ):
+        return episodes
+    train = [episodes[i] for i in split.train]
+    fit = [
+        train[i]
+        for i in ood_fit_episodes([ep.success for ep in train], [bool(ep.perturbations) for ep in train])
+    ]
+    rule = "successful unperturbed training episodes"
+    if len(fit) < 2:
+        fit, rule = [ep for ep in train if ep.success], "successful training episodes"
+    j = episodes.signal_names.index("ood_distance")
+    meta = {
+        "rule": rule,
+        "episodes": len(fit),
+        "rows": int(sum(ep.length for ep in fit)),
+        "tasks": sorted({ep.task for ep in fit}),
+        "split_train": key,
+    }
+    gauss = None
+    if len(fit) >= 2:
+        new_state, gauss = refit_ood(state, [ep.embedding for ep in fit], meta)  # type: ignore[misc]
+    else:  # no Gaussian from the training part: the column is invalid, never the packaged one
+        new_state = {**state, "tensors": {k: v for k, v in tensors.items() if not k.startswith("ood.")}}
+        new_state["meta"] = {
+            **dict(state.get("meta") or {}),
+            "ood_refit": {**meta, "rule": "none: < 2 successes"},
+        }
+    out = []
+    for ep in episodes.episodes:
+        sig, val = ep.signals.copy(), ep.valid.copy()
+        if gauss is None:
+            sig[:, j], val[:, j] = 0.0, False
+        else:
+            sig[:, j], val[:, j] = ood_column(gauss, ep.embedding)  # type: ignore[arg-type]
+        out.append(replace(ep, signals=sig, valid=val, cache={}))
+    view = EpisodeSet(
+        episodes=out,
+        signal_names=episodes.signal_names,
+        baseline_names=episodes.baseline_names,
+        extractor_statistics=new_state,
+        control_hz=episodes.control_hz,
+        source=episodes.source,
+        info={**episodes.info, "split_statistics": key},
+        robot=episodes.robot,
+    )
+    while len(_SPLIT_VIEWS) >= _SPLIT_VIEWS_KEPT:
+        _SPLIT_VIEWS.pop(next(iter(_SPLIT_VIEWS)))
+    _SPLIT_VIEWS[(id(episodes), key)] = (episodes, view)
+    return view
 
 
 def horizon_labels(episode: Episode, horizons: Sequence[int], failure_types: Sequence[str]) -> np.ndarray:

@@ -26,7 +26,7 @@ from salus.errors import InvalidInputError
 from .checkpoint import TrainedPredictor
 from .config import DEFAULT_ALPHAS
 from .conformal import FunctionalBand
-from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes
+from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes, split_statistics
 from .protocol import (
     ProtocolConfig,
     at_risk_auroc,
@@ -63,6 +63,7 @@ __all__ = [
     "embedding_methods",
     "predictor_methods",
     "signal_methods",
+    "signal_statistics",
     "snapshot_methods",
     "SNAPSHOT_NAMES",
 ]
@@ -518,10 +519,13 @@ def compare(ev: Evaluation, ours: str | None) -> dict[str, Any]:
     names = [m.name for m in ev.methods]
     i = names.index(ours)
     out: dict[str, Any] = {"ours": ours, "rows": {}}
+    leaks = ev.report.get("signal_statistics", {}).get("leaks", {})
     for other in _comparator_names(names):
         j = names.index(other)
         row: dict[str, Any] = {}
         for g, by in ev.boot.items():
+            if g == "unseen" and other in leaks:  # its statistic has seen the held-out task
+                continue
             for metric in HEADLINE_METRICS:
                 res_i, res_j = ev.report["methods"][i][g], ev.report["methods"][j][g]
                 d = _headline_value(res_i, metric) - _headline_value(res_j, metric)
@@ -570,6 +574,7 @@ def evaluate_detailed(
     split = split or (splits[0] if splits else split_episodes(episodes, _default_split()))
     if test is not None:
         episodes, split = with_fresh_test(episodes, split, test)
+    episodes = split_statistics(episodes, split)  # as in training: statistics from split.train only
     seed = int(predictors[0].meta.get("train_config", {}).get("seed", 0)) if predictors else 0
     times = safe_times(episodes.episodes)
     idx = sorted(set(split.val) | set(split.calib) | set(split.test_seen) | set(split.test_unseen))
@@ -609,6 +614,9 @@ def evaluate_detailed(
         selection=selection,
     )
     ev.report["notes"] = notes
+    ev.report["signal_statistics"] = signal_statistics(episodes, split)
+    if ev.report["signal_statistics"]["leaks"]:  # leaking comparators leave the unseen comparisons
+        ev.report["comparisons"] = compare(ev, ev.report["selection"]["selected"])
     ev.report["predictors"] = [
         {
             "name": p.name,
@@ -618,6 +626,33 @@ def evaluate_detailed(
         for p in predictors
     ]
     return ev
+
+
+def signal_statistics(episodes: EpisodeSet, split: EpisodeSplit) -> dict[str, Any]:
+    """What the recorded signals' fitted statistics were fitted on, and ``leaks``: comparator name
+    -> why its statistic has seen a held-out task (excluded from the unseen comparisons).
+
+    ``ood_distance`` is refitted on the split's training episodes (``split_statistics``) whenever the
+    data allows; the cluster radius of ``sample_entropy`` / ``max_sample_probability`` cannot be
+    (``salus.signals.analysis.UNREFITTABLE_SIGNALS``): it leaks when the statistics were fitted on
+    rollouts of a held-out task (or on unknown tasks)."""
+    from salus.signals.analysis import UNREFITTABLE_SIGNALS
+
+    state = episodes.extractor_statistics if isinstance(episodes.extractor_statistics, dict) else {}
+    meta, tensors = dict(state.get("meta") or {}), dict(state.get("tensors") or {})
+    unseen = sorted({episodes[i].task for i in split.test_unseen})
+    fitted_tasks = meta.get("tasks")
+    saw_unseen = bool(unseen) and (fitted_tasks is None or bool(set(fitted_tasks) & set(unseen)))
+    out: dict[str, Any] = {"fitted_on_tasks": fitted_tasks, "ood_refit": meta.get("ood_refit"), "leaks": {}}
+    reason = f"fitted on rollouts of {', '.join(fitted_tasks or ['unknown tasks'])}, held-out {', '.join(unseen)} included"
+    if "ood.mean" in tensors and meta.get("ood_refit") is None and saw_unseen:
+        out["leaks"]["signal:ood_distance"] = f"OOD Gaussian {reason} (no obs_embedding to refit it)"
+    if "cluster_radius" in tensors and state.get("config", {}).get("cluster_radius") is None and saw_unseen:
+        for name in UNREFITTABLE_SIGNALS:
+            j = episodes.signal_names.index(name) if name in episodes.signal_names else -1
+            if j >= 0 and any(bool(episodes[i].valid[:, j].any()) for i in split.test_unseen):
+                out["leaks"][f"signal:{name}"] = f"cluster radius {reason} (the K samples are not recorded)"
+    return out
 
 
 def with_fresh_test(
@@ -761,6 +796,7 @@ def _aggregate_seeds(
                     row[f"{g}/{metric}"].update(ci)
         methods.append(row)
     selected = [r["selection"]["selected"] for r in reports]
+    leaks = {n: why for r in reports for n, why in r.get("signal_statistics", {}).get("leaks", {}).items()}
     comparisons: dict[str, Any] = {}
     if all(s is not None for s in selected):
         idx = [names.index(s) for s in selected]
@@ -768,6 +804,8 @@ def _aggregate_seeds(
             j = names.index(other)
             row = {}
             for g in ("seen", "unseen"):
+                if g == "unseen" and other in leaks:  # its statistic has seen a held-out task
+                    continue
                 for metric in HEADLINE_METRICS:
                     deltas = [
                         _headline_value(r["methods"][i][g], metric)
@@ -786,14 +824,47 @@ def _aggregate_seeds(
                         **_seed_ci(diff, deltas),
                     }
             comparisons[other] = row
+    unseen_tasks = [list(r["split"].get("unseen_tasks", [])) for r in reports]
     return {
         "n_seeds": len(reports),
+        "seeds": [r["protocol"].get("seed") for r in reports],
+        "unseen_tasks": unseen_tasks,  # per seed: the tasks it held out (rotated or fixed)
+        "unseen_by_task": _unseen_by_task(reports, unseen_tasks, selected),
+        "leaks": leaks,
         "selected": selected,
         "methods": methods,
         "comparisons": comparisons,
         "interval_rule": "wider of a bootstrap with one resample of episode ids shared by every seed "
         "and the t interval of the mean over seeds",
     }
+
+
+def _unseen_by_task(
+    reports: Sequence[dict[str, Any]], unseen_tasks: Sequence[Sequence[str]], selected: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    """One row per seed (per held-out task under rotation): the held-out tasks, the seed's pick, and
+    every method's unseen SAFE and at-risk 2 s ROC-AUC on that seed's own held-out episodes, with
+    the seed's bootstrap interval."""
+    rows = []
+    for r, tasks, pick in zip(reports, unseen_tasks, selected, strict=True):
+        values = {}
+        for m in r["methods"]:
+            u = m["unseen"]
+            values[m["name"]] = {
+                metric: {"auroc": _metric(u, metric), "ci95": (u.get("ci95") or {}).get(metric)}
+                for metric in HEADLINE_METRICS
+            }
+        n = int(r["split"].get("test_unseen", 0))
+        rows.append(
+            {
+                "seed": r["protocol"].get("seed"),
+                "tasks": list(tasks),
+                "n": n,
+                "selected": pick,
+                "methods": values,
+            }
+        )
+    return rows
 
 
 def _summary_keys(report: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from salus.errors import InvalidInputError, InvalidNameError
 
-from .episodes import EpisodeSet, EpisodeSplit
+from .episodes import EpisodeSet, EpisodeSplit, split_statistics
 from .protocol import roc_auc, running_max, safe_times, score_at
 
 __all__ = ["SELECTION_RULES", "CV_FOLDS", "CV_BELOW", "selection_rule", "cv_folds", "select_model"]
@@ -87,8 +87,9 @@ def _out_of_fold(
     for fold in folds:
         rest = tuple(sorted(pool - set(fold)))
         sub = EpisodeSplit(rest, tuple(fold), split.calib, (), ())
-        model = train_model(episodes, config, train_config, split=sub)
-        out.update(zip(fold, model.episode_scores([episodes[i] for i in fold]), strict=True))
+        view = split_statistics(episodes, sub)  # the fold's model sees statistics of its own training part
+        model = train_model(view, config, train_config, split=sub)
+        out.update(zip(fold, model.episode_scores([view[i] for i in fold]), strict=True))
     return out
 
 
@@ -107,6 +108,7 @@ def select_model(
     from .registry import get_model_spec
 
     ours = [p for p in trained if get_model_spec(p.name).family == "salus" and not p.meta.get("label")]
+    episodes = split_statistics(episodes, split)  # the signals the checkpoints were trained on
     times = safe_times(episodes.episodes)
     methods = predictor_methods(ours, episodes, list(split.val))
     val = select_on_validation(episodes, split, methods, times)

@@ -45,7 +45,11 @@ def _comparison_table(rows: dict[str, dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        cells = [_delta(row[f"{g}/{m}"]) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")]
+        cells = [
+            _delta(row[f"{g}/{m}"]) if f"{g}/{m}" in row else "excluded (leaks)"
+            for g in ("seen", "unseen")
+            for m in ("safe", "at_risk_2s")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -60,6 +64,7 @@ def _setup_lines(report: dict[str, Any]) -> list[str]:
         f"Split (episodes): train {split['train']}, val {split['val']}, calib {split['calib']} "
         f"({split['calib_successes']} successes calibrate the thresholds), test seen {split['test_seen']}, "
         f"test unseen {split['test_unseen']} (held-out tasks: {', '.join(split['unseen_tasks']) or 'none'}).",
+        *_statistics_lines(report.get("signal_statistics")),
         f"Protocol (`salus.predictor.protocol`): score = running max of the per-step score; T per task = "
         f"the shortest rollout of that task, any outcome (SAFE): {T} steps; at-risk ROC-AUC at "
         f"{', '.join(f'{t:g} s' for t in proto['at_risk_s'])} over episodes still running with no failure "
@@ -70,6 +75,22 @@ def _setup_lines(report: dict[str, Any]) -> list[str]:
         f"calibration success length); control rate {proto['control_hz']:g} Hz.",
         "",
     ]
+
+
+def _statistics_lines(stats: dict[str, Any] | None) -> list[str]:
+    """What the signals' fitted statistics saw (``evaluate.signal_statistics``), and the leaks."""
+    if not stats:
+        return []
+    refit = stats.get("ood_refit")
+    line = (
+        f"ood_distance refitted on this split's {refit['rule']} ({refit['episodes']} episodes of "
+        f"{', '.join(refit['tasks'])})"
+        if refit
+        else "ood_distance as collected"
+    )
+    for name, why in (stats.get("leaks") or {}).items():
+        line += f"; **{name} leaks**: {why}; excluded from the unseen comparisons"
+    return [line + "."]
 
 
 def _collect_lines(info: dict[str, Any]) -> list[str]:
@@ -416,6 +437,9 @@ def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
         for g in ("seen", "unseen"):
             key = f"{g}/at_risk_{t}"
             values = {r["name"]: (r.get(key) or {}).get("mean", math.nan) for r in methods}
+            if g == "unseen" and len({tuple(u) for u in agg.get("unseen_tasks") or []}) > 1:
+                # rotated held-out task: the ceiling's split is the first seed's, so is the comparison
+                values = {r["name"]: ((r.get(key) or {}).get("values") or [math.nan])[0] for r in methods}
             if not any(math.isfinite(v) for v in values.values()):
                 continue
             view = g if g in (ceiling["times"][t].get("views") or {}) else "all"
@@ -463,7 +487,7 @@ def _goal_lines(agg: dict[str, Any], reports: Sequence[dict[str, Any]] = ()) -> 
     lines = ["## Goals", "", "| goal | result | met |", "|---|---|---|"]
     keys = ("seen/safe", "seen/at_risk_2s", "unseen/safe", "unseen/at_risk_2s")
     for key in keys:
-        deltas = {n: r[key] for n, r in agg["comparisons"].items()}
+        deltas = {n: r[key] for n, r in agg["comparisons"].items() if key in r}  # leaking: left out
         misses = {n: d for n, d in deltas.items() if not (d["delta"] >= GOAL_MARGIN and d["ci95"][0] > 0)}
         worst = min(deltas.items(), key=lambda kv: kv[1]["delta"])
         res = (
@@ -520,6 +544,46 @@ def _type_goal_line(ours: str, reports: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _unseen_task_lines(agg: dict[str, Any]) -> list[str]:
+    """Unseen ROC-AUC per held-out task (one seed each under rotation): our pick, the best fixed
+    comparator of that seed and the condition-only reference, each with the seed's bootstrap
+    interval; leaking comparators left out."""
+    rows = agg.get("unseen_by_task") or []
+    if not rows or not any(r["tasks"] for r in rows):
+        return []
+    leaks = set(agg.get("leaks") or {})
+    lines = [
+        "",
+        "## Unseen, per held-out task",
+        "",
+        "Each seed's unseen ROC-AUC on its own held-out task's episodes (95% bootstrap over those "
+        "episodes); best comparator = the highest of that seed's fixed comparators (chosen on test: "
+        "a reference in our disfavour), leaking comparators left out.",
+        "",
+        "| seed | held-out task | episodes | ours | ours SAFE | ours at-risk 2 s | best comparator SAFE | "
+        "best comparator at-risk 2 s | condition-only SAFE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    from .evaluate import REFERENCE_NAME, _comparator_names
+
+    def cell(v: dict[str, Any] | None) -> str:
+        return "n/a" if not v else f"{fmt(v['auroc'], 2)}{_ci(v.get('ci95'))}"
+
+    for r in rows:
+        methods = r["methods"]
+        comps = [n for n in _comparator_names(list(methods)) if n not in leaks]
+        ours = methods.get(r["selected"] or "", {})
+        cells = [str(r["seed"]), "+".join(r["tasks"]) or "none", str(r["n"]), str(r["selected"])]
+        cells += [cell(ours.get("safe")), cell(ours.get("at_risk_2s"))]
+        for metric in ("safe", "at_risk_2s"):
+            finite = [n for n in comps if math.isfinite(methods[n][metric]["auroc"])]
+            best = max(finite, key=lambda n: methods[n][metric]["auroc"]) if finite else None
+            cells.append(f"{best} {cell(methods[best][metric])}" if best else "n/a")
+        cells.append(cell(methods.get(REFERENCE_NAME, {}).get("safe")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def format_benchmark(
     agg: dict[str, Any],
     reports: Sequence[dict[str, Any]],
@@ -543,9 +607,20 @@ def format_benchmark(
     ]
     lines += [*header, ""] if header else []
     lines += _setup_lines(r0)
+    held = agg.get("unseen_tasks") or []
+    rotated = len({tuple(t) for t in held}) > 1
     lines += [
-        f"Split seeds: {agg['n_seeds']} (each seed re-splits the seen episodes and retrains every model; the "
-        f"held-out task stays unseen). Numbers are mean [min, max] over seeds.",
+        f"Split seeds: {agg['n_seeds']} (each seed re-splits the seen episodes and retrains every model; "
+        + (
+            "each seed holds out another task, leave-one-task-out: "
+            if rotated
+            else "the held-out task stays unseen: "
+        )
+        + ", ".join(
+            f"seed {s} {'+'.join(t) or 'none'}" for s, t in zip(agg.get("seeds") or [], held, strict=False)
+        )
+        + "). Numbers are mean [min, max] over seeds"
+        + ("; an unseen mean is over the seeds' different held-out tasks." if rotated else "."),
         "",
         "Our predictor chosen on validation, per seed: " + ", ".join(str(s) for s in agg["selected"]) + ".",
         "",
@@ -580,6 +655,7 @@ def format_benchmark(
                 _agg(row, f"{g}/lead_6-15"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _unseen_task_lines(agg)
     lines += _benchmark_view_lines(agg)
     lines += _instant_lines(agg)
     lines += [

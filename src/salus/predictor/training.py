@@ -27,7 +27,7 @@ from salus.errors import DatasetError, InvalidInputError
 from .checkpoint import FORMAT_VERSION, TrainedPredictor, embedding_features, signal_features
 from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
 from .conformal import fit_functional_bands
-from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes
+from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes, split_statistics
 from .protocol import running_max
 
 __all__ = [
@@ -383,6 +383,7 @@ def train_model(
     started = time.perf_counter()
     tcfg = train_config or TrainConfig()
     split = split or split_episodes(episodes, tcfg.split)
+    episodes = split_statistics(episodes, split)  # statistics of recorded signals from split.train only
     if not split.val:
         raise DatasetError("the split has no validation episodes; use more episodes or a larger val_fraction")
 

@@ -23,6 +23,7 @@ import numpy as np
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.signals.definitions import SIGNAL_NAMES, SignalConfig
 from salus.signals.extractor import SignalExtractor
+from salus.signals.stats import GaussianStats
 
 __all__ = [
     "STATS_FILENAME",
@@ -33,6 +34,11 @@ __all__ = [
     "run_policy_rollouts",
     "fit_extractor_from_rollouts",
     "fit_extractor_from_dataset",
+    "ood_fit_episodes",
+    "refit_ood",
+    "ood_column",
+    "SPLIT_REFIT_SIGNALS",
+    "UNREFITTABLE_SIGNALS",
     "summarize_signals",
     "check_dataset_signals",
     "mixed_perturbations",
@@ -392,13 +398,58 @@ def fit_extractor_from_dataset(
     from salus.data import SalusDataset
 
     ds = SalusDataset(path)
-    perts = ds.perturbations
-    keep = [i for i in range(len(ds)) if bool(ds.success[i]) and not perts[i]]
+    keep = ood_fit_episodes(list(ds.success), [bool(p) for p in ds.perturbations])
     if len(keep) < 2:
         raise InvalidInputError(f"{path}: {len(keep)} successful unperturbed episodes; need >= 2 to fit")
     emb = np.concatenate([e.astype(np.float32) for e in ds.episode_arrays("obs_embedding", keep)])
     extractor = SignalExtractor(1, config).fit(emb)
     return extractor, {"dataset": str(path), "successful": len(keep), "embedding_rows": int(emb.shape[0])}
+
+
+# Signals whose fitted statistic is refitted per split from what a dataset stores
+# (``salus.predictor.episodes.split_statistics``): the OOD Gaussian, from ``obs_embedding``.
+SPLIT_REFIT_SIGNALS: tuple[str, ...] = ("ood_distance",)
+# Signals whose fitted statistic cannot be refitted from a dataset: the cluster radius is fitted on
+# the K sampled chunks of the fitting rollouts, which datasets do not store. With the packaged
+# statistics (fitted on successes of every task) the radius, one scalar, has seen a held-out task.
+UNREFITTABLE_SIGNALS: tuple[str, ...] = ("sample_entropy", "max_sample_probability")
+
+
+def ood_fit_episodes(success: Sequence[Any], perturbed: Sequence[bool]) -> list[int]:
+    """Indices of the episodes the OOD Gaussian is fitted on: the successful unperturbed ones (the
+    rule of ``salus signals fit``, whose fitting rollouts are unperturbed)."""
+    return [i for i, (ok, pert) in enumerate(zip(success, perturbed, strict=True)) if bool(ok) and not pert]
+
+
+def refit_ood(
+    state: dict[str, Any], embeddings: Sequence[np.ndarray], meta: dict[str, Any]
+) -> tuple[dict[str, Any], GaussianStats]:
+    """``state`` (``SignalExtractor.state_dict()``) with its OOD Gaussian refitted on the rows of
+    ``embeddings`` (config and cluster radius kept; ``meta`` recorded as ``meta["ood_refit"]``),
+    and the refitted Gaussian."""
+    extractor = SignalExtractor(1)
+    extractor.load_state_dict(state)
+    extractor.ood = GaussianStats(shrinkage=extractor.config.ood_shrinkage).fit(
+        np.concatenate([np.asarray(e, dtype=np.float32) for e in embeddings])
+    )
+    extractor.meta = {**extractor.meta, "ood_refit": dict(meta)}
+    return extractor.state_dict(), extractor.ood
+
+
+def ood_column(ood: GaussianStats, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``ood_distance`` column ``(T,)`` and its validity of one episode from its recorded
+    per-step observation embedding ``(T, E)`` (the embedding of the observation that produced
+    the step's chunk, so the held per-chunk value): the live formula, one distance per run of
+    equal rows. Invalid steps hold 0, as the extractor records them."""
+    from salus.signals.definitions import ood_distance_of
+
+    emb = np.asarray(embedding, dtype=np.float32)
+    new = np.ones(emb.shape[0], dtype=bool)
+    new[1:] = np.any(emb[1:] != emb[:-1], axis=1)
+    d, ok = ood_distance_of(ood, emb[new])
+    run = np.cumsum(new) - 1
+    d, ok = d[run], ok[run]
+    return np.where(ok, d, 0.0).astype(np.float32), ok
 
 
 def summarize_signals(

@@ -363,7 +363,13 @@ def latent_norm_spike(x: StepInputs) -> Computed:
 def ood_distance(x: ChunkInputs) -> Computed | None:
     if not x.ood.fitted:
         return None
-    d = x.ood.distance(x.embedding) / np.sqrt(x.embedding.shape[1])
+    return ood_distance_of(x.ood, x.embedding)
+
+
+def ood_distance_of(ood: GaussianStats, embedding: np.ndarray) -> Computed:
+    """``ood_distance`` of embeddings ``(R, E)`` under a fitted Gaussian: the live signal's formula,
+    also used to recompute the recorded column offline (``salus.signals.analysis.refit_ood``)."""
+    d = ood.distance(embedding) / np.sqrt(embedding.shape[1])
     return d, np.isfinite(d)
 
 

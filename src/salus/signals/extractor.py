@@ -86,10 +86,9 @@ def validate_step_inputs(
         out[name] = arr
     offset = out["chunk_offset"]
     assert offset is not None
-    if offset.size and (int(offset.min()) < 0 or int(offset.max()) >= chunk.shape[1]):
-        raise InvalidInputError(
-            f"StepInternals.chunk_offset must lie in [0, C={chunk.shape[1]}), got {offset.tolist()}"
-        )
+    offsets = offset.tolist()  # B Python ints: min / max without two numpy reductions
+    if offsets and (min(offsets) < 0 or max(offsets) >= chunk.shape[1]):
+        raise InvalidInputError(f"StepInternals.chunk_offset must lie in [0, C={chunk.shape[1]}), got {offsets}")
     for name in ("hidden_step", "obs_embedding"):
         arr = _arr(internals, name)
         if arr.ndim != 2 or arr.shape[0] != b or arr.shape[1] < 1:
@@ -379,6 +378,7 @@ class SignalExtractor:
     def _allocate(self, c: int, a: int, e: int, h: int) -> None:
         b, w = self.batch_size, self.config.consistency_window
         self._dims = (c, a, e, h)
+        self._prev_slots = [np.array([(p - 1) % w, (p - 2) % w]) for p in range(w)]  # ring slots of a_{t-1}, a_{t-2}
         self._lat_sum = np.zeros((b, h))
         self._hist = np.zeros((b, w, a))
         self._hist_norms = np.zeros((b, w))
@@ -422,10 +422,10 @@ class SignalExtractor:
         s.config = self.config
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             changed = np.logical_or(new, cid != self._cur_id)
-            if changed.any():
+            if np.logical_or.reduce(changed):  # changed.any() without the method's Python wrapper
                 self._on_new_chunk(np.flatnonzero(changed), x)
             s.action = a = action.astype(np.float64)
-            prev = self._hist.take([(pos - 1) % w, (pos - 2) % w], axis=1)  # a copy: the ring is written next
+            prev = self._hist.take(self._prev_slots[pos], axis=1)  # a copy: the ring is written next
             s.prev1, s.prev2 = prev[:, 0], prev[:, 1]
             s.n_hist = self._nhist
             self._hist[:, pos] = a
@@ -471,19 +471,21 @@ class SignalExtractor:
         """Shift the chunk history of the rows that started a chunk and recompute the held values."""
         chunk, emb, off, cid = x["chunk"], x["obs_embedding"], x["chunk_offset"], x["chunk_id"]
         assert chunk is not None and emb is not None and off is not None and cid is not None
-        self._prev_chunk[rows] = self._cur_chunk[rows]
-        self._prev_start[rows] = self._cur_start[rows]
-        self._cur_chunk[rows] = chunk[rows]
-        self._cur_start[rows] = self._t[rows] - off[rows]
-        self._cur_id[rows] = cid[rows]
-        self._nchunks[rows] += 1
-        e_new = emb[rows].astype(np.float64)
+        # every row (always at B = 1, and for lockstep batches): basic slicing, no gathers
+        sel: Any = slice(None) if rows.size == self.batch_size else rows
+        self._prev_chunk[sel] = self._cur_chunk[sel]
+        self._prev_start[sel] = self._cur_start[sel]
+        self._cur_chunk[sel] = chunk[sel]
+        self._cur_start[sel] = self._t[sel] - off[sel]
+        self._cur_id[sel] = cid[sel]
+        self._nchunks[sel] += 1
+        e_new = emb[sel].astype(np.float64)
         samples = x["samples"]
         inputs = ChunkInputs(
             embedding=e_new,
-            prev_embedding=self._cur_emb[rows],
-            n_chunks=self._nchunks[rows],
-            samples=None if samples is None else samples[rows],
+            prev_embedding=self._cur_emb[sel],  # read by the functions below, overwritten after them
+            n_chunks=self._nchunks[sel],
+            samples=None if samples is None else samples[sel],
             ood=self.ood,
             cluster_radius=self.cluster_radius,
             config=self.config,
@@ -491,10 +493,10 @@ class SignalExtractor:
         for j, fn in self._chunk_fns:
             r = fn(inputs)
             if r is None:
-                self._held_ok[rows, j] = False
+                self._held_ok[sel, j] = False
             else:
-                self._held[rows, j], self._held_ok[rows, j] = r
-        self._cur_emb[rows] = e_new
+                self._held[sel, j], self._held_ok[sel, j] = r
+        self._cur_emb[sel] = e_new
 
 
 def _stats_base(path: str | Path) -> Path:
