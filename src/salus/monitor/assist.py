@@ -125,28 +125,17 @@ def _load_done(path: Path, skipped: list[int] | None = None) -> dict[str, list[d
     from a kill, invalid JSON, or JSON that is not ``{"key": str, "outcomes": [{"step": ...}, ...]}``)
     is ignored, its 1-based number appended to ``skipped``: the file is only a cache of
     deterministic results, so that episode is simulated again rather than the whole run refused."""
-    done: dict[str, list[dict[str, Any]]] = {}
-    if not path.is_file():
-        return done
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            rec = None
-        outcomes = rec.get("outcomes") if isinstance(rec, dict) else None
-        if (
-            not isinstance(rec, dict)
-            or not isinstance(rec.get("key"), str)
-            or not isinstance(outcomes, list)
-            or not all(isinstance(o, dict) and "step" in o for o in outcomes)
-        ):
-            if skipped is not None:
-                skipped.append(n)
-            continue
-        done[rec["key"]] = list(outcomes)
-    return done
+    from salus.collect.jobs import read_records
+
+    def finished(rec: Any) -> bool:
+        outcomes = rec.get("outcomes")
+        return (
+            isinstance(rec.get("key"), str)
+            and isinstance(outcomes, list)
+            and all(isinstance(o, dict) and "step" in o for o in outcomes)
+        )
+
+    return {rec["key"]: list(rec["outcomes"]) for rec in read_records(path, finished, skipped)}
 
 
 def _run_jobs(

@@ -212,18 +212,13 @@ SNAPSHOT_MAX_STEPS = 20000  # training steps sampled (seeded) from the fit episo
 
 def _snapshot_groups(episodes: EpisodeSet, eps: Sequence[Episode]) -> tuple[str, ...]:
     """salus-risk's deployable feature groups that every episode in ``eps`` records."""
-    from .features import DEPLOYABLE_GROUPS
+    from .features import DEPLOYABLE_GROUPS, GROUP_STEP_KEYS
     from .registry import get_model_spec
 
-    need = {
-        "baselines": "baselines",
-        "state": "state",
-        "embedding": "embedding",
-        "hidden": "hidden",
-        "knn": "embedding",
-    }
     wanted = [g for g in get_model_spec("salus-risk").feature_groups if g in DEPLOYABLE_GROUPS]
-    return tuple(g for g in wanted if all(getattr(ep, need.get(g, "signals")) is not None for ep in eps))
+    return tuple(
+        g for g in wanted if all(getattr(ep, GROUP_STEP_KEYS.get(g, "signals")) is not None for ep in eps)
+    )
 
 
 def snapshot_methods(

@@ -33,7 +33,7 @@ from salus.errors import CheckpointError, DatasetError, InvalidInputError, Inval
 
 from .episodes import Episode
 
-__all__ = ["FEATURE_GROUPS", "DEPLOYABLE_GROUPS", "FeatureSpace", "perturbation_vector"]
+__all__ = ["FEATURE_GROUPS", "DEPLOYABLE_GROUPS", "GROUP_STEP_KEYS", "FeatureSpace", "perturbation_vector"]
 
 FEATURE_GROUPS: tuple[str, ...] = (
     "signals",
@@ -45,6 +45,15 @@ FEATURE_GROUPS: tuple[str, ...] = (
     "privileged",
 )
 DEPLOYABLE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:-1]
+# The ``Episode`` field each group reads, where it is optional (``signals`` is always there).
+GROUP_STEP_KEYS: dict[str, str] = {
+    "baselines": "baselines",
+    "state": "state",
+    "embedding": "embedding",
+    "hidden": "hidden",
+    "knn": "embedding",
+    "privileged": "privileged",
+}
 KNN_SCORERS: tuple[str, ...] = ("knn_cosine", "knn_euclidean", "mahalanobis")
 CLIP = 20.0
 
@@ -131,16 +140,8 @@ class FeatureSpace:
     # ------------------------------------------------------------------------------- fitting
     def fit(self, episodes: Sequence[Episode]) -> FeatureSpace:
         """Fit every group's statistics on the training ``episodes``."""
-        need = {
-            "baselines": "baselines",
-            "state": "state",
-            "embedding": "embedding",
-            "hidden": "hidden",
-            "knn": "embedding",
-            "privileged": "privileged",
-        }
         for g in self.groups:
-            attr = need.get(g)
+            attr = GROUP_STEP_KEYS.get(g)
             if attr and any(getattr(ep, attr) is None for ep in episodes):
                 raise DatasetError(
                     f"feature group {g!r} needs the step key {attr!r} in every episode; "
