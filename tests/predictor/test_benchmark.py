@@ -68,6 +68,7 @@ def test_benchmark_on_an_existing_dataset(tmp_path):
     args = ["benchmark", "--data", str(data), "--out", str(out), "--holdout-task", "stack", "--epochs", "1"]
     # cross-validated selection is tested in test_selection.py / test_cli.py; here the validation rule
     args += ["--split-seeds", "0,1,2", "--results", str(results), "--select", "validation"]
+    args += ["--efficiency-sizes", "24,5000"]  # 5000: not below the training split, left out
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     md = results.read_text()
@@ -77,6 +78,15 @@ def test_benchmark_on_an_existing_dataset(tmp_path):
         and "Time of each stage when it did its work" in md
     )
     assert "## Headline" in md and "## Ablations (split seed 0)" in md and "oracle-risk" in md
+    # the data-efficiency curve: the cut size, then every training episode of the first seed
+    eff = md.split("## Data efficiency")[1].split("\n## ")[0]
+    sizes = [
+        line.split("|")[1].strip() for line in eff.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    n_train = json.loads(results.with_suffix(".json").read_text())["seeds"][0]["split"]["train"]
+    assert sizes[1:] == ["24", str(n_train)], sizes  # sizes[0] is the header
+    meta = json.loads((out / "efficiency" / "n24" / "salus-risk" / "predictor.json").read_text())
+    assert len(meta["split"]["train"]) <= 24 and meta["train_config"]["split"]["max_train"] == 24
     payload = json.loads(results.with_suffix(".json").read_text())
     assert payload["aggregate"]["n_seeds"] == 3 and len(payload["seeds"]) == 3
     assert (out / "report" / "index.html").is_file()

@@ -105,3 +105,22 @@ def test_selection_never_reads_calibration_or_test_labels(trained):
     c = select_model(relabel, split, models, rule="cross-validation", k=3)
     assert c["scores"] != a["scores"]
     assert np.isfinite(list(c["scores"].values())).all()
+
+
+def test_max_train_keeps_a_nested_proportional_subsample_and_the_rest_of_the_split():
+    from salus.predictor import SplitConfig
+    from salus.predictor.episodes import split_episodes
+
+    es = synthetic_episodes(400, seed=9)
+    full = split_episodes(es, SplitConfig(seed=3))
+    small = split_episodes(es, SplitConfig(seed=3, max_train=40))
+    mid = split_episodes(es, SplitConfig(seed=3, max_train=100))
+    for part in ("val", "calib", "test_seen", "test_unseen"):
+        assert getattr(small, part) == getattr(full, part) == getattr(mid, part)
+    assert len(small.train) <= 40 < len(mid.train) <= 100 < len(full.train)
+    assert set(small.train) <= set(mid.train) <= set(full.train)  # nested
+    rate = np.mean([es[i].failed for i in full.train])
+    assert abs(np.mean([es[i].failed for i in mid.train]) - rate) < 0.05  # outcomes in proportion
+    assert split_episodes(es, SplitConfig(seed=3, max_train=10_000)) == full
+    with pytest.raises(InvalidInputError, match="max_train"):
+        SplitConfig(max_train=-1)

@@ -49,12 +49,15 @@ def benchmark_stages(
     policy: str = DEFAULT_POLICY,
     ceiling_sample: int = 0,
     select: str = "auto",
+    efficiency_sizes: tuple[int, ...] = (),
 ) -> list[tuple[str, list[str]]]:
     """The benchmark as (stage name, salus CLI arguments); with ``data`` (a dataset the user already
     has) there is no collection stage and no closed loop (it needs our simulator). ``fresh_episodes``
     > 0 adds the closed-loop stages: fresh episodes collected with ``fresh_seed``, then ``salus
     assist`` with the first split seed's models; ``ceiling_sample`` > 0 the Monte-Carlo ceiling
-    (``salus ceiling``, at most that many at-risk episodes per time, K = ``CEILING_K``)."""
+    (``salus ceiling``, at most that many at-risk episodes per time, K = ``CEILING_K``);
+    ``efficiency_sizes`` one training of every model per size on that many training episodes (split
+    seed ``first``), the data-efficiency curve."""
     stages: list[tuple[str, list[str]]] = []
     own_data = data is not None
     if data is None:
@@ -72,6 +75,10 @@ def benchmark_stages(
         ceiling += ["--sample", str(ceiling_sample), "--workers", str(workers), "--split-seed", first]
         ceiling += ["--holdout-task", holdout_task, "--out", str(out / "ceiling")]
         stages.append(("ceiling", ceiling))
+    for n in efficiency_sizes:  # the data-efficiency curve: every model on n training episodes
+        args = ["train", str(data), "--model", "all", "--max-train-episodes", str(n), "--seed", first]
+        args += ["--select", select, "--out", str(out / "efficiency" / f"n{n}"), *common]
+        stages.append((f"efficiency {n}", args))
     for label, groups, objective in ABLATIONS:
         args = ["train", str(data), "--model", "salus-risk", "--feature-groups", groups, "--label", label]
         args += ["--out", str(out / "ablation" / label), "--seed", first, *common]
@@ -106,6 +113,7 @@ def benchmark_stages(
 STAGE_TIMES = "stage_seconds.json"
 CEILING_SAMPLE = 100  # default at-risk episodes per time of the benchmark's Monte-Carlo ceiling
 CEILING_K = 8  # continuations per episode and time
+EFFICIENCY_SIZES = (50, 100, 200, 400, 800, 1600)  # training episodes of the data-efficiency curve
 FRESH_EPISODES = 640  # default closed-loop episodes of `salus benchmark` (not with --data)
 FRESH_SEED = 7001
 
@@ -269,6 +277,12 @@ def register(app: typer.Typer) -> None:
             help=f"At-risk episodes per time (1, 2, 3 s) of the Monte-Carlo ceiling (`salus ceiling`; "
             f"default {CEILING_SAMPLE}); 0: none. Not with --data: the ceiling needs our simulator.",
         ),
+        efficiency: str = typer.Option(
+            ",".join(str(n) for n in EFFICIENCY_SIZES),
+            "--efficiency-sizes",
+            help="Training-episode counts of the data-efficiency curve (comma list; sizes not below the "
+            "training split are skipped; '' for none).",
+        ),
         select: str = typer.Option(
             "auto",
             "--select",
@@ -294,6 +308,7 @@ def register(app: typer.Typer) -> None:
         from salus.predictor.tables import format_benchmark
 
         _seeds(split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
+        sizes = _efficiency_sizes(efficiency)
         if data_path is not None and ceiling_sample:
             raise InvalidInputError(
                 "--ceiling-sample runs the Monte-Carlo ceiling (`salus ceiling`), which replays episodes "
@@ -321,6 +336,7 @@ def register(app: typer.Typer) -> None:
             policy=policy,
             ceiling_sample=CEILING_SAMPLE if ceiling_sample is None else ceiling_sample,
             select=select,
+            efficiency_sizes=sizes,
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()
@@ -344,6 +360,9 @@ def register(app: typer.Typer) -> None:
             status.update("ablations")
             first = int(split_seeds.split(",")[0])
             ablation = _ablation_lines(out, data, first)
+            if sizes:
+                status.update("data-efficiency curve")
+                ablation += _efficiency_lines(out, data, sizes, evals[0].report)
         timings.append(("evaluate", time.perf_counter() - t0))
         if agg is not None and any(n == "ceiling" for n, _ in stages):
             from salus.predictor.ceiling import load_ceiling
@@ -396,6 +415,42 @@ def register(app: typer.Typer) -> None:
         }
         results.with_suffix(".json").write_text(json.dumps(clean_json(_slim(payload)), indent=1) + "\n")
         console.print(f"results: {results} (total {total:.0f} s)")
+
+
+def _efficiency_sizes(text: str) -> tuple[int, ...]:
+    """``--efficiency-sizes`` as increasing distinct positive ints (``''``: none)."""
+    from salus.errors import InvalidInputError
+
+    try:
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"--efficiency-sizes must be a comma list of integers, got {text!r}"
+        ) from None
+    if any(n < 2 for n in sizes) or list(sizes) != sorted(set(sizes)):
+        raise InvalidInputError(f"--efficiency-sizes must be increasing distinct integers >= 2, got {text!r}")
+    return sizes
+
+
+def _efficiency_lines(out: Path, data: Any, sizes: tuple[int, ...], full: dict[str, Any]) -> list[str]:
+    """Evaluate each size's models (split seed ``first``) and format the curve; sizes whose
+    training split was not cut (not below the available training episodes) are left out."""
+    from salus.cli.evaluate import _load_predictors
+    from salus.predictor import evaluate_detailed
+    from salus.predictor.discovery import read_selection_record
+    from salus.predictor.tables import efficiency_lines
+
+    rows = []
+    for n in sizes:
+        d = out / "efficiency" / f"n{n}"
+        if not d.is_dir():
+            continue
+        preds = _load_predictors(d)
+        if len(preds[0].meta["split"]["train"]) >= int(full["split"]["train"]):
+            continue  # no smaller than all: the full row says it
+        ev = evaluate_detailed(data, preds, selection=read_selection_record(d))
+        rows.append((n, ev.report))
+    return efficiency_lines([*rows, (int(full["split"]["train"]), full)])
 
 
 def _closed_loop(out: Path) -> dict[str, Any] | None:

@@ -125,6 +125,13 @@ def register(app: typer.Typer) -> None:
             callback=in_range(0, 1, lo_open=True, hi_open=True),
             help="Default alarm alpha stored in the checkpoint.",
         ),
+        max_train: int = typer.Option(
+            0,
+            "--max-train-episodes",
+            callback=in_range(0),
+            help="Keep at most this many training episodes (0: all); validation, calibration and test "
+            "are unchanged (the data-efficiency curve of `salus benchmark`).",
+        ),
         val_fraction: float = typer.Option(
             0.1,
             "--val-fraction",
@@ -248,6 +255,7 @@ def register(app: typer.Typer) -> None:
                     test_fraction=test_fraction,
                     holdout_tasks=holdout,
                     seed=s,
+                    max_train=max_train,
                 ),
                 conformal=ConformalConfig(alphas=alphas, alpha=float(alpha)),
             )

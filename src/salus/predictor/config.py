@@ -206,7 +206,9 @@ class SplitConfig:
 
     The remaining ("seen") episodes are grouped by seed, stratified by outcome and task, and divided
     calib / val / test by the given fractions (train gets the rest). ``calib`` successes calibrate
-    the conformal band.
+    the conformal band. ``max_train`` > 0 keeps at most that many training episodes (the others are
+    used nowhere; validation, calibration and test are unchanged), a nested subsample per outcome in
+    a fixed seeded order, so a smaller size is a subset of a larger one: the data-efficiency curve.
     """
 
     val_fraction: float = 0.1
@@ -214,8 +216,13 @@ class SplitConfig:
     test_fraction: float = 0.25
     holdout_tasks: tuple[str, ...] = ()
     seed: int = 0
+    max_train: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_train < 0:
+            raise InvalidInputError(
+                f"max_train must be >= 0 (0: every training episode), got {self.max_train}"
+            )
         for name in ("val_fraction", "calib_fraction", "test_fraction"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:

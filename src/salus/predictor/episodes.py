@@ -327,10 +327,34 @@ def split_episodes(episodes: EpisodeSet, config: SplitConfig) -> EpisodeSplit:
         for k, (_, _, sd) in enumerate(items):
             u = (offset + k * golden) % 1.0
             parts[names[int(np.searchsorted(cuts, u, side="right"))]].extend(by_seed[sd])
+    if config.max_train and len(parts["train"]) > config.max_train:
+        parts["train"] = _subsample_train(episodes, parts["train"], config.max_train, config.seed)
     split = EpisodeSplit(**{k: tuple(sorted(v)) for k, v in parts.items()})
     if not split.train:
         raise DatasetError(f"the split left no training episodes ({len(episodes)} episodes in all)")
     return split
+
+
+def _subsample_train(episodes: EpisodeSet, train: Sequence[int], n: int, seed: int) -> list[int]:
+    """At most ``n`` of the ``train`` episodes, whole seeds, each outcome in proportion, taken in a
+    fixed seeded order per outcome (so the subsample for a smaller ``n`` is inside a larger one's)."""
+    by_seed: dict[int, list[int]] = {}
+    for i in train:
+        by_seed.setdefault(episodes[i].seed, []).append(i)
+    rng = np.random.default_rng([seed, 0x5A1])
+    order = [by_seed[s] for s in (sorted(by_seed)[j] for j in rng.permutation(len(by_seed)))]
+    failed = [g for g in order if any(episodes[i].failed for i in g)]
+    ok = [g for g in order if not any(episodes[i].failed for i in g)]
+    n_failed = round(n * sum(len(g) for g in failed) / max(len(train), 1))
+    out: list[int] = []
+    for groups, quota in ((failed, n_failed), (ok, n - n_failed)):
+        taken = 0
+        for g in groups:
+            if taken + len(g) > quota:
+                break
+            out.extend(g)
+            taken += len(g)
+    return out
 
 
 _SPLIT_VIEWS: dict[tuple[int, str], tuple[EpisodeSet, EpisodeSet]] = {}
