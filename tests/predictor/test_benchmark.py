@@ -29,6 +29,7 @@ def test_stages_are_the_commands_a_person_types(tmp_path):
     assert names[:2] == ["collect", "train"] and len(names) == 2 + len(ABLATIONS)
     collect = stages[0][1]
     assert collect[:2] == ["collect", "--policy"] and "--save-hidden" in collect and "3200" in collect
+    assert collect[collect.index("--samples") + 1] == "10"  # STAC / action variance as published (K = 10)
     assert "--split-seeds" in stages[1][1] and "--resume" in stages[1][1]
     own = benchmark_stages(
         tmp_path,
