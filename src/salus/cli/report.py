@@ -71,7 +71,9 @@ def register(app: typer.Typer) -> None:
             help="Alarm level the figures show (default 0.1; the tables show every alpha).",
         ),
         primary: str = typer.Option(
-            None, "--primary", help="Method the figures follow (default: our predictor chosen on validation)."
+            None,
+            "--primary",
+            help="Method the figures follow (default: our predictor, as selection.json chose it).",
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print one JSON object (paths and the primary method's headline numbers)."

@@ -683,7 +683,14 @@ def format_benchmark(
         + "). Numbers are mean [min, max] over seeds"
         + ("; an unseen mean is over the seeds' different held-out tasks." if rotated else "."),
         "",
-        "Our predictor chosen on validation, per seed: " + ", ".join(str(s) for s in agg["selected"]) + ".",
+        "Our predictor, per seed, chosen by the rule fixed in advance (`salus.predictor.selection`: "
+        "validation ROC-AUC at T, or 5-fold cross-validation over training + validation episodes when "
+        "validation holds < 60 episodes): "
+        + ", ".join(
+            f"{s} ({(r.get('selection') or {}).get('rule', 'validation')})"
+            for s, r in zip(agg["selected"], reports, strict=False)
+        )
+        + ".",
         "",
     ]
     lines += _goal_lines(agg, reports)

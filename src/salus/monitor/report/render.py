@@ -82,7 +82,7 @@ def render_report(
     report and tables, as ``salus evaluate --out`` writes them), ``report.json`` (what the figures
     show; ``at_a_glance``: the page's first block, with ``glance_caught.png`` and
     ``glance_false_alarm.png`` when there is such an example) and ``index.html``. ``primary``: the
-    method the figures follow (default: the one chosen on validation); ``alpha``: the alarm level they show (one of the evaluated alphas; default 0.1).
+    method the figures follow (default: the one the selection rule chose, `selection.json`); ``alpha``: the alarm level they show (one of the evaluated alphas; default 0.1).
     ``closed_loop``: ``salus assist``'s results, drawn as ``closed_loop.png`` with their tables.
     Returns the path of ``index.html``."""
     from salus.predictor.tables import format_markdown

@@ -23,7 +23,7 @@ GROUPS = ("seen", "unseen")  # test groups of the protocol: training tasks, held
 
 
 def default_primary(ev: Evaluation) -> str:
-    """The method chosen on validation (``report["selection"]``), else the first trained predictor,
+    """The method the selection rule chose (``report["selection"]``), else the first trained predictor,
     else the first method."""
     picked = (ev.report.get("selection") or {}).get("selected")
     if picked:
