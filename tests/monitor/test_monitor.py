@@ -43,10 +43,15 @@ def _test_episodes(tiny_data: Path, tiny_model: Path):
     from salus.data import SalusDataset
     from salus.predictor import TrainedPredictor, episodes_from_dataset
 
+    from salus.predictor.episodes import with_statistics
+
     pred = TrainedPredictor.load(tiny_model)
     episodes = episodes_from_dataset(SalusDataset(tiny_data))
     test = [episodes[i] for i in pred.meta["split"]["test_unseen"] + pred.meta["split"]["test_seen"]]
-    return pred, test
+    # the signals as training saw them: ood_distance recomputed under the split's own Gaussian
+    state, names = pred.meta["extractor_statistics"], pred.meta["signal_names"]
+    assert "ood_refit" in state["meta"]  # the tiny data has an embedding and fitted statistics
+    return pred, [with_statistics(ep, state, names) for ep in test]
 
 
 def test_streaming_equals_offline_and_alarms_follow_the_band(tiny_data: Path, tiny_model: Path) -> None:
@@ -88,7 +93,9 @@ def test_attribution_names_the_signals_that_carry_the_failure(tiny_data: Path, t
                 assert "driven by" in risk.describe(0)
                 break
     assert len(tops) >= 5, f"too few detected failures to judge attribution ({len(tops)})"
-    informative = {mon.signal_names[j] for j in (0, 1, 2)}  # the synthetic failures drift in these
+    # the synthetic failures drift in signals 0-2 and in four embedding dimensions, which
+    # ood_distance (recomputed from the embedding under the training split's Gaussian) reads
+    informative = {mon.signal_names[j] for j in (0, 1, 2)} | {"ood_distance"}
     share = np.mean([name in informative for name in tops])
     assert share >= 0.8, f"top signals at alarms: {tops}"
 
@@ -325,3 +332,24 @@ def test_monitor_with_the_generic_adapter_around_a_user_module(tiny_model: Path)
         assert actions.shape == (2, 4) and not risk.failsafe.any(), risk.reason
         assert risk.step.tolist() == [t, t] and np.isfinite(risk.probability).all()
     assert any(risk.top_signals[i] for i in range(2))  # attribution="always" explains every step
+
+
+def test_offline_risk_scores_a_recorded_episode_as_training_saw_it(tiny_data: Path, tiny_model: Path) -> None:
+    """The checkpoint was trained on ood_distance recomputed under its split's Gaussian; a recorded
+    episode's stored column was computed with the collection's statistics. offline_risk applies the
+    checkpoint's, so its curve is the evaluated one."""
+    from salus.data import SalusDataset
+    from salus.monitor import offline_risk
+    from salus.predictor import TrainedPredictor, episodes_from_dataset
+    from salus.predictor.episodes import with_statistics
+
+    pred = TrainedPredictor.load(tiny_model)
+    ds = SalusDataset(tiny_data)
+    i = pred.meta["split"]["test_seen"][0]
+    ep = episodes_from_dataset(ds)[i]
+    state, names = pred.meta["extractor_statistics"], pred.meta["signal_names"]
+    want = pred.episode_probs([with_statistics(ep, state, names)])[0]
+    stored = pred.episode_probs([ep])[0]
+    assert not np.allclose(want, stored)  # the refit changes the column (the check can fail)
+    got = offline_risk(tiny_model, ds.episode(i).steps)["probability"]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

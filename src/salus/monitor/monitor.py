@@ -272,8 +272,9 @@ class Monitor:
         """
         if self.policy is None:
             raise InvalidInputError("Monitor.step needs a policy: Monitor.load(model_dir, policy=adapter)")
+        read: tuple[np.ndarray, bool] | None = None
         try:
-            self._read_state(observation)  # wrong shapes raise here, before the policy runs
+            read = self._read_state(observation)  # wrong shapes raise here, before the policy runs
         except _ShapeError:
             raise
         except InvalidInputError:
@@ -281,7 +282,10 @@ class Monitor:
         layout = _layout(observation)
         if layout is not None:
             self._last_layout = layout
-        obs, pre_bad = self._sanitize(observation)
+        if read is not None and _all_finite(read[0]):
+            obs, pre_bad = observation, None  # nothing to replace
+        else:
+            obs, pre_bad = self._sanitize(observation)
         try:
             returned = self.policy.act(obs)
         except Exception as exc:
@@ -295,8 +299,9 @@ class Monitor:
             return self._hold_all(observation, layout, problem or "the policy returned an unusable action")
         act2 = action.reshape(b, -1)
         reasons: list[str | None] = list(pre_bad) if pre_bad is not None and len(pre_bad) == b else [None] * b
-        for i in np.flatnonzero(~np.isfinite(act2).all(axis=1)).tolist():
-            reasons[i] = reasons[i] or "the policy returned a NaN or inf action"
+        if not _all_finite(act2):
+            for i in np.flatnonzero(~np.isfinite(act2).all(axis=1)).tolist():
+                reasons[i] = reasons[i] or "the policy returned a NaN or inf action"
         if any(r is not None for r in reasons):
             rows = np.array([r is not None for r in reasons])
             prev = (
@@ -306,7 +311,13 @@ class Monitor:
             )
             act2[rows] = hold_action(None if prev is None else prev[rows], act2.shape[1])
             action = act2.reshape(action.shape)
-        risk = self._observe_safe(obs, action, None, reasons if any(r is not None for r in reasons) else None)
+        risk = self._observe_safe(
+            obs,
+            action,
+            None,
+            reasons if any(r is not None for r in reasons) else None,
+            read=read if obs is observation else None,  # already read and checked above
+        )
         return action, risk
 
     def _robot_hint(self) -> str:
@@ -404,9 +415,10 @@ class Monitor:
         internals: Any,
         pre_bad: list[str | None] | None,
         user_action: bool = False,
+        read: tuple[np.ndarray, bool] | None = None,
     ) -> Risk:
         try:
-            return self._observe(observation, action, internals, pre_bad, user_action)
+            return self._observe(observation, action, internals, pre_bad, user_action, read)
         except _ShapeError:
             raise  # the caller's inputs have the wrong shape: say so, do not hide it in fail-safe
         except Exception as exc:  # the control loop must never see our errors
@@ -474,8 +486,9 @@ class Monitor:
         internals: Any,
         pre_bad: list[str | None] | None,
         user_action: bool = False,
+        read: tuple[np.ndarray, bool] | None = None,
     ) -> Risk:
-        state, single = self._read_state(observation)
+        state, single = read if read is not None else self._read_state(observation)
         b = state.shape[0]
         user_act = None
         if action is not None and user_action:  # what the caller executed: its shape is checked
@@ -661,7 +674,9 @@ class Monitor:
                     self._reason[i] = r
         col = self._score_col(probs)
         types = getattr(self.runner, "last_types", None)
-        types = None if types is None or types.shape[1] <= col else np.asarray(types[:, col], dtype=np.float64)
+        types = (
+            None if types is None or types.shape[1] <= col else np.asarray(types[:, col], dtype=np.float64)
+        )
         score = probs[:, col]
         fs = self._failsafe
         any_fs = _any(fs)
@@ -671,7 +686,7 @@ class Monitor:
             np.maximum(self._run, score, out=self._run)
         t = self._t
         self._t = t + 1  # a new array: ``t`` is this step's, returned in the Risk
-        threshold = self._upper[np.minimum(t, self._upper.size - 1)]
+        threshold = self._upper.take(t, mode="clip")  # the band's last edge past its end
         exceeded = self._run > threshold
         if any_fs:
             exceeded &= ~fs
@@ -785,7 +800,7 @@ class Monitor:
             probability=np.full((b, p), np.nan),
             horizons_s=self.horizons_s,
             score=np.full(b, np.nan),
-            threshold=self._upper[np.minimum(t, len(self._upper) - 1)].astype(np.float64),
+            threshold=self._upper.take(t, mode="clip").astype(np.float64),
             exceeded=np.zeros(b, dtype=bool),
             alarm=np.full(b, self.config.failsafe_alarm),
             failsafe=np.ones(b, dtype=bool),

@@ -22,7 +22,7 @@ def offline_risk(
     ``hidden``): ``probability`` (T, P), ``horizons_s``, ``score`` (T,) running max, ``threshold``
     (T,), ``alarm_step``."""
     from salus.predictor.checkpoint import TrainedPredictor
-    from salus.predictor.episodes import Episode
+    from salus.predictor.episodes import Episode, with_statistics
 
     pred = TrainedPredictor.load(choose_checkpoint(model_dir))
 
@@ -43,6 +43,8 @@ def offline_risk(
         state=get("state"),
         hidden=get("hidden"),
     )
+    # the signal columns the checkpoint's training refitted (split_statistics), as it saw them
+    ep = with_statistics(ep, pred.meta.get("extractor_statistics"), pred.meta.get("signal_names") or ())
     probs = pred.episode_probs([ep])[0]
     idx = min(int(pred.meta["score_index"]), probs.shape[1] - 1)
     run = np.maximum.accumulate(np.where(np.isfinite(probs[:, idx]), probs[:, idx], -np.inf))

@@ -6,17 +6,19 @@ Every runner has ``init_state(B)``, ``reset_state(state, i)``, ``repeat_state(st
 ``step`` never modifies the state it is given (the monitor's attribution re-runs a step from the
 previous state).
 
-``salus-mlp`` and ``salus-tcn`` run in numpy (the same numbers as their torch modules, several
-times less per-call overhead at B=1); any other network runs through its own torch ``step``.
+``salus-mlp``, ``salus-tcn``, ``salus-trees`` and the training-free baselines run in numpy (the
+same numbers as their torch modules, several times less per-call overhead at B=1); any other
+network (salus-risk's GRU, SAFE's) runs through its own torch ``step``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "NumpyTrees", "make_runner"]
+__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "NumpyTrees", "NumpyBaseline", "make_runner"]
 
 
 def _np(t: Any) -> np.ndarray:
@@ -24,9 +26,14 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return _expit()(z.astype(np.float64))  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _expit() -> Any:
     from scipy.special import expit  # a ufunc: no overflow warnings, no error-state context
 
-    return expit(z.astype(np.float64))  # type: ignore[no-any-return]
+    return expit
 
 
 class _Head:
@@ -117,10 +124,15 @@ class NumpyMLP:
 
 
 class NumpyTCN:
-    """``SalusTCN`` computed incrementally: per layer, a buffer of the last ``(k - 1) * d + 1``
-    inputs; each step computes only the newest position. Before the episode the input is zero (as
-    the torch module's left padding), so each buffer starts filled with that layer's activation on
-    an all-zero input history."""
+    """``SalusTCN`` computed incrementally: per layer, a ring of the last ``(k - 1) * d + 1``
+    inputs; each step writes the newest into the ring slot of the oldest (which no later step reads)
+    and computes only the newest position: no copy of the history per step. Before the episode the
+    input is zero (as the torch module's left padding), so each ring starts filled with that
+    layer's activation on an all-zero input history.
+
+    The state is ``{"rings": [(B, L, C) per layer], "t": steps so far}``; a step writes one slot of
+    the rings it is given, outside the window that state reads, so the given state still steps
+    correctly (to step it twice, step a :meth:`repeat_state` copy, as the monitor's attribution does)."""
 
     def __init__(self, model: Any) -> None:
         self.w_in = _np(model.inp.weight)[:, :, 0].T.copy()  # (D, C)
@@ -143,32 +155,34 @@ class NumpyTCN:
         return type(model).__name__ == "SalusTCN"
 
     def init_state(self, batch: int) -> Any:
-        return [
+        rings = [
             np.repeat(rest[None, None, :], (k - 1) * d + 1, axis=1).repeat(batch, axis=0)
             for rest, (_, _, d, k) in zip(self.rest, self.convs, strict=True)
         ]
+        return {"rings": rings, "t": 0}
 
     def reset_state(self, state: Any, i: int) -> Any:
-        for buf, rest in zip(state, self.rest, strict=True):
-            buf[i] = rest
+        for ring, rest in zip(state["rings"], self.rest, strict=True):
+            ring[i] = rest
         return state
 
     def repeat_state(self, state: Any, i: int, n: int) -> Any:
-        return [np.repeat(buf[i : i + 1], n, axis=0) for buf in state]
+        return {"rings": [np.repeat(ring[i : i + 1], n, axis=0) for ring in state["rings"]], "t": state["t"]}
 
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         h = np.asarray(x, dtype=np.float32) @ self.w_in + self.b_in
         np.maximum(h, 0.0, out=h)
-        new_state = []
-        for buf, (taps, bias, d, k) in zip(state, self.convs, strict=True):
-            nb = np.concatenate([buf[:, 1:], h[:, None, :]], axis=1)
-            new_state.append(nb)
-            z = bias + nb[:, -1] @ taps[k - 1]
+        t = state["t"]
+        for ring, (taps, bias, d, k) in zip(state["rings"], self.convs, strict=True):
+            size = ring.shape[1]
+            slot = t % size  # the oldest input: out of this step's window
+            ring[:, slot] = h
+            z = bias + h @ taps[k - 1]
             for j in range(k - 1):
-                z = z + nb[:, -1 - (k - 1 - j) * d] @ taps[j]
+                z = z + ring[:, (slot - (k - 1 - j) * d) % size] @ taps[j]
             h = h + np.maximum(z, 0.0)
         probs, self.last_types = self.head(h)
-        return probs, new_state
+        return probs, {"rings": state["rings"], "t": t + 1}
 
 
 class NumpyTrees:
@@ -185,6 +199,9 @@ class NumpyTrees:
             tables["root"],
         )
         self.bias, self.depth = float(model.bias), int(model.depth)
+        # children[n] = (right, left): one gather per level, indexed by the comparison
+        self.children = np.stack([self.right, self.left], axis=1)
+        self._rows = np.zeros((0, 1), dtype=np.int64)  # arange(B)[:, None], kept for the batch size
         self.last_types: np.ndarray | None = None
 
     @staticmethod
@@ -202,16 +219,56 @@ class NumpyTrees:
 
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         rows = np.asarray(x, dtype=np.float32).astype(np.float64)
-        node = np.broadcast_to(self.root, (rows.shape[0], self.root.size))
+        b = rows.shape[0]
+        if self._rows.shape[0] != b:
+            self._rows = np.arange(b)[:, None]
+        r, children = self._rows, self.children
+        node = np.broadcast_to(self.root, (b, self.root.size))
         for _ in range(self.depth):
-            go_left = np.take_along_axis(rows, self.feature[node], axis=1) <= self.threshold[node]
-            node = np.where(go_left, self.left[node], self.right[node])
+            go_left = rows[r, self.feature[node]] <= self.threshold[node]
+            node = children[node, go_left.view(np.uint8)]
         z = self.value[node].sum(axis=1) + self.bias
         return _sigmoid(z.astype(np.float32))[:, None], state
 
 
+class NumpyBaseline:
+    """The training-free baselines' nets (``salus.predictor.baseline_models``) without torch: an
+    online baseline's recorded column (non-finite steps at the training minimum ``fill``), or an
+    embedding baseline's scorer on the raw embedding; the score is the one probability column."""
+
+    def __init__(self, model: Any) -> None:
+        self.scorer = getattr(model, "scorer", None)  # embedding baselines: salus.signals.EmbeddingScorer
+        if self.scorer is None:
+            self.column, self.fill = int(model.column), float(model.fill)
+        self.last_types: np.ndarray | None = None
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        return type(model).__name__ in ("OnlineBaselineNet", "EmbeddingBaselineNet")
+
+    def init_state(self, batch: int) -> Any:
+        return {}
+
+    def reset_state(self, state: Any, i: int) -> Any:
+        return state
+
+    def repeat_state(self, state: Any, i: int, n: int) -> Any:
+        return {}
+
+    def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        rows = np.asarray(x, dtype=np.float32)
+        if self.scorer is not None:
+            score = np.asarray(self.scorer.score(rows))
+        else:
+            v = rows[:, self.column].astype(np.float64)
+            score = np.where(np.isfinite(v), v, self.fill).astype(np.float32)
+        return score.reshape(rows.shape[0], 1).astype(np.float64), state
+
+
 def make_runner(model: Any) -> Any:
     """The fastest runner that computes the same numbers as ``model.step``."""
+    if NumpyBaseline.supports(model):
+        return NumpyBaseline(model)
     if NumpyTrees.supports(model):
         return NumpyTrees(model)
     if NumpyMLP.supports(model):

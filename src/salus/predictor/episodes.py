@@ -26,6 +26,7 @@ __all__ = [
     "episodes_from_dataset",
     "split_episodes",
     "split_statistics",
+    "with_statistics",
     "horizon_labels",
     "synthetic_episodes",
     "N_SIGNALS",
@@ -439,6 +440,34 @@ def split_statistics(episodes: EpisodeSet, split: EpisodeSplit) -> EpisodeSet:
         _SPLIT_VIEWS.pop(next(iter(_SPLIT_VIEWS)))
     _SPLIT_VIEWS[(id(episodes), key)] = (episodes, view)
     return view
+
+
+def with_statistics(episode: Episode, state: Any, signal_names: Sequence[str]) -> Episode:
+    """``episode`` with its refittable signal columns computed as a checkpoint trained on a split
+    saw them (``split_statistics``): when ``state`` (the checkpoint's extractor statistics) records
+    an ``ood_refit``, the ``ood_distance`` column from the recorded embedding under its Gaussian
+    (invalid when it has none). Unchanged otherwise (statistics never refitted, no embedding, no
+    such column). ``offline_risk`` uses it, so recorded episodes are scored as in training."""
+    from salus.signals import SignalExtractor
+    from salus.signals.analysis import ood_column
+
+    meta = state.get("meta") if isinstance(state, dict) else None
+    if (
+        not isinstance(meta, dict)
+        or "ood_refit" not in meta
+        or "ood_distance" not in signal_names
+        or episode.embedding is None
+    ):
+        return episode
+    j = list(signal_names).index("ood_distance")
+    sig, val = episode.signals.copy(), episode.valid.copy()
+    extractor = SignalExtractor(1)
+    extractor.load_state_dict(state)
+    if extractor.ood.fitted:
+        sig[:, j], val[:, j] = ood_column(extractor.ood, episode.embedding)
+    else:
+        sig[:, j], val[:, j] = 0.0, False
+    return replace(episode, signals=sig, valid=val, cache={})
 
 
 def horizon_labels(episode: Episode, horizons: Sequence[int], failure_types: Sequence[str]) -> np.ndarray:

@@ -88,7 +88,9 @@ def validate_step_inputs(
     assert offset is not None
     offsets = offset.tolist()  # B Python ints: min / max without two numpy reductions
     if offsets and (min(offsets) < 0 or max(offsets) >= chunk.shape[1]):
-        raise InvalidInputError(f"StepInternals.chunk_offset must lie in [0, C={chunk.shape[1]}), got {offsets}")
+        raise InvalidInputError(
+            f"StepInternals.chunk_offset must lie in [0, C={chunk.shape[1]}), got {offsets}"
+        )
     for name in ("hidden_step", "obs_embedding"):
         arr = _arr(internals, name)
         if arr.ndim != 2 or arr.shape[0] != b or arr.shape[1] < 1:
@@ -378,7 +380,9 @@ class SignalExtractor:
     def _allocate(self, c: int, a: int, e: int, h: int) -> None:
         b, w = self.batch_size, self.config.consistency_window
         self._dims = (c, a, e, h)
-        self._prev_slots = [np.array([(p - 1) % w, (p - 2) % w]) for p in range(w)]  # ring slots of a_{t-1}, a_{t-2}
+        self._prev_slots = [
+            np.array([(p - 1) % w, (p - 2) % w]) for p in range(w)
+        ]  # ring slots of a_{t-1}, a_{t-2}
         self._lat_sum = np.zeros((b, h))
         self._hist = np.zeros((b, w, a))
         self._hist_norms = np.zeros((b, w))
@@ -459,9 +463,14 @@ class SignalExtractor:
             self._nhist = s.n_window
             self._prev_ee = s.ee
             good_h = np.isfinite(hh)  # any NaN / inf entry makes ||h||^2 non-finite
-            np.add(self._lat_sum, h, out=self._lat_sum, where=good_h[:, None])
-            self._lat_sq = self._lat_sq + np.where(good_h, 2.0 * hs_dot + hh, 0.0)
-            self._norm_cnt = self._norm_cnt + good_h
+            if np.logical_and.reduce(good_h):  # the common case, fewer calls: the same numbers
+                self._lat_sum += h
+                self._lat_sq = self._lat_sq + (2.0 * hs_dot + hh)
+                self._norm_cnt = self._norm_cnt + 1
+            else:
+                np.add(self._lat_sum, h, out=self._lat_sum, where=good_h[:, None])
+                self._lat_sq = self._lat_sq + np.where(good_h, 2.0 * hs_dot + hh, 0.0)
+                self._norm_cnt = self._norm_cnt + good_h
             self._t = t + 1
             ok &= np.isfinite(vals)
             values = np.where(ok, vals, 0.0).T.astype(np.float32, order="C")
