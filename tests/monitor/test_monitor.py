@@ -42,7 +42,6 @@ def _random_obs(rng: np.random.Generator, b: int | None) -> dict:
 def _test_episodes(tiny_data: Path, tiny_model: Path):
     from salus.data import SalusDataset
     from salus.predictor import TrainedPredictor, episodes_from_dataset
-
     from salus.predictor.episodes import with_statistics
 
     pred = TrainedPredictor.load(tiny_model)
