@@ -70,6 +70,8 @@ def test_cross_validation_ranks_the_salus_models_on_out_of_fold_scores(trained):
     assert set(sel["val_auroc_T"]) == {"salus-mlp", "salus-trees"}
     # the planted drift is found out of fold
     assert max(sel["scores"].values()) > 0.7
+    one = select_model(es, split, [models[0], models[2]], rule="cross-validation")
+    assert (one["rule"], one["selected"]) == ("only candidate", "salus-mlp")  # nothing to rank, no retraining
     val = select_model(es, split, models, rule="validation")
     assert val["rule"] == "validation" and val["scores"] == val["val_auroc_T"]
 

@@ -117,7 +117,16 @@ def select_model(
     if used == "validation":
         n = val["n_val"]
         return {**out, "selected": val["selected"], "scores": val["val_auroc_T"], "n_episodes": n, "n_val": n}
-    seed = int(_train_config(ours[0]).seed) if ours else 0
+    if len(ours) <= 1:  # nothing to rank: the only candidate (or none), no retraining
+        only = ours[0].name if ours else None
+        return {
+            **out,
+            "rule": "only candidate",
+            "selected": only,
+            "scores": val["val_auroc_T"],
+            "n_episodes": 0,
+        }
+    seed = int(_train_config(ours[0]).seed)
     folds = cv_folds(episodes, (*split.train, *split.val), k, seed)
     scores = {}
     for p in ours:
