@@ -50,6 +50,19 @@ class _Head:
         return p[:, :, 0], p[:, :, 1:]
 
 
+class _Stateless:
+    """The state methods of a runner whose step depends on this step's input alone."""
+
+    def init_state(self, batch: int) -> Any:
+        return {}
+
+    def reset_state(self, state: Any, i: int) -> Any:
+        return state
+
+    def repeat_state(self, state: Any, i: int, n: int) -> Any:
+        return {}
+
+
 class TorchRunner:
     """Any ``PredictorNet`` through its torch ``step`` (LSTM, SAFE-MLP, future models)."""
 
@@ -81,7 +94,7 @@ class TorchRunner:
         return p.numpy().astype(np.float64), new
 
 
-class NumpyMLP:
+class NumpyMLP(_Stateless):
     """``SalusMLP`` in eval mode: Linear/ReLU layers, then the head's "any failure" logits."""
 
     def __init__(self, model: Any) -> None:
@@ -103,15 +116,6 @@ class NumpyMLP:
         return type(model).__name__ == "SalusMLP" and all(
             isinstance(m, (nn.Linear, nn.ReLU, nn.Dropout)) for m in model.body
         )
-
-    def init_state(self, batch: int) -> Any:
-        return {}
-
-    def reset_state(self, state: Any, i: int) -> Any:
-        return state
-
-    def repeat_state(self, state: Any, i: int, n: int) -> Any:
-        return {}
 
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         h = np.asarray(x, dtype=np.float32)
@@ -185,7 +189,7 @@ class NumpyTCN:
         return probs, {"rings": state["rings"], "t": t + 1}
 
 
-class NumpyTrees:
+class NumpyTrees(_Stateless):
     """``SalusTrees``: the same tree walk as its torch ``tree_logits`` on its flat tables (a few
     microseconds per numpy call where torch takes tens at B = 1)."""
 
@@ -208,15 +212,6 @@ class NumpyTrees:
     def supports(model: Any) -> bool:
         return type(model).__name__ == "SalusTrees"
 
-    def init_state(self, batch: int) -> Any:
-        return {}
-
-    def reset_state(self, state: Any, i: int) -> Any:
-        return state
-
-    def repeat_state(self, state: Any, i: int, n: int) -> Any:
-        return {}
-
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         rows = np.asarray(x, dtype=np.float32).astype(np.float64)
         b = rows.shape[0]
@@ -231,7 +226,7 @@ class NumpyTrees:
         return _sigmoid(z.astype(np.float32))[:, None], state
 
 
-class NumpyBaseline:
+class NumpyBaseline(_Stateless):
     """The training-free baselines' nets (``salus.predictor.baseline_models``) without torch: an
     online baseline's recorded column (non-finite steps at the training minimum ``fill``), or an
     embedding baseline's scorer on the raw embedding; the score is the one probability column."""
@@ -245,15 +240,6 @@ class NumpyBaseline:
     @staticmethod
     def supports(model: Any) -> bool:
         return type(model).__name__ in ("OnlineBaselineNet", "EmbeddingBaselineNet")
-
-    def init_state(self, batch: int) -> Any:
-        return {}
-
-    def reset_state(self, state: Any, i: int) -> Any:
-        return state
-
-    def repeat_state(self, state: Any, i: int, n: int) -> Any:
-        return {}
 
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         rows = np.asarray(x, dtype=np.float32)
