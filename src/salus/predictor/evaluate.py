@@ -236,7 +236,7 @@ def snapshot_methods(
     from sklearn.preprocessing import StandardScaler
 
     from .features import FeatureSpace
-    from .training import pre_event_mask
+    from .training import pre_event_steps
 
     fit_eps = [episodes[i] for i in (*split.train, *split.val)]
     y_ep = np.array([ep.failed for ep in fit_eps], dtype=bool)
@@ -253,13 +253,8 @@ def snapshot_methods(
             onehot[:, tasks.index(ep.task)] = 1.0
         return np.concatenate([space.transform(ep), onehot], axis=1)
 
-    xs, ys = [], []
-    for ep in fit_eps:
-        keep = pre_event_mask(ep).astype(bool)
-        xs.append(feats(ep)[keep])
-        ys.append(np.full(int(keep.sum()), ep.failed))
+    x, y = pre_event_steps(fit_eps, feats)
     space.forget_training_cache()
-    x, y = np.concatenate(xs), np.concatenate(ys)
     if len(x) > SNAPSHOT_MAX_STEPS:
         pick = np.sort(np.random.default_rng(seed).choice(len(x), SNAPSHOT_MAX_STEPS, replace=False))
         x, y = x[pick], y[pick]

@@ -458,8 +458,11 @@ def efficiency_lines(rows: Sequence[tuple[int, dict[str, Any]]]) -> list[str]:
         if gaps:
             d, name, ci = min(gaps)
             worst = f"{d:+.3f}{_ci(ci, 3)} vs {name}"
-        ci = (by.get(ours, {}).get("seen", {}).get("ci95") or {}).get("at_risk_2s") if ours else None
-        mine = f"{cell(ours).split(' / ')[0]}{_ci(ci)} / {cell(ours).split(' / ')[-1]}" if ours else "n/a"
+        mine = "n/a"
+        if ours in by:
+            seen = by[ours]["seen"]
+            ci = (seen.get("ci95") or {}).get("at_risk_2s")
+            mine = f"{fmt(seen['at_risk']['2s']['auroc'], 2)}{_ci(ci)} / {fmt(seen['safe']['auroc'], 2)}"
         lines.append(
             f"| {n} | {ours or 'n/a'} | {mine} | {worst} | " + " | ".join(cell(m) for m in shown) + " |"
         )

@@ -133,6 +133,19 @@ def pre_event_mask(episode: Episode) -> np.ndarray:
     return m
 
 
+def pre_event_steps(
+    episodes: Sequence[Episode], featurize: Callable[[Episode], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step samples of "this episode fails": the features ``(N, D)`` of every pre-event step
+    (:func:`pre_event_mask`) of ``episodes`` and the episode's outcome ``(N,)`` for each."""
+    xs, ys = [], []
+    for ep in episodes:
+        keep = pre_event_mask(ep).astype(bool)
+        xs.append(featurize(ep)[keep])
+        ys.append(np.full(int(keep.sum()), ep.failed))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 class _Batcher:
     """Features, targets and step masks of a list of episodes, padded per batch."""
 
@@ -328,16 +341,8 @@ def _fit_trees(
 
     from .models import build_model
 
-    def steps(eps: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for ep in eps:
-            keep = pre_event_mask(ep).astype(bool)
-            xs.append(featurize(ep)[keep])
-            ys.append(np.full(int(keep.sum()), ep.failed))
-        return np.concatenate(xs), np.concatenate(ys)
-
-    x, y = steps(train_eps)
-    xv, yv = steps(val_eps)
+    x, y = pre_event_steps(train_eps, featurize)
+    xv, yv = pre_event_steps(val_eps, featurize)
     cfg = model_config
     clf = HistGradientBoostingClassifier(
         max_iter=cfg.trees,
