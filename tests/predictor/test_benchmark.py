@@ -8,7 +8,7 @@ import json
 
 from typer.testing import CliRunner
 
-from salus.cli.benchmark import ABLATIONS, benchmark_stages
+from salus.cli.benchmark import ABLATIONS, benchmark_stages, results_path
 from salus.cli.main import app
 from salus.predictor import synthetic_episodes
 
@@ -61,6 +61,13 @@ def test_stages_are_the_commands_a_person_types(tmp_path):
         data=tmp_path / "d", fresh_episodes=8,
     )  # fmt: skip
     assert "assist" not in [n for n, _ in own_closed]  # the closed loop needs our simulator
+
+
+def test_each_policy_has_its_own_results_file():
+    """docs/results.md is the default policy's benchmark; another policy's never overwrites it."""
+    assert str(results_path("smolvla")) == "docs/results.md"
+    assert str(results_path("builtin")) == "docs/results-builtin.md"
+    assert str(results_path("builtin:/some/dir")) == "docs/results-builtin.md"
 
 
 def test_benchmark_on_an_existing_dataset(tmp_path):
