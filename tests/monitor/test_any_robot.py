@@ -70,6 +70,7 @@ def arm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         observation=ObservationMap(state=(".",), task=None, task_text=TASK_TEXT),
         failure=f"{HELPER}:failure",
         signal_stats="none",
+        save_hidden=True,  # SAFE's feature hidden_mean: the SAFE models read it live
     )
     collect(config, out)
     return out
@@ -191,6 +192,33 @@ def test_every_model_runs_live_on_the_arm(name: str, arm_data: Path, arm_models:
         first = int(np.flatnonzero(alarms_arr)[0]) if alarms_arr.any() else -1
         if abs(off["score"] - off["threshold"]).min() > 1e-4:  # no tie within the tolerance
             assert first == off["alarm_step"]
+
+
+def test_safe_models_read_safes_feature(arm_data: Path, arm_models: dict[str, Path]) -> None:
+    """Collected with --save-hidden, the SAFE models read SAFE's own feature (the output layer's
+    input averaged over the chunk, ``hidden_mean``), recorded as the policy reports it; the
+    embedding baselines keep the observation embedding."""
+    from salus.data import SalusDataset
+    from salus.predictor import TrainedPredictor
+
+    helper = _load_helper()
+    ds = SalusDataset(arm_data)
+    steps = ds.episode(0).steps
+    policy = helper.make_policy(num_samples=4)
+    env = helper.make_env(MAX_STEPS)
+    obs, _ = env.reset(seed=int(ds.seed[0]))
+    policy.reset(seed=int(ds.seed[0]))
+    policy.act({"state": obs, "task": TASK_TEXT})
+    live = policy.last_internals.hidden_mean[0]
+    assert steps["hidden_mean"].shape == (len(steps["action"]), live.shape[0])
+    np.testing.assert_array_equal(steps["hidden_mean"][0], live.astype(np.float16))
+    assert not np.array_equal(steps["hidden_mean"], steps["hidden"])  # averaged, not the step's own
+    for name in ("safe-mlp", "safe-lstm"):
+        pred = TrainedPredictor.load(arm_models[name])
+        assert pred.meta["normalization"]["source"] == "hidden_mean"
+        assert pred.meta["model"]["in_dim"] == live.shape[0]
+    knn = TrainedPredictor.load(arm_models["knn-cosine"])
+    assert knn.meta["normalization"].get("source", "obs_embedding") == "obs_embedding"
 
 
 def test_baseline_checkpoints_score_as_the_evaluation(arm_data: Path, arm_models: dict[str, Path]) -> None:

@@ -22,6 +22,7 @@ from salus.predictor import (
     train_model,
 )
 from salus.predictor.checkpoint import REQUIRED_KEYS
+from salus.predictor.episodes import EpisodeSet
 from salus.predictor.features import FeatureSpace
 from salus.predictor.protocol import safe_metrics, safe_times
 
@@ -116,6 +117,35 @@ def test_safe_models_train_on_embeddings(data, split, name):
     s = p.episode_scores([data[i] for i in split.test_seen])
     assert all(np.all((x >= 0) & (x <= 1)) for x in s)
     assert p.meta["normalization"]["kind"] == "embedding"
+    assert p.meta["normalization"]["source"] == "obs_embedding"  # no hidden_mean recorded: the embedding
+
+
+def test_safe_models_read_hidden_mean_when_recorded(data, split, tmp_path):
+    """SAFE's own feature when every episode records it (the input width follows it); a checkpoint
+    whose source names no recorded vector is refused at load."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    with_mean = EpisodeSet(
+        [replace(ep, hidden_mean=rng.normal(size=(ep.length, 5)).astype(np.float32)) for ep in data.episodes],
+        signal_names=data.signal_names,
+        baseline_names=data.baseline_names,
+        extractor_statistics=data.extractor_statistics,
+    )
+    cfg = ModelConfig(name="safe-mlp", **SMALL)
+    p = train_model(with_mean, cfg, TrainConfig(max_epochs=1, patience=1), split=split)
+    assert p.meta["normalization"]["source"] == "hidden_mean" and p.meta["model"]["in_dim"] == 5
+    ep = with_mean[split.test_seen[0]]
+    shifted = replace(ep, hidden_mean=ep.hidden_mean + 3.0)  # type: ignore[operator]
+    assert not np.allclose(p.episode_scores([ep])[0], p.episode_scores([shifted])[0])
+    with pytest.raises(InvalidInputError, match="hidden_mean"):
+        p.episode_scores([data[split.test_seen[0]]])  # the same episode without SAFE's feature
+    d = p.save(tmp_path / "safe")
+    meta = json.loads((d / "predictor.json").read_text())
+    meta["normalization"]["source"] = "hidden_max"
+    (d / "predictor.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="source must be one of .'obs_embedding', 'hidden_mean'"):
+        TrainedPredictor.load(d)
 
 
 def test_training_refuses_single_class(data):

@@ -112,7 +112,10 @@ def collect_command(
     ),
     save_images: bool = typer.Option(False, "--save-images", help="Store camera images (uint8) per step."),
     save_hidden: bool = typer.Option(
-        False, "--save-hidden", help="Store the policy's hidden state (f16) per step."
+        False,
+        "--save-hidden",
+        help="Store the policy's hidden state (f16) per step: hidden (this position) and hidden_mean (averaged "
+        "over the chunk: SAFE's feature, which the SAFE models then read).",
     ),
     samples: int = typer.Option(
         4,

@@ -79,7 +79,7 @@ class StepCapture:
     actions), ``steps()`` / ``take(b)`` the stacked arrays of an episode.
 
     Records ``state`` (T, D), ``action`` (T, A), any ``extras`` keys, ``obs_embedding`` (T, E) f16
-    when the policy reports internals, ``hidden`` (T, H) f16 with ``save_hidden``, ``signals`` /
+    when the policy reports internals, ``hidden`` and ``hidden_mean`` (T, H) f16 with ``save_hidden``, ``signals`` /
     ``signal_valid`` (T, 12) with an extractor, ``baselines`` / ``baseline_valid`` (T, nb) with
     baselines, and ``image_<camera>`` (T, H, W, 3) for ``cameras``. The extractor and baselines
     must have ``batch_size`` rows (the policy computes the B environments in one batched call).
@@ -205,6 +205,9 @@ class StepCapture:
                 if self.save_hidden:
                     buf.setdefault("hidden", []).append(
                         np.asarray(internals.hidden_step[b], dtype=np.float16)
+                    )
+                    buf.setdefault("hidden_mean", []).append(
+                        np.asarray(internals.hidden_mean[b], dtype=np.float16)
                     )
             if sig is not None:
                 buf.setdefault("signals", []).append(np.asarray(sig.values[b]))

@@ -60,6 +60,9 @@ STEP_KEY_DTYPES: dict[str, np.dtype] = {
     "state": np.dtype(np.float32),  # (T, 22)
     "obs_embedding": np.dtype(np.float16),  # (T, E)
     "hidden": np.dtype(np.float16),  # (T, H), optional (--save-hidden)
+    # (T, H), optional (--save-hidden): SAFE's feature, the output layer's input averaged over the
+    # chunk positions and denoising steps of the chunk that produced the step
+    "hidden_mean": np.dtype(np.float16),
     "privileged": np.dtype(np.float32),  # (T, 23) simulator-only state (spec.PRIVILEGED_NAMES), oracle only
     "image_front": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
     "image_wrist": np.dtype(np.uint8),  # (T, H, W, 3), optional (--save-images)
@@ -69,7 +72,8 @@ STEP_KEY_DTYPES: dict[str, np.dtype] = {
 def as_recorded(key: str, value: Any) -> np.ndarray:
     """``value`` as float32 after the round trip through ``key``'s storage dtype: what a reader of
     the dataset gets. The monitor feeds live values through it, so a model sees the same numbers
-    live as in training and in ``offline_risk`` (``obs_embedding`` and ``hidden`` are float16)."""
+    live as in training and in ``offline_risk`` (``obs_embedding``, ``hidden`` and ``hidden_mean`` are
+    float16)."""
     dtype = STEP_KEY_DTYPES.get(key, np.dtype(np.float32))
     return np.asarray(np.asarray(value, dtype=dtype), dtype=np.float32)
 

@@ -102,6 +102,9 @@ class Monitor:
         norm = meta["normalization"]
         self._mean = np.asarray(norm["mean"], dtype=np.float32)
         self._std = np.asarray(norm["std"], dtype=np.float32)
+        from salus.predictor.checkpoint import embedding_source
+
+        self._embedding_source = embedding_source(norm) if self.input_kind == "embedding" else ""
         from salus.data.robot import panda_robot
 
         #: the robot description of the training data (salus.data.RobotSpec): the state layout read
@@ -560,10 +563,11 @@ class Monitor:
             return self._predict(*self._feature_step(internals, safe_state), bad)
         if self.input_kind == "baselines":  # a training-free online baseline (STAC, ...)
             return self._predict(self._baseline_step(internals), None, bad)
-        emb = as_recorded("obs_embedding", internals.obs_embedding)
+        source = self._embedding_source  # obs_embedding, or SAFE's hidden_mean (a StepInternals field)
+        emb = as_recorded(source, getattr(internals, source))
         if emb.ndim != 2 or emb.shape[1] != self._mean.shape[0]:
             raise InvalidInputError(
-                f"obs_embedding {emb.shape} does not match the predictor's width {self._mean.shape[0]}"
+                f"{source} {emb.shape} does not match the predictor's width {self._mean.shape[0]}"
             )
         feats = np.nan_to_num((emb - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
         return self._predict(feats, None, bad)

@@ -18,8 +18,8 @@ def offline_risk(
     model_dir: str | Path, steps: Mapping[str, np.ndarray], alpha: float | None = None
 ) -> dict[str, Any]:
     """The monitor's curves over a stored episode (its step keys: ``signals``, ``signal_valid``,
-    ``obs_embedding``, and for ``features`` models ``baselines``/``baseline_valid``, ``state``,
-    ``hidden``): ``probability`` (T, P), ``horizons_s``, ``score`` (T,) running max, ``threshold``
+    ``obs_embedding`` (SAFE models trained on it: ``hidden_mean``), and for ``features`` models
+    ``baselines``/``baseline_valid``, ``state``, ``hidden``): ``probability`` (T, P), ``horizons_s``, ``score`` (T,) running max, ``threshold``
     (T,), ``alarm_step``."""
     from salus.predictor.checkpoint import TrainedPredictor
     from salus.predictor.episodes import Episode, with_statistics
@@ -42,6 +42,7 @@ def offline_risk(
         embedding=get("obs_embedding"),
         state=get("state"),
         hidden=get("hidden"),
+        hidden_mean=get("hidden_mean"),
     )
     # the signal columns the checkpoint's training refitted (split_statistics), as it saw them
     ep = with_statistics(ep, pred.meta.get("extractor_statistics"), pred.meta.get("signal_names") or ())

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,29 @@ def signal_features(signals: np.ndarray, valid: np.ndarray, mean: np.ndarray, st
     ok = np.asarray(valid, dtype=bool) & np.isfinite(signals)
     z = np.where(ok, (np.nan_to_num(signals) - mean) / std, 0.0).astype(np.float32)
     return np.concatenate([np.clip(z, -50.0, 50.0), ok.astype(np.float32)], axis=-1)
+
+
+# The vectors an ``embedding``-input model can read: step key (= ``StepInternals`` field, what the
+# monitor feeds live) -> ``Episode`` field. SAFE-MLP/LSTM read SAFE's own feature ``hidden_mean``
+# when the data records it (``--save-hidden``), else the observation embedding; the embedding
+# baselines always read the observation embedding. The checkpoint's ``normalization.source`` says
+# which (absent in older checkpoints: ``obs_embedding``).
+EMBEDDING_SOURCES: dict[str, str] = {"obs_embedding": "embedding", "hidden_mean": "hidden_mean"}
+
+
+def embedding_source(norm: Mapping[str, Any]) -> str:
+    """The step key an ``embedding`` model's ``normalization`` record reads."""
+    source = str(norm.get("source", "obs_embedding"))
+    if source not in EMBEDDING_SOURCES:
+        raise CheckpointError(
+            f"normalization.source must be one of {list(EMBEDDING_SOURCES)}, got {source!r}"
+        )
+    return source
+
+
+def episode_vector(episode: Any, source: str) -> np.ndarray | None:
+    """The ``(T, D)`` vector ``source`` (a key of :data:`EMBEDDING_SOURCES`) of one episode."""
+    return getattr(episode, EMBEDDING_SOURCES[source])  # type: ignore[no-any-return]
 
 
 def embedding_features(embedding: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -213,6 +236,11 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
             raise CheckpointError(
                 f"{where}: normalization vectors have width {mean.size} but the model reads {in_dim} embedding values"
             )
+        else:
+            try:
+                embedding_source(norm)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{where}: {exc}") from None
     if "signal_names" not in meta:
         raise CheckpointError(f"{where} lacks required field 'signal_names'")
     names = meta["signal_names"]
@@ -354,13 +382,15 @@ class TrainedPredictor:
         mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
         if self.input_kind == "signals":
             return signal_features(episode.signals, episode.valid, mean, std)
-        if episode.embedding is None:
-            raise InvalidInputError(f"{self.name} needs the observation embedding, which this episode lacks")
-        if episode.embedding.shape[1] != mean.shape[0]:
+        source = embedding_source(norm)
+        vec = episode_vector(episode, source)
+        if vec is None:
+            raise InvalidInputError(f"{self.name} reads step key {source!r}, which this episode lacks")
+        if vec.shape[1] != mean.shape[0]:
             raise InvalidInputError(
-                f"{self.name} was trained on embeddings of width {mean.shape[0]}, got {episode.embedding.shape[1]}"
+                f"{self.name} was trained on {source} of width {mean.shape[0]}, got {vec.shape[1]}"
             )
-        return embedding_features(episode.embedding, mean, std)
+        return embedding_features(vec, mean, std)
 
     def episode_probs(self, episodes: Sequence[Episode], batch: int = 64) -> list[np.ndarray]:
         """Failure probabilities ``(T_i, P)`` of each episode (sequence path, eval mode)."""

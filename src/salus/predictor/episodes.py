@@ -50,6 +50,7 @@ class Episode:
     embedding: np.ndarray | None = None  # (T, E) observation embedding
     state: np.ndarray | None = None  # (T, 22) robot state the policy acted on
     hidden: np.ndarray | None = None  # (T, H) policy hidden state at the output layer
+    hidden_mean: np.ndarray | None = None  # (T, H) output-layer input averaged over its chunk (SAFE's)
     privileged: np.ndarray | None = None  # (T, P) simulator-only state (oracle ceiling only)
     perturbations: list[dict[str, Any]] = field(default_factory=list)  # as the simulator recorded them
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived features
@@ -72,7 +73,7 @@ class Episode:
             raise InvalidInputError(
                 f"a failed episode needs 0 <= failure_step <= T={T}, got {self.failure_step}"
             )
-        for name in ("baselines", "embedding", "state", "hidden", "privileged"):
+        for name in ("baselines", "embedding", "state", "hidden", "hidden_mean", "privileged"):
             arr = getattr(self, name)
             if arr is not None:
                 arr = np.asarray(arr, dtype=np.float32)
@@ -125,6 +126,11 @@ class EpisodeSet:
         return all(ep.embedding is not None for ep in self.episodes)
 
     @property
+    def has_hidden_mean(self) -> bool:
+        """Every episode records SAFE's feature (``hidden_mean``, collected with ``--save-hidden``)."""
+        return all(ep.hidden_mean is not None for ep in self.episodes)
+
+    @property
     def tasks(self) -> list[str]:
         return sorted({ep.task for ep in self.episodes})
 
@@ -152,13 +158,16 @@ _LAST_READ: dict[tuple[Any, ...], EpisodeSet] = {}
 
 
 def episodes_from_dataset(
-    dataset: Any, *, embeddings: bool = True, extras: Sequence[str] = ("state", "hidden", "privileged")
+    dataset: Any,
+    *,
+    embeddings: bool = True,
+    extras: Sequence[str] = ("state", "hidden", "hidden_mean", "privileged"),
 ) -> EpisodeSet:
     """Read every episode of a ``salus.data.SalusDataset`` into an ``EpisodeSet``.
 
     Needs step keys ``signals`` and ``signal_valid``; ``baselines`` and ``obs_embedding`` are used
     when present (``embeddings=False`` skips the embedding, e.g. for signal-only models), and so are
-    the step keys named in ``extras`` (``state``, ``hidden``, ``privileged``). The last set read is
+    the step keys named in ``extras`` (``state``, ``hidden``, ``hidden_mean``, ``privileged``). The last set read is
     kept (keyed by path, committed size and options), so the stages of one process (``salus
     benchmark``) share it and the features derived from it (``Episode.cache``).
     """
@@ -228,6 +237,7 @@ def _read_episodes(dataset: Any, *, embeddings: bool, extras: Sequence[str]) -> 
             embedding=None if emb[i] is None else np.asarray(emb[i], dtype=np.float32),
             state=_extra(more, "state", i),
             hidden=_extra(more, "hidden", i),
+            hidden_mean=_extra(more, "hidden_mean", i),
             privileged=_extra(more, "privileged", i),
             perturbations=perts[i],
         )

@@ -19,7 +19,7 @@ import numpy as np
 
 from salus.errors import InvalidInputError
 
-from .checkpoint import TrainedPredictor, embedding_features, signal_features
+from .checkpoint import TrainedPredictor, embedding_features, embedding_source, signal_features
 from .conformal import FunctionalBand
 from .episodes import N_SIGNALS
 
@@ -107,7 +107,8 @@ class FailurePredictor:
         **inputs: np.ndarray,
     ) -> np.ndarray:
         """One control step: ``signals (B, 12)``, ``valid (B, 12)`` (or ``embedding (B, E)`` for SAFE
-        models; ``features`` models also take ``baselines (B, nb)``, ``state (B, 22)``, ``hidden
+        models and the embedding baselines: the step key the checkpoint reads, ``obs_embedding`` or
+        SAFE's ``hidden_mean``, see ``checkpoint.embedding_source``; ``features`` models also take ``baselines (B, nb)``, ``state (B, 22)``, ``hidden
         (B, H)``; the online baseline models ``baselines (B, nb)`` alone) -> failure probabilities
         ``(B, P)`` (P = number of horizons; 1 for SAFE models and the training-free baselines, whose
         column is the baseline's score; 1 + horizons for ``salus-risk``, column 0 = the episode fails)."""
@@ -137,9 +138,8 @@ class FailurePredictor:
             x = np.asarray(base, dtype=np.float32)
         else:
             if embedding is None:
-                raise InvalidInputError(
-                    f"{self.name} predicts from the observation embedding; pass embedding=(B, E)"
-                )
+                source = embedding_source(self.trained.meta["normalization"])
+                raise InvalidInputError(f"{self.name} predicts from {source}; pass embedding=(B, E) of it")
             e = np.asarray(embedding, dtype=np.float32)
             if e.shape != (self.batch_size, self._mean.shape[0]):
                 raise InvalidInputError(

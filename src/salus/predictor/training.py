@@ -24,16 +24,25 @@ import numpy as np
 
 from salus.errors import DatasetError, InvalidInputError
 
-from .checkpoint import FORMAT_VERSION, TrainedPredictor, embedding_features, signal_features
+from .checkpoint import (
+    FORMAT_VERSION,
+    TrainedPredictor,
+    embedding_features,
+    embedding_source,
+    episode_vector,
+    signal_features,
+)
 from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
 from .conformal import fit_functional_bands
 from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes, split_statistics
 from .protocol import running_max
+from .registry import get_model_spec
 
 __all__ = [
     "train_model",
     "EpochLog",
     "fit_normalization",
+    "embedding_source_for",
     "calibrate",
     "seed_everything",
     "deterministic",
@@ -71,10 +80,23 @@ def deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(prev, warn_only=warn)
 
 
+def embedding_source_for(name: str, episodes: EpisodeSet) -> str:
+    """The vector an ``embedding``-input model ``name`` reads from ``episodes``
+    (``checkpoint.EMBEDDING_SOURCES``): SAFE's own feature ``hidden_mean`` for the SAFE models when
+    every episode records it, else the observation embedding."""
+    safe = get_model_spec(name).family == "safe"
+    return "hidden_mean" if safe and episodes.has_hidden_mean else "obs_embedding"
+
+
 def fit_normalization(
-    episodes: Sequence[Episode], kind: str, max_rows: int = 20000, seed: int = 0
+    episodes: Sequence[Episode],
+    kind: str,
+    max_rows: int = 20000,
+    seed: int = 0,
+    source: str = "obs_embedding",
 ) -> dict[str, Any]:
-    """Per-feature mean and std over training steps (signals: valid, finite entries only)."""
+    """Per-feature mean and std over training steps (signals: valid, finite entries only; an
+    ``embedding`` model: of the step key ``source``, recorded in the result)."""
     if kind == "signals":
         x = np.concatenate([ep.signals for ep in episodes]).astype(np.float64)
         ok = np.concatenate([ep.valid for ep in episodes]) & np.isfinite(x)
@@ -84,22 +106,24 @@ def fit_normalization(
         var = np.where(ok, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt, 1)
         std = np.sqrt(var)
     else:
-        if any(ep.embedding is None for ep in episodes):
-            raise DatasetError("the dataset has no obs_embedding; SAFE models need it")
-        x = np.concatenate([ep.embedding for ep in episodes])  # type: ignore[misc]
+        vecs = [episode_vector(ep, source) for ep in episodes]
+        if any(v is None for v in vecs):
+            raise DatasetError(f"the dataset has no {source}; SAFE models need it")
+        x = np.concatenate(vecs)  # type: ignore[arg-type]
         if len(x) > max_rows:
             x = x[np.random.default_rng(seed).choice(len(x), max_rows, replace=False)]
         x = np.nan_to_num(x.astype(np.float64))
         mean, std = x.mean(axis=0), x.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)
-    return {"kind": kind, "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+    norm = {"kind": kind, "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+    return norm if kind == "signals" else {**norm, "source": source}
 
 
 def _features(ep: Episode, kind: str, norm: dict[str, Any]) -> np.ndarray:
     mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
     if kind == "signals":
         return signal_features(ep.signals, ep.valid, mean, std)
-    return embedding_features(ep.embedding, mean, std)  # type: ignore[arg-type]
+    return embedding_features(episode_vector(ep, embedding_source(norm)), mean, std)  # type: ignore[arg-type]
 
 
 def _pad(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -403,7 +427,9 @@ def train_model(
             f"the calibration split holds {n_cal} successful episodes; the conformal band needs >= 2 "
             f"(and >= 1/alpha - 1 for a finite band). Collect more episodes or raise the calibration fraction."
         )
-    if kind == "embedding" and not episodes.has_embedding:
+    if kind == "embedding" and not (
+        episodes.has_embedding or embedding_source_for(name, episodes) != "obs_embedding"
+    ):
         raise DatasetError(f"{name} needs obs_embedding in every episode")
     extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
     types = (*DEFAULT_FAILURE_TYPES, *extra)
@@ -426,7 +452,8 @@ def train_model(
             norm = {"kind": "features", "mean": [], "std": []}
             featurize: Callable[[Episode], np.ndarray] = feature_space.transform
         else:
-            norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed)
+            source = embedding_source_for(name, episodes) if kind == "embedding" else "obs_embedding"
+            norm = fit_normalization(train_eps, kind, tcfg.max_embedding_fit, tcfg.seed, source)
 
             def featurize(ep: Episode) -> np.ndarray:
                 return _features(ep, kind, norm)
