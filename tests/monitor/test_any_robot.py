@@ -42,6 +42,8 @@ BASELINES = {
     "stac-single": "baseline:stac_single",
     "action-total-variance": "baseline:action_total_variance",
     "fiper-chunk-entropy": "baseline:fiper_chunk_entropy",
+    "rnd": "embedding:rnd",
+    "logpzo": "embedding:logpzo",
 }
 
 

@@ -104,7 +104,7 @@ def test_checkpoints_round_trip_and_are_validated_at_load(tmp_path: Path) -> Non
 
     split = split_episodes(ONLINE, CFG.split)
     test = [ONLINE[i] for i in split.test_seen]
-    for name in ("knn-euclidean", "mahalanobis", "stac-single"):
+    for name in ("knn-euclidean", "mahalanobis", "stac-single", "rnd", "logpzo"):
         trained = train_model(ONLINE, ModelConfig(name=name), CFG, split=split)
         loaded = TrainedPredictor.load(trained.save(tmp_path / name))
         for a, b in zip(trained.episode_scores(test), loaded.episode_scores(test), strict=True):
@@ -146,3 +146,51 @@ def test_checkpoints_round_trip_and_are_validated_at_load(tmp_path: Path) -> Non
     (online / "predictor.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="needs baseline_names, 2 .* of"):
         TrainedPredictor.load(online)
+
+
+def test_learned_embedding_checkpoints_are_the_evaluated_scores(tmp_path: Path) -> None:
+    """``salus train --model rnd|logpzo`` (FAIL-Detect's scores): the checkpoint's per-step score,
+    saved and loaded, is the evaluation's ``embedding:rnd`` / ``embedding:logpzo`` score (same
+    reference, same seed: the same weights), streaming one step at a time gives it too, and a
+    malformed network or a wrong width is a ``CheckpointError``."""
+    from safetensors.torch import load_file
+
+    from salus.predictor import FailurePredictor
+    from salus.predictor.evaluate import COMPARATORS, embedding_methods
+
+    split = split_episodes(EPISODES, CFG.split)
+    test = list(split.test_seen)
+    evaluated = {m.name: m for m in embedding_methods(EPISODES, split, test, seed=CFG.seed)}
+    for name, prefix in (("rnd", "rnd.predictor."), ("logpzo", "flow.")):
+        method = f"embedding:{name}"
+        assert method in COMPARATORS and get_model_spec(name).method == method
+        trained = train_model(EPISODES, ModelConfig(name=name), CFG, split=split)
+        loaded = TrainedPredictor.load(trained.save(tmp_path / name))
+        assert loaded.meta["baseline"]["method"] == method
+        scores = loaded.episode_scores([EPISODES[i] for i in test])
+        for i, got in zip(test, scores, strict=True):
+            np.testing.assert_array_equal(got, evaluated[method].scores[i].astype(np.float32))
+        assert np.ptp(np.concatenate(scores)) > 0
+        ep = EPISODES[test[0]]
+        assert ep.embedding is not None
+        stream = FailurePredictor(loaded)
+        live = [stream.predict(None, embedding=ep.embedding[t : t + 1])[0, 0] for t in range(ep.length)]
+        np.testing.assert_allclose(live, scores[0], rtol=1e-6, atol=0)
+
+        weights = load_file(str(tmp_path / name / "model.safetensors"))
+        top = prefix.split(".")[0]
+        assert {"k", f"{top}.mean", f"{top}.std", f"{prefix}w0", f"{prefix}b0"} <= set(weights)
+        _resave(tmp_path / name, {**weights, f"{prefix}w0": weights[f"{prefix}w0"][:, :5]})
+        with pytest.raises(CheckpointError, match="scorer's state is malformed"):
+            TrainedPredictor.load(tmp_path / name)
+        narrow = {
+            **weights,
+            f"{top}.mean": weights[f"{top}.mean"][:5],
+            f"{top}.std": weights[f"{top}.std"][:5],
+        }
+        _resave(tmp_path / name, narrow)
+        with pytest.raises(CheckpointError, match="malformed|width 5, the model reads 8"):
+            TrainedPredictor.load(tmp_path / name)
+        _resave(tmp_path / name, {k: v for k, v in weights.items() if k != f"{top}.std"})
+        with pytest.raises(CheckpointError, match="missing"):
+            TrainedPredictor.load(tmp_path / name)

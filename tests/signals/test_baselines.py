@@ -104,7 +104,7 @@ def test_embedding_scorers_hand_values():
     with pytest.raises(NotFittedError):
         EmbeddingScorer("knn_cosine").score(q)
     with pytest.raises(InvalidNameError, match="embedding baseline"):
-        EmbeddingScorer("rnd")
+        EmbeddingScorer("nope")
     with pytest.raises(InvalidInputError, match=r"\(M, 2\)"):
         EmbeddingScorer("knn_euclidean").fit(ref).score(np.zeros((1, 3)))
 

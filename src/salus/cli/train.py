@@ -89,7 +89,8 @@ def register(app: typer.Typer) -> None:
             "--model",
             help="A registered model (salus-risk, salus-trees, salus-mlp, salus-tcn, safe-mlp, safe-lstm, "
             "oracle-risk; the training-free baselines knn-cosine, knn-euclidean, mahalanobis, stac, "
-            "stac-single, action-total-variance, fiper-chunk-entropy, which run live like the others), a comma "
+            "stac-single, action-total-variance, fiper-chunk-entropy, and FAIL-Detect's rnd and logpzo "
+            "(fitted on training successes), which run live like the others), a comma "
             "list, or 'all' (the trained models, one sub-directory each, without the baselines, which "
             "evaluation scores anyway; oracle-risk only when the data has `privileged`).",
         ),

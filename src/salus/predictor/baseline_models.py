@@ -7,6 +7,7 @@ colon with ``-`` for ``_``.
 | model | evaluation method |
 |---|---|
 | ``knn-cosine``, ``knn-euclidean``, ``mahalanobis`` | ``embedding:knn_cosine``, ... |
+| ``rnd``, ``logpzo`` (FAIL-Detect's) | ``embedding:rnd``, ``embedding:logpzo`` |
 | ``stac``, ``stac-single``, ``action-total-variance``, ``fiper-chunk-entropy`` | ``baseline:stac``, ... |
 
 The fitting rule has one home, here, and the evaluation uses it too:
@@ -19,7 +20,9 @@ The fitting rule has one home, here, and the evaluation uses it too:
 
 The networks have no trainable parameters; their buffers are the fitted state, saved in
 ``model.safetensors`` like any weights (SHA-256 recorded, validated at load): the scorer's own
-``EmbeddingScorer.state_dict()`` tensors and its ``k``; the online score's column in the dataset's
+``EmbeddingScorer.state_dict()`` tensors and its ``k`` (for ``rnd`` / ``logpzo``: the
+standardisation and the weights of the small networks ``salus.signals.learned`` trained on the
+reference with seed 0, the evaluation's fit; ``k`` unused); the online score's column in the dataset's
 baseline vector and its fill value. Their per-step output is the baseline's score itself (higher =
 more likely to fail; a distance or an MMD, not a probability), calibrated with the same functional
 conformal band as every model.
@@ -101,7 +104,8 @@ class _BaselineNet(PredictorNet):
 
 class EmbeddingBaselineNet(_BaselineNet):
     """kNN cosine / Euclidean or Mahalanobis distance of the observation embedding (input: the raw
-    embedding; the checkpoint's normalisation is the identity) to the fitted reference."""
+    embedding; the checkpoint's normalisation is the identity) to the fitted reference, or
+    FAIL-Detect's RND / logpZO score of it (``salus.signals.learned``)."""
 
     def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0) -> None:
         super().__init__(cfg, in_dim)

@@ -76,6 +76,8 @@ COMPARATORS: tuple[str, ...] = (
     "embedding:knn_cosine",
     "embedding:knn_euclidean",
     "embedding:mahalanobis",
+    "embedding:rnd",
+    "embedding:logpzo",
     "baseline:stac",
     "baseline:stac_single",
     "baseline:fiper_chunk_entropy",
@@ -307,7 +309,7 @@ def embedding_methods(
     max_fit: int | None = None,
     seed: int = 0,
 ) -> list[MethodScores]:
-    """Mahalanobis and kNN scores of the observation embedding, fitted on successful training
+    """Mahalanobis, kNN, RND and logpZO scores of the observation embedding, fitted on successful training
     episodes (at most ``max_fit`` steps, default ``baseline_models.EMBEDDING_MAX_FIT``, sampled with
     ``seed``: ``baseline_models.embedding_reference``, the rule of the ``salus train --model
     knn-cosine`` checkpoints)."""

@@ -163,6 +163,8 @@ for _method, _note in (
     ("baseline:stac_single", "STAC-single: distance between consecutive executed chunks"),
     ("baseline:action_total_variance", "action total variance of K sampled chunks"),
     ("baseline:fiper_chunk_entropy", "FIPER's action-chunk entropy"),
+    ("embedding:rnd", "FAIL-Detect's RND: random network distillation error on the observation embedding"),
+    ("embedding:logpzo", "FAIL-Detect's logpZO: flow-matching noise image of the observation embedding"),
 ):
     _family, _, _score = _method.partition(":")
     register_model(

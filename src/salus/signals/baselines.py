@@ -8,7 +8,8 @@ Two kinds, both "higher = more likely to fail", so an evaluation ranks them like
   overlapping parts of consecutive executed chunks), FIPER's action-chunk entropy;
 - embedding scores, fitted on successful training rollouts' observation embeddings and scored on
   arrays (:class:`EmbeddingScorer`, names :data:`EMBEDDING_BASELINE_NAMES`): Mahalanobis (Ledoit-
-  Wolf), kNN Euclidean and kNN cosine distance.
+  Wolf), kNN Euclidean and kNN cosine distance, and FAIL-Detect's two best scores, RND and logpZO,
+  small networks trained on the successes (``salus.signals.learned``).
 
 Online scores are computed when a chunk is computed and held for the steps served from it.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError, NotFittedError
+from salus.signals.learned import LEARNED_EMBEDDING_NAMES, LearnedConfig, make_learned
 from salus.signals.stats import GaussianStats, as_2d_finite, knn_distance, prepare_knn_reference
 
 __all__ = [
@@ -42,7 +44,12 @@ ONLINE_BASELINE_NAMES: tuple[str, ...] = (
     "stac_single",
     "fiper_chunk_entropy",
 )
-EMBEDDING_BASELINE_NAMES: tuple[str, ...] = ("mahalanobis", "knn_euclidean", "knn_cosine")
+EMBEDDING_BASELINE_NAMES: tuple[str, ...] = (
+    "mahalanobis",
+    "knn_euclidean",
+    "knn_cosine",
+    *LEARNED_EMBEDDING_NAMES,
+)
 
 BASELINE_DEFINITIONS: dict[str, str] = {
     "action_total_variance": "mean over chunk positions of sum over action dims of Var_K(samples) (SAFE's baseline, K samples)",
@@ -55,6 +62,10 @@ BASELINE_DEFINITIONS: dict[str, str] = {
     "mahalanobis": "Mahalanobis distance of the observation embedding to a Ledoit-Wolf Gaussian of successful rollouts",
     "knn_euclidean": "mean Euclidean distance to the k nearest successful-rollout embeddings",
     "knn_cosine": "mean cosine distance (1 - cos) to the k nearest successful-rollout embeddings",
+    "rnd": "random network distillation (FAIL-Detect's RND): L2 error of an MLP trained on successful-rollout "
+    "embeddings (standardised) to match a frozen random MLP",
+    "logpzo": "FAIL-Detect's logpZO: squared norm of the standardised embedding pushed by one Euler step to the "
+    "noise end of a flow-matching model trained from successful-rollout embeddings to N(0, I)",
 }
 
 
@@ -230,11 +241,20 @@ class OnlineBaselines:
 class EmbeddingScorer:
     """Distance of observation embeddings to successful training rollouts: ``fit(X).score(X)``.
 
-    ``name`` in :data:`EMBEDDING_BASELINE_NAMES`; ``k`` neighbours for the kNN scores.
-    ``fit(X (N, E))`` then ``score(X (M, E)) -> (M,)`` float32, higher = further from success data.
+    ``name`` in :data:`EMBEDDING_BASELINE_NAMES`; ``k`` neighbours for the kNN scores (kept, unused,
+    by the others). ``fit(X (N, E))`` then ``score(X (M, E)) -> (M,)`` float32, higher = further
+    from success data. ``rnd`` and ``logpzo`` train small networks (``salus.signals.learned``):
+    ``seed`` seeds them (the same data and seed give the same weights), ``learned`` sizes them.
     """
 
-    def __init__(self, name: str, k: int = 5, shrinkage: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        k: int = 5,
+        shrinkage: float | None = None,
+        seed: int = 0,
+        learned: LearnedConfig | None = None,
+    ) -> None:
         if name not in EMBEDDING_BASELINE_NAMES:
             raise InvalidNameError("embedding baseline", name, EMBEDDING_BASELINE_NAMES)
         if not isinstance(k, int) or k < 1:
@@ -244,13 +264,18 @@ class EmbeddingScorer:
         self._gauss = GaussianStats(shrinkage=shrinkage)
         self._reference: np.ndarray | None = None
         self._prepared: tuple[np.ndarray, np.ndarray] | None = None  # the reference as knn_distance uses it
+        self._learned = make_learned(name, learned, seed) if name in LEARNED_EMBEDDING_NAMES else None
 
     @property
     def fitted(self) -> bool:
+        if self._learned is not None:
+            return self._learned.fitted
         return self._gauss.fitted if self.name == "mahalanobis" else self._reference is not None
 
     @property
     def dim(self) -> int:
+        if self._learned is not None:
+            return self._learned.dim
         if self.name == "mahalanobis":
             return self._gauss.dim
         if self._reference is None:
@@ -260,9 +285,11 @@ class EmbeddingScorer:
     def fit(self, x: Any) -> EmbeddingScorer:
         """Fit on successful rollouts' embeddings X (N, E), all finite."""
         arr = as_2d_finite(x, "embeddings")
-        if arr.shape[0] < (2 if self.name == "mahalanobis" else 1):
+        if arr.shape[0] < (1 if self.name.startswith("knn") else 2):
             raise InvalidInputError(f"need more reference embeddings to fit {self.name}, got {arr.shape[0]}")
-        if self.name == "mahalanobis":
+        if self._learned is not None:
+            self._learned.fit(arr)
+        elif self.name == "mahalanobis":
             self._gauss.fit(arr)
         else:
             self._reference = arr.astype(np.float32)
@@ -279,7 +306,9 @@ class EmbeddingScorer:
         finite = np.isfinite(arr).all(axis=1)
         out = np.full(arr.shape[0], np.nan, dtype=np.float32)
         if finite.any():
-            if self.name == "mahalanobis":
+            if self._learned is not None:
+                out[finite] = self._learned.score(arr[finite])
+            elif self.name == "mahalanobis":
                 out[finite] = self._gauss.distance(arr[finite])
             else:
                 assert self._reference is not None
@@ -292,12 +321,16 @@ class EmbeddingScorer:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"name", "k", "tensors"}``; the kNN scorers keep their reference embeddings."""
+        """``{"name", "k", "tensors"}``; the kNN scorers keep their reference embeddings, the learned
+        scores their standardisation and weights (``rnd.*``, ``flow.*``)."""
         if not self.fitted:
             raise NotFittedError(f"EmbeddingScorer({self.name!r}) has not been fitted; nothing to save")
-        tensors = (
-            self._gauss.state_dict("gauss.") if self.name == "mahalanobis" else {"reference": self._reference}
-        )
+        if self._learned is not None:
+            tensors: dict[str, Any] = self._learned.state_dict()
+        elif self.name == "mahalanobis":
+            tensors = self._gauss.state_dict("gauss.")
+        else:
+            tensors = {"reference": self._reference}
         return {"name": self.name, "k": self.k, "tensors": tensors}
 
     @classmethod
@@ -305,7 +338,9 @@ class EmbeddingScorer:
         try:
             scorer = cls(str(state["name"]), k=int(state["k"]))
             tensors = state["tensors"]
-            if scorer.name == "mahalanobis":
+            if scorer._learned is not None:
+                scorer._learned.load_state_dict(tensors)
+            elif scorer.name == "mahalanobis":
                 scorer._gauss.load_state_dict(tensors, prefix="gauss.")
             else:
                 scorer._reference = np.asarray(tensors["reference"], dtype=np.float32)
