@@ -4,8 +4,9 @@ Every consumer (``salus evaluate``, ``salus report``, ``salus demo``, ``salus be
 :func:`method_metrics` on the same episodes. An episode's score over time is the running maximum of
 its per-step score (SAFE, FAIL-Detect). Steps are 0-based: the score "after t steps" is index t-1.
 
-Metrics (each one gives 0.5 to a score equal to elapsed time, which failed rollouts would otherwise
-win because they are longer; tested in ``tests/predictor/test_protocol.py``):
+Metrics (each ROC-AUC gives 0.5 to a score equal to elapsed time, which failed rollouts would
+otherwise win because they are longer; tested in ``tests/predictor/test_protocol.py``; average
+precision gives the failure rate, its chance level):
 
 - **SAFE-comparable** (``safe``): ROC-AUC and AP of the running score at T per task = the shortest
   rollout of that task, of any outcome (SAFE's ``set_task_min_step``), pooled over tasks and as the
