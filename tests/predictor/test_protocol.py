@@ -122,9 +122,40 @@ def test_random_noise_is_chance(episodes):
     assert at_risk_auroc(episodes, run, 40)["auroc"] == pytest.approx(0.5, abs=0.08)
 
 
-def test_safe_times_are_the_shortest_rollout_of_each_task_any_outcome(episodes):
-    for task, T in safe_times(episodes).items():
-        assert min(ep.length for ep in episodes if ep.task == task) == T
+def test_safe_times_are_the_shortest_rollout_of_any_task_and_outcome(episodes):
+    times = safe_times(episodes)
+    assert set(times) == {ep.task for ep in episodes}
+    assert set(times.values()) == {min(ep.length for ep in episodes)}
+
+
+def test_pooled_safe_gives_elapsed_time_chance_when_tasks_differ_in_length_and_failure_rate():
+    """Task a: short rollouts, mostly failures; task b: longer rollouts, mostly successes. Read at
+    each task's own shortest rollout (SAFE's per-task rule), a score of elapsed time would rank
+    b's episodes above a's and score far from 0.5 pooled; read at one T it is exactly chance."""
+    sig, val = np.zeros((140, 12), np.float32), np.ones((140, 12), bool)
+    episodes = []
+    for task, n_fail, n_succ, lo in (("a", 6, 2, 40), ("b", 2, 6, 90)):
+        episodes += [
+            Episode(sig[:lo], val[:lo], success=True, failure_step=-1, task=task) for _ in range(n_succ)
+        ]
+        episodes += [
+            Episode(
+                sig[: lo + 30],
+                val[: lo + 30],
+                success=False,
+                failure_step=lo + 29,
+                failure_type="timeout",
+                task=task,
+            )
+            for _ in range(n_fail)
+        ]
+    run = _run([np.arange(ep.length, dtype=float) for ep in episodes])
+    per_task_T = {"a": 40, "b": 90}  # SAFE's set_task_min_step
+    old = safe_metrics(episodes, run, per_task_T)
+    assert old["auroc"] < 0.3  # the confound the common T removes
+    res = safe_metrics(episodes, run, safe_times(episodes))
+    assert safe_times(episodes) == {"a": 40, "b": 40}
+    assert res["auroc"] == 0.5 and res["auroc_task_mean"] == 0.5
 
 
 def test_at_risk_keeps_only_running_episodes_without_an_event():

@@ -481,7 +481,7 @@ def evaluate_methods(
             **cfg.to_dict(),
             "score": "running max of the per-step failure score",
             "T": times,
-            "T_rule": "shortest rollout of each task, any outcome (SAFE)",
+            "T_rule": "shortest rollout of any task and outcome, one T for all tasks (SAFE's, pooled)",
             "timeout_step": timeout_step,
         },
         "dataset": {

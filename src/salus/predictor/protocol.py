@@ -8,9 +8,10 @@ Metrics (each ROC-AUC gives 0.5 to a score equal to elapsed time, which failed r
 otherwise win because they are longer; tested in ``tests/predictor/test_protocol.py``; average
 precision gives the failure rate, its chance level):
 
-- **SAFE-comparable** (``safe``): ROC-AUC and AP of the running score at T per task = the shortest
-  rollout of that task, of any outcome (SAFE's ``set_task_min_step``), pooled over tasks and as the
-  mean over tasks.
+- **SAFE-comparable** (``safe``): ROC-AUC and AP of the running score at T = the shortest rollout
+  of any task and outcome (SAFE's ``set_task_min_step`` takes each task's own; one T for all keeps
+  the pooled ROC-AUC at 0.5 for elapsed time when tasks differ in length and failure rate), pooled
+  over tasks and as the mean over tasks.
 - **At-risk** (``at_risk``): at fixed elapsed times (1, 2, 3 s) only the episodes still running with
   no failure event yet; label = the episode fails later (timeouts included: they have no event).
 - **Time-matched by lead** (``lead``): steps 1-5, 6-15 and 16-40 before an event failure (drop,
@@ -132,11 +133,14 @@ def score_at(running: np.ndarray, T: int) -> float:
 
 
 def safe_times(episodes: Sequence[Episode]) -> dict[str, int]:
-    """T per task: the shortest rollout of that task among ``episodes``, of any outcome (SAFE)."""
-    out: dict[str, int] = {}
-    for ep in episodes:
-        out[ep.task] = min(out.get(ep.task, ep.length), ep.length)
-    return dict(sorted(out.items()))
+    """T of each task: the shortest rollout among ``episodes``, of any task and outcome, the same for
+    every task. SAFE's ``set_task_min_step`` takes each task's own shortest rollout; pooling tasks
+    read at different times would rank a score of elapsed time by the tasks' lengths and failure
+    rates (not 0.5), so every pooled metric reads all episodes at one T."""
+    if not episodes:
+        return {}
+    common = min(ep.length for ep in episodes)
+    return {task: common for task in sorted({ep.task for ep in episodes})}
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

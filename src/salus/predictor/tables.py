@@ -65,8 +65,8 @@ def _setup_lines(report: dict[str, Any]) -> list[str]:
         f"({split['calib_successes']} successes calibrate the thresholds), test seen {split['test_seen']}, "
         f"test unseen {split['test_unseen']} (held-out tasks: {', '.join(split['unseen_tasks']) or 'none'}).",
         *_statistics_lines(report.get("signal_statistics")),
-        f"Protocol (`salus.predictor.protocol`): score = running max of the per-step score; T per task = "
-        f"the shortest rollout of that task, any outcome (SAFE): {T} steps; at-risk ROC-AUC at "
+        f"Protocol (`salus.predictor.protocol`): score = running max of the per-step score; T = the "
+        f"shortest rollout of any task and outcome (SAFE's rule, one T for all tasks): {T} steps; at-risk ROC-AUC at "
         f"{', '.join(f'{t:g} s' for t in proto['at_risk_s'])} over episodes still running with no failure "
         f"event; time-matched ROC-AUC by lead {', '.join(f'{lo}-{hi}' for lo, hi in proto['lead_bins'])} "
         f"steps before drop/miss/collision against same-task successes at the same elapsed time; "
@@ -152,7 +152,7 @@ def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Ranking metrics",
         "",
-        "SAFE = ROC-AUC at T per task (pooled), at-risk = ROC-AUC at 1/2/3 s elapsed, lead = "
+        "SAFE = ROC-AUC at T (one T for all tasks, pooled), at-risk = ROC-AUC at 1/2/3 s elapsed, lead = "
         "time-matched ROC-AUC 1-5 / 6-15 / 16-40 steps before an event failure; each with its 95% "
         "bootstrap interval over episodes (1000 resamples; 200 for lead).",
         "",

@@ -49,7 +49,7 @@ CAPTIONS: dict[str, tuple[str, str]] = {
     ),
     "roc": (
         "ROC curves (SAFE-comparable)",
-        "ROC of the running maximum at T per task (the shortest rollout of the task, SAFE's rule), per test "
+        "ROC of the running maximum at T (the shortest rollout of any task, SAFE's rule with one T), per test "
         "group. Top: trained predictors and baselines; bottom: each signal alone. Legend: the evaluation's "
         "ROC-AUC; the thick black curve is the primary method.",
     ),
