@@ -1,8 +1,11 @@
-"""DART-style noise injection while recording demonstrations (`salus policy train --demo-noise`)."""
+"""Options of demonstration recording: DART-style noise injection (`--demo-noise`) and per-task
+demonstration counts (`--task-demos`)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import salus.sim  # noqa: E402
 from salus.cli.main import app  # noqa: E402
 from salus.errors import InvalidInputError  # noqa: E402
-from salus.policies.builtin.training import check_demo_noise, record_demonstrations  # noqa: E402
+from salus.policies.builtin.training import (  # noqa: E402
+    check_demo_noise,
+    record_demonstrations,
+    resolve_demo_counts,
+)
 
 
 def _record(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
@@ -83,3 +90,72 @@ def test_cli_rejects_bad_demo_noise(tmp_path: Any) -> None:
     assert result.exit_code == 2  # refused where the option is parsed, with the valid range
     assert "--demo-noise" in result.output and "[0, 1], got 2.0" in result.output
     assert not (tmp_path / "p").exists()
+
+
+# -- per-task demonstration counts ---------------------------------------------------------------------
+def test_per_task_counts_record_each_tasks_own_number() -> None:
+    kw: dict[str, Any] = {"image_size": 32, "cameras": ("front",)}
+    demos = record_demonstrations(["pick_color", "push"], {"pick_color": 2, "push": 1}, **kw)
+    assert demos.task_name == ["pick_color", "pick_color", "push"]
+    assert demos.attempts == {"pick_color": 2, "push": 1}  # the expert succeeds on these seeds
+    # a task's episodes do not depend on the other tasks' counts: push alone gives the same episode
+    alone = record_demonstrations(["push"], 1, **kw)
+    start = int(demos.episode_ends[1])
+    np.testing.assert_array_equal(demos.state[start:], alone.state)
+    np.testing.assert_array_equal(demos.action[start:], alone.action)
+
+
+def test_resolve_demo_counts() -> None:
+    assert resolve_demo_counts(["push", "stack"], 3) == {"push": 3, "stack": 3}
+    assert resolve_demo_counts(["push", "stack"], {"stack": 2, "push": 5}) == {"push": 5, "stack": 2}
+    assert list(resolve_demo_counts(["stack", "push"], {"push": 5, "stack": 2})) == ["stack", "push"]
+
+
+@pytest.mark.parametrize(
+    ("counts", "match"),
+    [
+        (0, ">= 1"),
+        (True, ">= 1"),
+        (2.0, ">= 1"),
+        ({"push": 2}, "missing"),
+        ({"push": 2, "stack": 2, "pick_place": 1}, "unknown"),
+        ({"push": 2, "stack": 0}, ">= 1 for every task"),
+        ({"push": 2, "stack": -1}, ">= 1 for every task"),
+    ],
+)
+def test_bad_demo_counts_raise(counts: Any, match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        resolve_demo_counts(["push", "stack"], counts)
+    with pytest.raises(InvalidInputError, match=match):
+        record_demonstrations(["push", "stack"], counts)
+
+
+def test_cli_task_demos_override_demos_for_the_named_tasks(tmp_path: Path) -> None:
+    out = tmp_path / "p"
+    args = ["policy", "train", "--arch", "builtin", "--tasks", "pick_color,push", "--demos", "1",
+            "--task-demos", "pick_color=2", "--steps", "1", "--batch-size", "2", "--out", str(out), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["episodes_per_task"] == {"pick_color": 2, "push": 1}
+    assert log["demos_per_task"] == {"pick_color": 2, "push": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("push", "TASK=N"),
+        ("push=0", "TASK=N"),
+        ("push=two", "TASK=N"),
+        ("push=1.5", "TASK=N"),
+        ("=3", "TASK=N"),
+        ("stack=3", "not a training task"),
+        ("push=2,push=3", "twice"),
+    ],
+)
+def test_cli_rejects_bad_task_demos(tmp_path: Path, value: str, match: str) -> None:
+    out = tmp_path / "p"
+    args = ["policy", "train", "--tasks", "push", "--task-demos", value, "--steps", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InvalidInputError) and match in str(result.exception)
+    assert not out.exists()  # refused before anything is recorded

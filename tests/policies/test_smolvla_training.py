@@ -110,6 +110,22 @@ def test_demos_export_loads_with_lerobots_own_dataset_class(demos_dir: Path) -> 
     np.testing.assert_allclose(first[7], 0.08, atol=0.01)  # gripper opening at the start: wide open
 
 
+def test_demos_per_task_counts_are_recorded_in_the_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    args = ["policy", "demos", "--tasks", "pick_color,push", "--demos", "1", "--task-demos", "pick_color=2",
+            "--image-size", "32", "--demo-noise", "0.2", "--out", str(out), "--json"]  # fmt: skip
+    report = json.loads(run_cli(args).stdout)
+    assert report["episodes"] == 3
+    salus = json.loads((out / "meta" / "salus.json").read_text())
+    assert salus["episodes_per_task"] == {"pick_color": 2, "push": 1}
+    assert salus["recording"] == {
+        "tasks": ["pick_color", "push"],
+        "demos_per_task": {"pick_color": 2, "push": 1},
+        "seed": 0,
+        "demo_noise": 0.2,
+    }
+
+
 def test_demos_rejects_bad_format_and_state_features(tmp_path: Path) -> None:
     base = ["policy", "demos", "--tasks", "pick_color", "--demos", "1", "--out", str(tmp_path / "d")]
     result = CliRunner().invoke(app, [*base, "--format", "rlds"])

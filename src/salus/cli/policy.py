@@ -63,17 +63,17 @@ def _parse_condition(spec: str) -> list[tuple[str, float]]:
 def _record(
     bar: Any,
     task_list: list[str],
-    demos: int,
+    demos: int | dict[str, int],
     seed: int,
     image_size: int,
     demo_noise: float,
     cameras: tuple[str, ...] = ("front", "wrist"),
 ) -> tuple[Any, float]:
     """Record scripted-expert demonstrations with a progress bar; returns (Demonstrations, seconds)."""
-    from salus.policies.builtin.training import record_demonstrations
+    from salus.policies.builtin.training import record_demonstrations, resolve_demo_counts
 
     t0 = time.perf_counter()
-    rec = bar.add_task("demonstrations", total=demos * len(task_list), info="")
+    rec = bar.add_task("demonstrations", total=sum(resolve_demo_counts(task_list, demos).values()), info="")
 
     def on_demo(task: str, kept: int, total: int) -> None:
         bar.update(rec, advance=1, info=f"{task} {kept}/{total}")
@@ -111,10 +111,41 @@ def _export(
     return time.perf_counter() - t0
 
 
-def _recording_record(task_list: list[str], demos: int, seed: int, demo_noise: float) -> dict[str, Any]:
+def _recording_record(
+    task_list: list[str], demos: int | dict[str, int], seed: int, demo_noise: float
+) -> dict[str, Any]:
     return {
         "recording": {"tasks": task_list, "demos_per_task": demos, "seed": seed, "demo_noise": demo_noise}
     }
+
+
+_TASK_DEMOS_HELP = (
+    "Per-task counts replacing --demos for the named tasks: TASK=N (repeat or comma-separate), "
+    "e.g. push=300,pick_color=400."
+)
+
+
+def _demo_counts(task_list: list[str], demos: int, task_demos: list[str] | None) -> int | dict[str, int]:
+    """``--demos`` and ``--task-demos`` -> the count per task: ``demos`` itself when nothing overrides it
+    (the recording record of datasets written before the option existed), else ``{task: count}``."""
+    from salus.errors import InvalidInputError
+
+    items = split_values(task_demos)
+    if not items:
+        return demos
+    counts = dict.fromkeys(task_list, demos)
+    named: set[str] = set()
+    for item in items:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise InvalidInputError(f"--task-demos takes TASK=N with an integer N >= 1, got {item!r}")
+        if name not in task_list:
+            raise InvalidInputError(f"--task-demos names {name!r}, which is not a training task {task_list}")
+        if name in named:
+            raise InvalidInputError(f"--task-demos names {name!r} twice")
+        named.add(name)
+        counts[name] = int(value)
+    return counts
 
 
 _STATE_FEATURES_HELP = (
@@ -137,6 +168,7 @@ def demos_command(
     demos: int = typer.Option(
         100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
     ),
+    task_demos: list[str] = typer.Option(None, "--task-demos", help=_TASK_DEMOS_HELP),
     seed: int = typer.Option(0, "--seed", callback=seed_option, help="Seeds the demonstrations."),
     demo_noise: float = typer.Option(
         0.0, "--demo-noise", callback=in_range(0, 1), help="DART noise std on executed actions, as for train."
@@ -162,9 +194,10 @@ def demos_command(
     if Path(out).exists() and not overwrite:
         raise InvalidInputError(f"{out} already exists; pass --overwrite to replace it")
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
+    counts = _demo_counts(task_list, demos, task_demos)
     with progress_bar() as bar:
-        data, record_s = _record(bar, task_list, demos, seed, image_size, demo_noise)
-        extra = _recording_record(task_list, demos, seed, demo_noise)
+        data, record_s = _record(bar, task_list, counts, seed, image_size, demo_noise)
+        extra = _recording_record(task_list, counts, seed, demo_noise)
         export_s = _export(bar, data, out, features, extra, overwrite)
     report = {
         "out": str(out),
@@ -195,6 +228,7 @@ def train(
     demos: int = typer.Option(
         100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
     ),
+    task_demos: list[str] = typer.Option(None, "--task-demos", help=_TASK_DEMOS_HELP),
     out: Path = typer.Option(
         ...,
         "--out",
@@ -234,7 +268,7 @@ def train(
         None,
         "--dataset",
         help="smolvla: train on this LeRobot dataset (salus policy demos) instead of "
-        "recording into OUT/demos (then --tasks, --demos, --demo-noise are not used).",
+        "recording into OUT/demos (then --tasks, --demos, --task-demos, --demo-noise are not used).",
     ),
     state_features: str = typer.Option(None, "--state-features", help="smolvla: " + _STATE_FEATURES_HELP),
     init_from: Path = typer.Option(
@@ -299,6 +333,7 @@ def train(
     demo_noise = check_demo_noise(demo_noise)
     torch.set_num_threads(threads)
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
+    counts = _demo_counts(task_list, demos, task_demos)
     if arch == "smolvla":
         sizes = {
             "hidden_size": hidden_size, "text_layers": text_layers, "vision_layers": vision_layers,
@@ -307,19 +342,19 @@ def train(
             "batch_size": batch_size, "lr": lr, "checkpoint_every": checkpoint_every,
         }  # fmt: skip
         _train_smolvla(
-            out, task_list, demos, seed, demo_noise, image_shift, dataset, state_features,
+            out, task_list, counts, seed, demo_noise, image_shift, dataset, state_features,
             {k: v for k, v in sizes.items() if v is not None}, as_json, init_from,
         )  # fmt: skip
         return
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr}  # None: TrainConfig's default
-    _train_builtin(out, task_list, demos, {k: v for k, v in recipe.items() if v is not None}, image_shift,
+    _train_builtin(out, task_list, counts, {k: v for k, v in recipe.items() if v is not None}, image_shift,
                    seed, demo_noise, as_json)  # fmt: skip
 
 
 def _train_builtin(
     out: Path,
     task_list: list[str],
-    demos: int,
+    demos: int | dict[str, int],
     recipe: dict[str, Any],
     image_shift: int,
     seed: int,
@@ -364,7 +399,7 @@ def _train_builtin(
 def _train_smolvla(
     out: Path,
     task_list: list[str],
-    demos: int,
+    demos: int | dict[str, int],
     seed: int,
     demo_noise: float,
     image_shift: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "record_demonstrations",
     "train_policy",
     "check_demo_noise",
+    "resolve_demo_counts",
     "DEMO_SEED_OFFSET",
 ]
 
@@ -66,9 +67,32 @@ def check_demo_noise(demo_noise: float) -> float:
     return value
 
 
+def resolve_demo_counts(tasks: Sequence[str], demos_per_task: int | Mapping[str, int]) -> dict[str, int]:
+    """Successful demonstrations to record per task: ``{task: count}`` in the order of ``tasks``.
+
+    ``demos_per_task`` is one count for every task or a mapping that names every task of ``tasks``
+    and no other; each count is an int >= 1 (anything else is an ``InvalidInputError``).
+    """
+    if isinstance(demos_per_task, Mapping):
+        unknown = sorted(set(demos_per_task) - set(tasks))
+        missing = [t for t in tasks if t not in demos_per_task]
+        if unknown or missing:
+            raise InvalidInputError(
+                f"per-task demonstration counts must name exactly the tasks {list(tasks)}; "
+                f"unknown {unknown}, missing {missing}"
+            )
+        counts = {t: demos_per_task[t] for t in tasks}
+    else:
+        counts = dict.fromkeys(tasks, demos_per_task)
+    for task, n in counts.items():
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
+            raise InvalidInputError(f"demos_per_task must be >= 1 for every task, got {n!r} for {task!r}")
+    return {t: int(n) for t, n in counts.items()}
+
+
 def record_demonstrations(
     tasks: Sequence[str],
-    demos_per_task: int,
+    demos_per_task: int | Mapping[str, int],
     *,
     seed: int = 0,
     image_size: int = 96,
@@ -80,6 +104,8 @@ def record_demonstrations(
 ) -> Demonstrations:
     """Run the scripted expert until ``demos_per_task`` successful episodes per task are recorded.
 
+    ``demos_per_task``: one count for every task, or ``{task: count}`` naming every task (see
+    :func:`resolve_demo_counts`); a task's episodes and seeds do not depend on the other tasks' counts.
     Episode i of a task uses env seed ``DEMO_SEED_OFFSET + seed * 10_000 + i``. With ``demo_noise`` 0 (the
     default, the original recipe) an episode executes, with probability 0.5, the expert action plus
     Gaussian noise (std ``action_noise``, position axes only). With ``demo_noise`` > 0 (DART-style noise
@@ -90,8 +116,7 @@ def record_demonstrations(
     from salus.sim import ScriptedExpert, make_env
     from salus.sim.rollout import run_loop
 
-    if demos_per_task < 1:
-        raise InvalidInputError(f"demos_per_task must be >= 1, got {demos_per_task}")
+    counts = resolve_demo_counts(tasks, demos_per_task)
     check_demo_noise(demo_noise)
     rng = np.random.default_rng(seed)
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
@@ -105,9 +130,10 @@ def record_demonstrations(
     for task in tasks:
         env = make_env(task, image_size=image_size, cameras=tuple(cameras))
         expert = ScriptedExpert(env)
+        wanted = counts[task]
         kept = tried = 0
-        limit = max(demos_per_task, math.ceil(demos_per_task * max_attempts_factor))
-        while kept < demos_per_task and tried < limit:
+        limit = max(wanted, math.ceil(wanted * max_attempts_factor))
+        while kept < wanted and tried < limit:
             ep_seed = DEMO_SEED_OFFSET + seed * 10_000 + tried
             tried += 1
             if demo_noise > 0:
@@ -160,7 +186,7 @@ def record_demonstrations(
             total += len(ep_state)
             ends.append(total)
             if progress is not None:
-                progress(task, kept, demos_per_task)
+                progress(task, kept, wanted)
         attempts[task] = tried
         env.close()
         if kept == 0:
