@@ -70,7 +70,7 @@ def test_train_writes_one_checkpoint_per_model(trained):
     for m in summary["models"]:
         assert (out / m["name"] / "model.safetensors").is_file()
         meta = json.loads((out / m["name"] / "predictor.json").read_text())
-        assert meta["command"] is None or meta["command"].startswith("salus train")
+        assert meta["command"].startswith("salus train ") and "--model all" in meta["command"]
 
 
 def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):

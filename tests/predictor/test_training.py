@@ -266,7 +266,10 @@ def test_risk_streaming_matches_the_sequence_path(data, split, risk, tmp_path):
             hidden=ep.hidden[t : t + 1],
         )
         stream.append(p[0, 0])
-    np.testing.assert_allclose(stream, risk.episode_scores([ep])[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stream, risk.episode_probs([ep])[0][:, 0], rtol=1e-4, atol=1e-5)
+    # the streamed running max is the protocol's: of the probability plus the time ramp
+    assert risk.score_ramp > 0
+    np.testing.assert_allclose(fp.score()[0], risk.episode_scores([ep])[0].max(), rtol=1e-4, atol=1e-5)
     assert set(fp.type_probs()) == set(risk.meta["failure_types"])
 
 
@@ -291,3 +294,28 @@ def test_oracle_reads_privileged_state_and_is_not_deployable(data, split):
     assert oracle.feature_space.deployable is False
     with pytest.raises(InvalidInputError, match="privileged"):
         oracle.feature_space.step({"signals": data[0].signals[:1]})
+
+
+def test_our_models_add_the_time_ramp_and_baselines_do_not(data, split, tmp_path):
+    """The per-step score of our models is the probability plus ``score_ramp`` per elapsed step
+    (``score_ramp_s`` / control rate), so the running max follows the current estimate; SAFE keeps
+    its published score; a checkpoint with a negative or non-finite ramp is refused."""
+    from salus.predictor.checkpoint import ramped
+
+    tcfg = TrainConfig(max_epochs=1, patience=1, score_ramp_s=0.4)
+    ours = train_model(data, ModelConfig(name="salus-mlp", **SMALL), tcfg, split=split)
+    safe = train_model(data, ModelConfig(name="safe-mlp", **SMALL), tcfg, split=split)
+    assert ours.score_ramp == pytest.approx(0.4 / data.control_hz) and safe.score_ramp == 0.0
+    ep = data[split.test_seen[0]]
+    prob = ours.episode_probs([ep])[0][:, int(ours.meta["score_index"])]
+    np.testing.assert_allclose(ours.episode_scores([ep])[0], prob + ours.score_ramp * np.arange(ep.length))
+    np.testing.assert_array_equal(ramped(prob, 3, 0.0), prob)
+    d = ours.save(tmp_path / "ours")
+    for bad in (-0.01, float("inf"), True):
+        meta = json.loads((d / "predictor.json").read_text())
+        meta["score_ramp"] = bad
+        (d / "predictor.json").write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match="score_ramp"):
+            TrainedPredictor.load(d)
+    with pytest.raises(InvalidInputError, match="score_ramp_s"):
+        TrainConfig(score_ramp_s=-1.0)

@@ -29,13 +29,16 @@ __all__ = ["register", "benchmark_stages", "results_path", "ABLATIONS"]
 # with K = 4 and K = 10 took 38 s and 33 s (one batched sampling pass; within the machine's noise).
 BENCHMARK_SAMPLES = 10
 
-# (label, feature groups, objective) of the ablation variants of salus-risk, fixed in advance.
-ABLATIONS: tuple[tuple[str, str, str], ...] = (
-    ("salus-risk[-knn]", "signals,baselines,state,embedding,hidden", ""),
-    ("salus-risk[-embedding,-hidden]", "signals,baselines,state,knn", ""),
-    ("salus-risk[signals only]", "signals", ""),
-    ("salus-risk[knn only]", "knn", ""),
-    ("salus-risk[horizon objective]", "signals,baselines,state,embedding,hidden,knn", "horizons"),
+# (label, feature groups, other `salus train` arguments) of the ablation variants of salus-risk,
+# fixed in advance.
+_ALL_GROUPS = "signals,baselines,state,embedding,hidden,knn"
+ABLATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("salus-risk[-knn]", "signals,baselines,state,embedding,hidden", ()),
+    ("salus-risk[-embedding,-hidden]", "signals,baselines,state,knn", ()),
+    ("salus-risk[signals only]", "signals", ()),
+    ("salus-risk[knn only]", "knn", ()),
+    ("salus-risk[horizon objective]", _ALL_GROUPS, ("--objective", "horizons")),
+    ("salus-risk[no score ramp]", _ALL_GROUPS, ("--score-ramp", "0")),
 )
 
 
@@ -85,11 +88,9 @@ def benchmark_stages(
         args = ["train", str(data), "--model", "all", "--max-train-episodes", str(n), "--seed", first]
         args += ["--select", select, "--out", str(out / "efficiency" / f"n{n}"), *common]
         stages.append((f"efficiency {n}", args))
-    for label, groups, objective in ABLATIONS:
+    for label, groups, extra in ABLATIONS:
         args = ["train", str(data), "--model", "salus-risk", "--feature-groups", groups, "--label", label]
-        args += ["--out", str(out / "ablation" / label), "--seed", first, *common]
-        if objective:
-            args += ["--objective", objective]
+        args += ["--out", str(out / "ablation" / label), "--seed", first, *common, *extra]
         stages.append((f"ablation {label}", args))
     if fresh_episodes > 0 and not own_data:
         fresh = out / "assist" / "fresh.zarr"
@@ -198,8 +199,8 @@ def _ablation_lines(out: Path, data: Any, seed: int) -> list[str]:
     lines = [
         f"## Ablations (split seed {seed})",
         "",
-        "What each input group and the objective buy: salus-risk with a group removed (or alone), the "
-        "seed's horizon-only objective, and the oracle (NOT deployable: also reads privileged simulator "
+        "What each input group, the objective and the score ramp buy: salus-risk with a group removed (or "
+        "alone), the seed's horizon-only objective, without the time ramp of its score, and the oracle (NOT deployable: also reads privileged simulator "
         "state and the perturbation parameters). Difference to the full salus-risk with a 95% paired "
         "bootstrap interval.",
         "",

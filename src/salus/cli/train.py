@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from salus.cli._common import SEED_MAX, check_range, in_range, out_dir, positive_int, seed_option
+from salus.cli._common import (
+    SEED_MAX,
+    check_range,
+    in_range,
+    invoked_command,
+    out_dir,
+    positive_int,
+    seed_option,
+)
+from salus.predictor.config import SCORE_RAMP_S
 
 
 def _model_names(spec: str) -> list[str]:
@@ -83,6 +90,7 @@ def _steps_from_seconds(seconds: str, steps: str | None, data: Path) -> tuple[in
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
+        ctx: typer.Context,
         data: Path = typer.Argument(..., help="A salus zarr dataset (from `salus collect`)."),
         model: str = typer.Option(
             "salus-tcn",
@@ -187,6 +195,14 @@ def register(app: typer.Typer) -> None:
             help="For salus-risk / oracle-risk: 'horizons' trains the seed's horizon target instead of "
             "the model's own (an ablation).",
         ),
+        score_ramp: float = typer.Option(
+            SCORE_RAMP_S,
+            "--score-ramp",
+            callback=in_range(0.0),
+            help="What our models add to their per-step score per second elapsed, so that the running "
+            "max follows the current estimate (docs/predictor.md); 0: none. Published baselines keep "
+            "their own score.",
+        ),
         label: str = typer.Option(
             None, "--label", help="Name of the trained model in results (default: the model name)."
         ),
@@ -250,6 +266,7 @@ def register(app: typer.Typer) -> None:
                 patience=patience,
                 batch_episodes=batch_episodes,
                 lr=lr,
+                score_ramp_s=score_ramp,
                 split=SplitConfig(
                     val_fraction=val_fraction,
                     calib_fraction=calib_fraction,
@@ -299,7 +316,7 @@ def register(app: typer.Typer) -> None:
                     configs[n] = ModelConfig(
                         name=n, feature_groups=tuple(g for g in c.groups if g != "hidden")
                     )
-        command = "salus " + shlex.join(sys.argv[1:]) if sys.argv and "train" in sys.argv else None
+        command = invoked_command(ctx)  # also when salus demo / benchmark run this stage
         results: list[dict[str, Any]] = []
         stderr_console = None
         if as_json:

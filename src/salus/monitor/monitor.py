@@ -38,6 +38,7 @@ from salus.monitor.config import ATTRIBUTION_MODES, MonitorConfig, hold_action
 from salus.monitor.offline import offline_risk
 from salus.monitor.risk import Risk, SignalContribution
 from salus.monitor.runners import make_runner
+from salus.predictor.checkpoint import ramped
 from salus.predictor.discovery import choose_checkpoint
 
 __all__ = [
@@ -118,6 +119,7 @@ class Monitor:
         if meta.get("prob_columns"):  # outcome-hazard models: "by the episode's end", then the horizons
             self.horizons_s = (math.inf, *self.horizons_s)
         self.score_index = int(meta["score_index"])
+        self._ramp = float(predictor.score_ramp)  # added per step (checkpoint.ramped)
         self.failure_types: tuple[str, ...] = tuple(meta.get("failure_types", ()))
         band = predictor.band(self.config.alpha)
         self.alpha = float(band.alpha)
@@ -681,14 +683,15 @@ class Monitor:
         types = (
             None if types is None or types.shape[1] <= col else np.asarray(types[:, col], dtype=np.float64)
         )
-        score = probs[:, col]
+        prob = probs[:, col]
+        t = self._t
+        score = ramped(prob, t, self._ramp) if self._ramp else prob
         fs = self._failsafe
         any_fs = _any(fs)
         if any_fs:
             self._run = np.where(fs, self._run, np.maximum(self._run, np.where(fs, -np.inf, score)))
         else:
             np.maximum(self._run, score, out=self._run)
-        t = self._t
         self._t = t + 1  # a new array: ``t`` is this step's, returned in the Risk
         threshold = self._upper.take(t, mode="clip")  # the band's last edge past its end
         exceeded = self._run > threshold
@@ -707,7 +710,7 @@ class Monitor:
         ):
             rows = np.flatnonzero(~fs & (exceeded if mode == "alarm" else True))
             for row in rows.tolist():
-                top[row] = self._attribute(row, feats[row], raw[row], prev_state, float(score[row]))
+                top[row] = self._attribute(row, feats[row], raw[row], prev_state, float(prob[row]))
         return Risk(
             probability=np.where(fs[:, None], np.nan, probs) if any_fs else probs,
             horizons_s=self.horizons_s,

@@ -47,8 +47,8 @@ def offline_risk(
     # the signal columns the checkpoint's training refitted (split_statistics), as it saw them
     ep = with_statistics(ep, pred.meta.get("extractor_statistics"), pred.meta.get("signal_names") or ())
     probs = pred.episode_probs([ep])[0]
-    idx = min(int(pred.meta["score_index"]), probs.shape[1] - 1)
-    run = np.maximum.accumulate(np.where(np.isfinite(probs[:, idx]), probs[:, idx], -np.inf))
+    score = pred.episode_scores([ep])[0]  # the score column plus the checkpoint's ramp
+    run = np.maximum.accumulate(np.where(np.isfinite(score), score, -np.inf))
     band = pred.band(alpha)
     upper = band.upper(len(run))
     above = np.flatnonzero(run > upper)

@@ -97,6 +97,17 @@ def episode_vector(episode: Any, source: str) -> np.ndarray | None:
     return getattr(episode, EMBEDDING_SOURCES[source])  # type: ignore[no-any-return]
 
 
+def ramped(score: np.ndarray, step: np.ndarray | int, ramp: float) -> np.ndarray:
+    """The per-step score the protocol's running max and the monitor's band read: the model's
+    probability plus ``ramp`` per elapsed step (``step`` 0-based; ``score_ramp`` of the checkpoint,
+    0 for published baselines). With a ramp the running max at t is the current probability unless
+    an earlier one was higher by more than ``ramp`` per step since: a success's early uncertainty is
+    not carried to the end. Every comparison of the protocol is at equal elapsed time, so the ramp
+    itself ranks nothing (a score of elapsed time gets 0.5)."""
+    s = np.asarray(score, dtype=np.float64)
+    return s + ramp * np.asarray(step, dtype=np.float64) if ramp else s
+
+
 def embedding_features(embedding: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``(..., E)`` observation embedding -> normalised float32 (non-finite -> 0)."""
     e = np.asarray(embedding, dtype=np.float32)
@@ -269,6 +280,9 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
     hz = meta["control_hz"]
     if not isinstance(hz, int | float) or isinstance(hz, bool) or not (math.isfinite(hz) and hz > 0):
         raise CheckpointError(f"{where}: control_hz must be a positive number, got {hz!r}")
+    ramp = meta.get("score_ramp", 0.0)
+    if not isinstance(ramp, int | float) or isinstance(ramp, bool) or not (math.isfinite(ramp) and ramp >= 0):
+        raise CheckpointError(f"{where}: score_ramp must be a finite number >= 0 (per step), got {ramp!r}")
     conformal = meta["conformal"]
     alpha = conformal["alpha"]
     if not isinstance(alpha, int | float) or not 0.0 < float(alpha) < 1.0:
@@ -412,9 +426,18 @@ class TrainedPredictor:
 
     def episode_scores(self, episodes: Sequence[Episode]) -> list[np.ndarray]:
         """The per-step failure score ``(T_i,)`` used by the protocol: the probability at
-        ``score_index`` (our models: one horizon, by default the longest; SAFE: its only output)."""
-        idx = int(self.meta["score_index"])
-        return [p[:, idx if p.shape[1] > 1 else 0] for p in self.episode_probs(episodes)]
+        ``score_index`` (our models: one horizon, by default the longest; SAFE: its only output),
+        plus the checkpoint's ``score_ramp`` per step (:func:`ramped`)."""
+        idx, ramp = int(self.meta["score_index"]), self.score_ramp
+        return [
+            ramped(p[:, idx if p.shape[1] > 1 else 0], np.arange(len(p)), ramp)
+            for p in self.episode_probs(episodes)
+        ]
+
+    @property
+    def score_ramp(self) -> float:
+        """Added to the score per elapsed step (:func:`ramped`); 0 for checkpoints without one."""
+        return float(self.meta.get("score_ramp", 0.0))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:

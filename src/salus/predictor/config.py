@@ -42,6 +42,9 @@ BASELINE_MODELS = tuple(n for n in model_names() if get_model_spec(n).training_f
 SIGNAL_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "signals")
 EMBEDDING_MODELS = tuple(n for n in MODEL_NAMES if get_model_spec(n).input_kind == "embedding")
 DEFAULT_HORIZONS = (6, 10, 13, 16)
+# Our models' score ramp per second (TrainConfig.score_ramp_s), fixed on the development set
+# (600 built-in episodes, seed 11; never the benchmark's data): docs/predictor.md.
+SCORE_RAMP_S = 0.1
 DEFAULT_FAILURE_TYPES = FAILURE_TYPES  # one definition: salus.sim.spec
 DEFAULT_ALPHAS = (0.05, 0.1, 0.2)
 
@@ -280,7 +283,13 @@ class ConformalConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation. Early stopping on validation loss with ``patience`` epochs; the best
-    epoch's weights are kept. ``batch_episodes`` episodes (padded) per step."""
+    epoch's weights are kept. ``batch_episodes`` episodes (padded) per step.
+
+    ``score_ramp_s``: what our models (families ``salus`` and ``oracle``) add to their per-step
+    score per second elapsed (``checkpoint.ramped``; stored per step as ``score_ramp``), so that the
+    running max follows the current estimate instead of keeping a success's early uncertainty.
+    Fixed in advance on the development set (docs/predictor.md), never fitted on evaluation data;
+    published baselines keep their own score (no ramp)."""
 
     seed: int = 0
     max_epochs: int = 60
@@ -289,6 +298,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     focal_gamma: float = 2.0
+    score_ramp_s: float = SCORE_RAMP_S
     horizons: tuple[int, ...] = DEFAULT_HORIZONS
     score_horizon: int = -1
     max_embedding_fit: int = 20000
@@ -298,16 +308,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.patience < 1 or self.batch_episodes < 1:
             raise InvalidInputError("max_epochs, patience and batch_episodes must be >= 1")
-        numbers = (self.lr, self.weight_decay, self.focal_gamma)
+        numbers = (self.lr, self.weight_decay, self.focal_gamma, self.score_ramp_s)
         if (
             not all(math.isfinite(v) for v in numbers)
             or self.lr <= 0
             or self.weight_decay < 0
             or self.focal_gamma < 0
+            or self.score_ramp_s < 0
         ):
             raise InvalidInputError(
-                "lr must be a finite number > 0; weight_decay and focal_gamma finite and >= 0; got "
-                f"lr={self.lr}, weight_decay={self.weight_decay}, focal_gamma={self.focal_gamma}"
+                "lr must be a finite number > 0; weight_decay, focal_gamma and score_ramp_s finite and "
+                f">= 0; got lr={self.lr}, weight_decay={self.weight_decay}, focal_gamma={self.focal_gamma}, "
+                f"score_ramp_s={self.score_ramp_s}"
             )
         if (
             not self.horizons

@@ -19,7 +19,7 @@ import numpy as np
 
 from salus.errors import InvalidInputError
 
-from .checkpoint import TrainedPredictor, embedding_features, embedding_source, signal_features
+from .checkpoint import TrainedPredictor, embedding_features, embedding_source, ramped, signal_features
 from .conformal import FunctionalBand
 from .episodes import N_SIGNALS
 
@@ -150,7 +150,7 @@ class FailurePredictor:
             probs, self._state = self.model.step(torch.from_numpy(x), self._state)
         p = probs.numpy().astype(np.float64)
         idx = int(self.trained.meta["score_index"]) if p.shape[1] > 1 else 0
-        self._running = np.maximum(self._running, p[:, idx])
+        self._running = np.maximum(self._running, ramped(p[:, idx], self._t, self.trained.score_ramp))
         self._t += 1
         return p
 

@@ -481,6 +481,10 @@ def train_model(
         "horizons_s": [h / episodes.control_hz for h in horizons],
         "failure_types": list(types),
         "score_index": score_index,
+        # our models' time ramp per step (checkpoint.ramped); published baselines keep their score
+        "score_ramp": tcfg.score_ramp_s / episodes.control_hz
+        if get_model_spec(name).family in ("salus", "oracle")
+        else 0.0,
         "control_hz": episodes.control_hz,
         "robot": None if episodes.robot is None else episodes.robot.to_dict(),
         "conformal": {},
