@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from salus._lazy import load_lazy
+from salus._version import __version__
 from salus.errors import (
     CheckpointError,
     DatasetError,
@@ -21,8 +22,6 @@ from salus.errors import (
     NotFittedError,
     SalusError,
 )
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
     from salus.collect.envs import ObservationMap as ObservationMap

@@ -37,13 +37,9 @@ def _plain_log(message: str) -> None:
 
 
 def _check_tasks(tasks: list[str]) -> list[str]:
-    from salus.errors import InvalidNameError
-    from salus.sim import TASKS
+    from salus.sim.tasks import check_tasks
 
-    for t in tasks:
-        if t not in TASKS:
-            raise InvalidNameError("task", t, TASKS)
-    return tasks
+    return check_tasks(tasks)
 
 
 def _parse_condition(spec: str) -> list[tuple[str, float]]:

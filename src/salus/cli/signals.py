@@ -26,14 +26,10 @@ signals_app = typer.Typer(
 
 
 def _tasks(values: list[str] | None) -> list[str]:
-    from salus.errors import InvalidNameError
     from salus.sim import TASKS
+    from salus.sim.tasks import check_tasks
 
-    tasks = split_values(values) or list(TASKS)
-    for t in tasks:
-        if t not in TASKS:
-            raise InvalidNameError("task", t, TASKS)
-    return tasks
+    return check_tasks(split_values(values) or list(TASKS))
 
 
 def _perturbation_schedule(spec: str) -> Any:

@@ -104,7 +104,7 @@ def resolve_signal_stats(config: CollectConfig) -> CollectConfig:
 
 def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Root attributes and fitted state (``{"extractor": ...}``) of a dataset collected with ``config``."""
-    import salus
+    from salus._version import __version__
     from salus.collect.worker import build_extractor
     from salus.signals import ONLINE_BASELINE_NAMES, SIGNAL_NAMES
     from salus.sim import CONTROL_HZ
@@ -122,7 +122,7 @@ def collection_attrs(config: CollectConfig) -> tuple[dict[str, Any], dict[str, A
         env = probe_env(config)
         config = _with_env_task(config, env)
     attrs = {
-        "salus_version": salus.__version__,
+        "salus_version": __version__,
         "signal_names": list(SIGNAL_NAMES),
         "baseline_names": list(ONLINE_BASELINE_NAMES),
         "control_hz": env["control_hz"],

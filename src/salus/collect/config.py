@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus.collect.envs import ObservationMap, OutcomeRule
 from salus.collect.plan import PerturbationMix
-from salus.errors import InvalidInputError, InvalidNameError
+from salus.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from salus.data.robot import RobotSpec
@@ -92,7 +92,8 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         from salus.data.robot import RobotSpec
-        from salus.sim import PERTURBATION_NAMES, TASKS
+        from salus.sim import PERTURBATION_NAMES
+        from salus.sim.tasks import check_tasks
 
         self.tasks = tuple(self.tasks)
         if isinstance(self.robot, dict):
@@ -107,9 +108,7 @@ class CollectConfig:
         if self.env is not None:
             self._check_env()
         else:
-            for t in self.tasks:
-                if t not in TASKS:
-                    raise InvalidNameError("task", t, TASKS)
+            check_tasks(self.tasks)
             if (
                 self.observation is not None
                 or self.env_kwargs

@@ -227,11 +227,11 @@ def recorder_attrs(
     policy: Any, extractor: Any, observation: ObservationMap | None, control_hz: float, env: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Root attributes of a dataset written by the recorder (the same keys collection writes)."""
-    import salus
+    from salus._version import __version__
     from salus.signals import ONLINE_BASELINE_NAMES, SIGNAL_NAMES
 
     return {
-        "salus_version": salus.__version__,
+        "salus_version": __version__,
         "signal_names": list(SIGNAL_NAMES),
         "baseline_names": list(ONLINE_BASELINE_NAMES),
         "control_hz": float(control_hz),

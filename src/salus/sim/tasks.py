@@ -6,6 +6,7 @@ plane z = 0, a front camera and a wrist camera. Objects are 4 cm cubes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from salus.errors import InvalidNameError
@@ -18,6 +19,7 @@ __all__ = [
     "task_text",
     "task_texts",
     "get_task",
+    "check_tasks",
     "TASK_CHARSET",
 ]
 
@@ -68,6 +70,13 @@ def get_task(task: str) -> TaskSpec:
         return TASK_SPECS[task]
     except (KeyError, TypeError):
         raise InvalidNameError("task", task, TASKS) from None
+
+
+def check_tasks(tasks: Sequence[str]) -> list[str]:
+    """``tasks`` as a list after checking each name (``InvalidNameError`` lists the valid ones)."""
+    for task in tasks:
+        get_task(task)
+    return list(tasks)
 
 
 def task_texts(task: str) -> tuple[str, ...]:
