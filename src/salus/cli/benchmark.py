@@ -462,9 +462,8 @@ def _efficiency_sizes(text: str) -> tuple[int, ...]:
 def _efficiency_lines(out: Path, data: Any, sizes: tuple[int, ...], full: dict[str, Any]) -> list[str]:
     """Evaluate each size's models (split seed ``first``) and format the curve; sizes whose
     training split was not cut (not below the available training episodes) are left out."""
-    from salus.cli.evaluate import _load_predictors
     from salus.predictor import evaluate_detailed
-    from salus.predictor.discovery import read_selection_record
+    from salus.predictor.discovery import load_checkpoints, read_selection_record
     from salus.predictor.tables import efficiency_lines
 
     rows = []
@@ -472,7 +471,7 @@ def _efficiency_lines(out: Path, data: Any, sizes: tuple[int, ...], full: dict[s
         d = out / "efficiency" / f"n{n}"
         if not d.is_dir():
             continue
-        preds = _load_predictors(d)
+        preds = load_checkpoints(d)
         if len(preds[0].meta["split"]["train"]) >= int(full["split"]["train"]):
             continue  # no smaller than all: the full row says it
         ev = evaluate_detailed(data, preds, selection=read_selection_record(d))

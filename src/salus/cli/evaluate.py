@@ -25,25 +25,18 @@ def clean_json(value: Any) -> Any:
     return to_json(value, non_finite="null")
 
 
-def _load_predictors(model_dir: Path) -> list[Any]:
-    from salus.predictor import TrainedPredictor
-    from salus.predictor.discovery import checkpoint_dirs
-
-    return [TrainedPredictor.load(d) for d in checkpoint_dirs(model_dir)]
-
-
 def evaluate_seeds(
     model_dir: Path, episodes: Any, alphas: Any, progress: Any = None
 ) -> tuple[list[Any], dict[str, Any] | None]:
     """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one)."""
     from salus.predictor import aggregate_seeds, evaluate_detailed
-    from salus.predictor.discovery import read_selection_record, seed_dirs
+    from salus.predictor.discovery import load_checkpoints, read_selection_record, seed_dirs
 
     seeds = seed_dirs(model_dir)
     dirs = [d for _, d in seeds] or [model_dir]
     evals = []
     for d in dirs:
-        preds = _load_predictors(d)
+        preds = load_checkpoints(d)
         record = read_selection_record(d) if not (d / "predictor.json").is_file() else None
         evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress, selection=record))
     agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals]) if seeds else None

@@ -14,6 +14,7 @@ from .checkpoint import is_checkpoint_dir
 __all__ = [
     "SELECTION_FILE",
     "checkpoint_dirs",
+    "load_checkpoints",
     "seed_dirs",
     "choose_checkpoint",
     "write_selection",
@@ -50,6 +51,13 @@ def checkpoint_dirs(model_dir: str | Path) -> list[Path]:
     if not dirs:
         raise CheckpointError(f"{d} holds no predictor checkpoint (predictor.json + model.safetensors)")
     return dirs
+
+
+def load_checkpoints(model_dir: str | Path) -> list[Any]:
+    """Every ``TrainedPredictor`` of :func:`checkpoint_dirs` (one checkpoint, or a directory's)."""
+    from .checkpoint import TrainedPredictor
+
+    return [TrainedPredictor.load(d) for d in checkpoint_dirs(model_dir)]
 
 
 def write_selection(directory: str | Path, selection: dict[str, Any]) -> Path:
