@@ -48,6 +48,8 @@ BASELINES = (
     "knn-cosine",
     "knn-euclidean",
     "mahalanobis",
+    "rnd",
+    "logpzo",
     "stac",
     "stac-single",
     "action-total-variance",

@@ -117,6 +117,9 @@ def tiny_model(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         patience=3,
         batch_episodes=16,
         lr=3e-3,
+        # no time ramp: these tests judge the band, alarms and attribution on the probability itself
+        # (the ramp is checked live in test_any_robot.py and in tests/predictor/test_training.py)
+        score_ramp_s=0.0,
         split=SplitConfig(holdout_tasks=("stack",), calib_fraction=0.3, test_fraction=0.3),
         conformal=ConformalConfig(alpha=0.2, fit_fraction=0.3),
     )

@@ -10,7 +10,7 @@ import pytest
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.monitor import Monitor, MonitorConfig
-from salus.monitor.runners import NumpyMLP, NumpyTCN, TorchRunner
+from salus.predictor.runners import NumpyMLP, NumpyTCN, TorchRunner
 
 
 def _builtin_policy(seed: int = 0):  # a real built-in policy network (untrained weights: fast, deterministic)

@@ -37,9 +37,9 @@ from salus.errors import CheckpointError, InvalidInputError
 from salus.monitor.config import ATTRIBUTION_MODES, MonitorConfig, hold_action
 from salus.monitor.offline import offline_risk
 from salus.monitor.risk import Risk, SignalContribution
-from salus.monitor.runners import make_runner
-from salus.predictor.checkpoint import ramped
+from salus.predictor.checkpoint import embedding_features, signal_features
 from salus.predictor.discovery import choose_checkpoint
+from salus.predictor.streaming import StreamingScorer
 
 __all__ = [
     "ATTRIBUTION_MODES",
@@ -93,10 +93,9 @@ class Monitor:
         self.config = config or MonitorConfig()
         self.policy = policy
         self.predictor = predictor
-        self.model = predictor.model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.runner = make_runner(self.model)
+        #: the streaming scorer: network state, elapsed steps, running max and band per environment
+        self.scorer = StreamingScorer(predictor, self.config.alpha)
+        self.model = self.scorer.model
         meta = predictor.meta
         self.input_kind: str = predictor.input_kind
         self.signal_names: tuple[str, ...] = tuple(meta.get("signal_names") or SIGNAL_NAMES)
@@ -118,16 +117,14 @@ class Monitor:
         self.horizons_s = tuple(h / hz for h in self.horizons) if meta["horizons"] else (math.nan,)
         if meta.get("prob_columns"):  # outcome-hazard models: "by the episode's end", then the horizons
             self.horizons_s = (math.inf, *self.horizons_s)
-        self.score_index = int(meta["score_index"])
-        self._ramp = float(predictor.score_ramp)  # added per step (checkpoint.ramped)
+        self.score_index = self.scorer.score_index
         self.failure_types: tuple[str, ...] = tuple(meta.get("failure_types", ()))
-        band = predictor.band(self.config.alpha)
-        self.alpha = float(band.alpha)
+        band = self.scorer.band
+        self.alpha = self.scorer.alpha
         self.band = band
-        self._upper = np.asarray(band.upper(max(len(band.mu), 1)), dtype=np.float64)
         #: per calibrated alpha: can its band fire, how many calibration successes it had and needs
         self.band_status: list[dict[str, Any]] = list(predictor.band_status())
-        if not np.isfinite(self._upper).any():
+        if not np.isfinite(self.scorer.upper).any():
             firing = [f"{s['alpha']:g}" for s in self.band_status if s["can_fire"]]
             this = next((s for s in self.band_status if abs(s["alpha"] - self.alpha) < 1e-12), None)
             detail = this["text"] if this else f"alpha {self.alpha:g}: cannot fire"
@@ -160,9 +157,6 @@ class Monitor:
                 ) from exc
         self._batch_size = 0
         self._extractor: Any = None
-        self._state: Any = None
-        self._t = np.zeros(0, dtype=np.int64)
-        self._run = np.zeros(0)
         self._failsafe = np.zeros(0, dtype=bool)
         self._reason: list[str | None] = []
         self._last_good_state = np.zeros((0, self._state_dim), dtype=np.float32)
@@ -218,9 +212,7 @@ class Monitor:
             self._baselines = OnlineBaselines(
                 b, names=tuple(self.predictor.meta.get("baseline_names") or ONLINE_BASELINE_NAMES)
             )
-        self._state = self.runner.init_state(b)
-        self._t = np.zeros(b, dtype=np.int64)
-        self._run = np.full(b, -np.inf)
+        self.scorer.allocate(b)
         self._failsafe = np.zeros(b, dtype=bool)
         self._reason = [None] * b
         if self._pending_failsafe is not None:  # sticky: every environment stays fail-safe until reset
@@ -255,9 +247,7 @@ class Monitor:
             self._extractor.reset(i)
         if self._baselines is not None:
             self._baselines.reset(i)
-        self._state = self.runner.reset_state(self._state, i)
-        self._t[i] = 0
-        self._run[i] = -np.inf
+        self.scorer.reset_env(i)
         self._failsafe[i] = False
         self._reason[i] = None
 
@@ -559,7 +549,7 @@ class Monitor:
 
         if self.input_kind == "signals":
             sig = self._extractor.step(internals, self.robot.signal_state(safe_state))
-            feats = _signal_features(sig.values, sig.valid, self._mean, self._std)
+            feats = signal_features(sig.values, sig.valid, self._mean, self._std)
             return self._predict(feats, sig.values, bad)
         if self.input_kind == "features":
             return self._predict(*self._feature_step(internals, safe_state), bad)
@@ -571,7 +561,7 @@ class Monitor:
             raise InvalidInputError(
                 f"{source} {emb.shape} does not match the predictor's width {self._mean.shape[0]}"
             )
-        feats = np.nan_to_num((emb - self._mean) / self._std, nan=0.0, posinf=0.0, neginf=0.0)
+        feats = embedding_features(emb, self._mean, self._std)
         return self._predict(feats, None, bad)
 
     def _feature_step(self, internals: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -654,7 +644,7 @@ class Monitor:
                 for i in np.flatnonzero(broken).tolist():
                     bad[i] = "a signal flagged valid is NaN or inf"
             ok = ok & finite
-            feats = _signal_features(np.where(ok, v, 0.0), ok, self._mean, self._std)
+            feats = signal_features(np.where(ok, v, 0.0), ok, self._mean, self._std)
             return self._predict(feats, np.where(ok, v, 0.0), bad)
         except _ShapeError:
             raise
@@ -668,8 +658,9 @@ class Monitor:
         Written for few tiny arrays: the common case (no fail-safe) is a handful of numpy calls.
         """
         b = feats.shape[0]
-        prev_state = self._state
-        probs, self._state = self._model_step(feats, prev_state)
+        scorer = self.scorer
+        probs = scorer.predict(feats)
+        prev_state = scorer.prev_state
         if not _all_finite(probs):
             for k in np.flatnonzero(~np.isfinite(probs).all(axis=1)).tolist():
                 bad[k] = bad[k] or "the predictor produced NaN (corrupt input or weights)"
@@ -678,23 +669,14 @@ class Monitor:
                 if r is not None and not self._failsafe[i]:
                     self._failsafe[i] = True
                     self._reason[i] = r
-        col = self._score_col(probs)
-        types = getattr(self.runner, "last_types", None)
+        fs = self._failsafe
+        any_fs = _any(fs)
+        res = scorer.accumulate(probs, fs if any_fs else None)  # fail-safe rows keep their running max
+        col, prob, t, threshold, exceeded = res.col, res.prob, res.t, res.threshold, res.exceeded
+        types = getattr(scorer.runner, "last_types", None)
         types = (
             None if types is None or types.shape[1] <= col else np.asarray(types[:, col], dtype=np.float64)
         )
-        prob = probs[:, col]
-        t = self._t
-        score = ramped(prob, t, self._ramp) if self._ramp else prob
-        fs = self._failsafe
-        any_fs = _any(fs)
-        if any_fs:
-            self._run = np.where(fs, self._run, np.maximum(self._run, np.where(fs, -np.inf, score)))
-        else:
-            np.maximum(self._run, score, out=self._run)
-        self._t = t + 1  # a new array: ``t`` is this step's, returned in the Risk
-        threshold = self._upper.take(t, mode="clip")  # the band's last edge past its end
-        exceeded = self._run > threshold
         if any_fs:
             exceeded &= ~fs
             alarm = exceeded | (fs & self.config.failsafe_alarm)
@@ -714,7 +696,7 @@ class Monitor:
         return Risk(
             probability=np.where(fs[:, None], np.nan, probs) if any_fs else probs,
             horizons_s=self.horizons_s,
-            score=np.where(fs, np.nan, self._run) if any_fs else self._run.copy(),
+            score=np.where(fs, np.nan, res.running) if any_fs else res.running,
             threshold=threshold,
             exceeded=exceeded,
             alarm=alarm,
@@ -729,12 +711,15 @@ class Monitor:
             else None,
         )
 
-    def _score_col(self, probs: np.ndarray) -> int:
-        return min(self.score_index, probs.shape[1] - 1)
+    @property
+    def runner(self) -> Any:
+        """The predictor network's streaming runner (``salus.predictor.runners``)."""
+        return self.scorer.runner
 
     def _model_step(self, feats: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        """One predictor step: features (B, D) -> probabilities (B, P) float64 and the new state."""
-        return self.runner.step(feats, state)  # type: ignore[no-any-return]
+        """One predictor step from ``state`` (attribution's re-runs; the scorer's state is untouched):
+        features (B, D) -> probabilities (B, P) float64 and the new state."""
+        return self.scorer.runner.step(feats, state)  # type: ignore[no-any-return]
 
     def _check_observation(self, observation: Mapping[str, Any], state: np.ndarray) -> list[str | None]:
         """Per-environment reason the observation is unusable, or None. Shapes were checked by
@@ -794,20 +779,18 @@ class Monitor:
         if self._batch_size == 0 or len(self._failsafe) != b:
             self._failsafe = np.zeros(b, dtype=bool)
             self._reason = [None] * b
-            self._t = np.zeros(b, dtype=np.int64)
         for i in range(b):
             if not self._failsafe[i]:
                 self._failsafe[i] = True
                 self._reason[i] = reason
-        t = self._t.copy()
-        if self._batch_size:
-            self._t += 1
+        # the step still counts (the band moves on); before allocation every environment is at 0
+        t = self.scorer.advance() if self._batch_size else np.zeros(b, dtype=np.int64)
         p = len(self.horizons_s)
         return Risk(
             probability=np.full((b, p), np.nan),
             horizons_s=self.horizons_s,
             score=np.full(b, np.nan),
-            threshold=self._upper.take(t, mode="clip").astype(np.float64),
+            threshold=self.scorer.threshold_at(t).astype(np.float64),
             exceeded=np.zeros(b, dtype=bool),
             alarm=np.full(b, self.config.failsafe_alarm),
             failsafe=np.ones(b, dtype=bool),
@@ -859,21 +842,3 @@ def _layout(observation: Any) -> tuple[bool, int] | None:
         return (False, int(np.shape(state)[0])) if ndim >= 2 else None
     except Exception:
         return None
-
-
-def _signal_features(values: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(B, 12) -> (B, 24) float32: normalised values (0 where invalid), then the valid flags; the
-    same numbers as ``salus.predictor.checkpoint.signal_features`` with less per-call overhead."""
-    v = np.asarray(values, dtype=np.float32)
-    ok = np.isfinite(v)
-    ok &= valid
-    n = v.shape[1]
-    out = np.empty((v.shape[0], 2 * n), dtype=np.float32)
-    z = out[:, :n]
-    np.subtract(v, mean, out=z)
-    z /= std
-    z[~ok] = 0.0
-    np.maximum(z, -50.0, out=z)  # np.clip(z, -50, 50) without its Python wrapper
-    np.minimum(z, 50.0, out=z)
-    out[:, n:] = ok
-    return out

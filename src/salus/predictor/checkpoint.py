@@ -67,11 +67,21 @@ REQUIRED_KEYS = (
 
 def signal_features(signals: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``(..., 12)`` signals and valid flags -> ``(..., 24)`` float32: normalised values (0 where
-    invalid or non-finite) followed by the valid flags."""
-    signals = np.asarray(signals, dtype=np.float32)
-    ok = np.asarray(valid, dtype=bool) & np.isfinite(signals)
-    z = np.where(ok, (np.nan_to_num(signals) - mean) / std, 0.0).astype(np.float32)
-    return np.concatenate([np.clip(z, -50.0, 50.0), ok.astype(np.float32)], axis=-1)
+    invalid or non-finite, clipped to +-50) followed by the valid flags. Written with in-place
+    ufuncs: the monitor calls it once per control step."""
+    v = np.asarray(signals, dtype=np.float32)
+    ok = np.isfinite(v)
+    ok &= np.asarray(valid, dtype=bool)
+    n = v.shape[-1]
+    out = np.empty((*v.shape[:-1], 2 * n), dtype=np.float32)
+    z = out[..., :n]
+    np.subtract(v, mean, out=z)
+    z /= std
+    z[~ok] = 0.0
+    np.maximum(z, -50.0, out=z)  # np.clip without its Python wrapper
+    np.minimum(z, 50.0, out=z)
+    out[..., n:] = ok
+    return out
 
 
 # The vectors an ``embedding``-input model can read: step key (= ``StepInternals`` field, what the

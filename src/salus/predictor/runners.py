@@ -1,4 +1,4 @@
-"""Streaming runners of a trained predictor network for the monitor: one step of B environments.
+"""Streaming runners of a trained predictor network: one step of B environments (``streaming``).
 
 Every runner has ``init_state(B)``, ``reset_state(state, i)``, ``repeat_state(state, i, n)`` and
 ``step(x (B, D) float32, state) -> (probs (B, P) float64, new_state)`` and, after a step,
