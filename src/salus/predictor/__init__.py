@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.predictor.registry import ModelSpec as ModelSpec
     from salus.predictor.registry import get_model_spec as get_model_spec
     from salus.predictor.registry import register_model as register_model
+    from salus.predictor.streaming import StreamingScorer as StreamingScorer
     from salus.predictor.tables import format_benchmark as format_benchmark
     from salus.predictor.tables import format_markdown as format_markdown
     from salus.predictor.training import EpochLog as EpochLog
@@ -92,6 +93,7 @@ _LAZY: dict[str, str] = {
     "format_markdown": "salus.predictor.tables",
     "format_benchmark": "salus.predictor.tables",
     "FailurePredictor": "salus.predictor.inference",
+    "StreamingScorer": "salus.predictor.streaming",
     "build_model": "salus.predictor.models",
 }
 
