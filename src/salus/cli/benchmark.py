@@ -440,7 +440,9 @@ def register(app: typer.Typer) -> None:
 def results_path(policy: str) -> Path:
     """The default results file of a benchmark of ``policy``: ``docs/results.md`` for the default
     policy, ``docs/results-<name>.md`` for another (``builtin:DIR`` -> ``results-builtin.md``)."""
-    name = policy.split(":", 1)[0]
+    from salus.policies import split_policy_spec
+
+    name = split_policy_spec(policy)[0]
     return Path("docs/results.md" if name == DEFAULT_POLICY else f"docs/results-{name}.md")
 
 
