@@ -319,3 +319,22 @@ def test_our_models_add_the_time_ramp_and_baselines_do_not(data, split, tmp_path
             TrainedPredictor.load(d)
     with pytest.raises(InvalidInputError, match="score_ramp_s"):
         TrainConfig(score_ramp_s=-1.0)
+
+
+def test_each_objective_is_one_table_entry():
+    """Training reads the objectives table: every registered objective has its entry, an unknown
+    name lists the valid ones, and the entries say what the checkpoint's score column is."""
+    from salus.predictor.objectives import get_objective
+    from salus.predictor.registry import OBJECTIVES
+
+    assert {get_objective(n).name for n in OBJECTIVES} == set(OBJECTIVES)
+    with pytest.raises(InvalidNameError, match="outcome-hazard"):
+        get_objective("nope")
+    tcfg = TrainConfig(horizons=(5, 10), score_horizon=-1)
+    assert get_objective("horizons").score_index(tcfg) == 1
+    assert get_objective("outcome-hazard").prob_columns(tcfg) == [
+        "episode",
+        "within 5 steps",
+        "within 10 steps",
+    ]
+    assert get_objective("safe-lstm").loss is not None and get_objective("boosted-trees").loss is None

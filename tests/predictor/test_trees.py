@@ -58,7 +58,8 @@ def test_trees_learn_the_planted_drift_and_keep_the_validation_choice(trained):
     scores = p.episode_scores(test)
     res = at_risk_auroc(test, [running_max(s) for s in scores], 60)
     assert res["auroc"] > 0.65, res  # chance is 0.5 (29 episodes at risk)
-    end = np.array([running_max(s)[-1] for s in scores])
+    # on the probability (the score adds a time ramp, and failed rollouts are longer)
+    end = np.array([running_max(q[:, 0])[-1] for q in p.episode_probs(test)])
     failed = np.array([ep.failed for ep in test])
     assert end[failed].mean() > end[~failed].mean() + 0.1
     assert p.meta["conformal"]["bands"]
@@ -74,7 +75,7 @@ def test_trees_checkpoint_round_trip_and_streaming_equal_the_sequence_path(train
     feats = q.features(eps[0])
     state = q.model.init_state(1)
     live = [float(q.model.step(torch.from_numpy(f[None]), state)[0][0, 0]) for f in feats]
-    np.testing.assert_allclose(live, q.episode_scores(eps[:1])[0], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(live, q.episode_probs(eps[:1])[0][:, 0], rtol=0, atol=1e-7)
 
 
 def test_trees_config_is_checked():

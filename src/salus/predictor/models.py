@@ -252,7 +252,10 @@ class SalusRisk(PredictorNet):
     def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int):
         super().__init__()
         C = int(cfg.gru_hidden)
-        outcome_row = 0 if cfg.objective == "horizons" else 1  # the ablation without the outcome row
+        from .objectives import get_objective
+
+        # the "episode fails" row, unless trained on the horizons alone (the ablation)
+        outcome_row = int(get_objective(cfg.objective_name).outcome_columns)
         self.n_rows, self.n_out = outcome_row + n_horizons, 1 + n_types
         self.n_probs = self.n_rows
         self.hidden = C

@@ -34,7 +34,8 @@ from .checkpoint import (
 )
 from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
 from .conformal import fit_functional_bands
-from .episodes import Episode, EpisodeSet, EpisodeSplit, horizon_labels, split_episodes, split_statistics
+from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes, split_statistics
+from .objectives import Objective, get_objective, pre_event_mask
 from .protocol import running_max
 from .registry import get_model_spec
 
@@ -136,27 +137,6 @@ def _pad(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
-def outcome_hazard_targets(episode: Episode, horizons: Sequence[int], types: Sequence[str]) -> np.ndarray:
-    """Targets ``(T, 1 + H, 1 + K)`` of the ``outcome-hazard`` objective: row 0 = the episode
-    fails (any, then per type), rows 1.. = ``horizon_labels``."""
-    y = np.zeros((episode.length, 1 + len(horizons), 1 + len(types)), dtype=np.float32)
-    if episode.failed:
-        y[:, 0, 0] = 1.0
-        if episode.failure_type in types:
-            y[:, 0, 1 + list(types).index(episode.failure_type)] = 1.0
-    y[:, 1:] = horizon_labels(episode, horizons, types)
-    return y
-
-
-def pre_event_mask(episode: Episode) -> np.ndarray:
-    """``(T,)`` 1 at steps that still have something to predict: every step of a success or a
-    timeout, steps ``t <= failure_step`` of an event failure (after the event it is no prediction)."""
-    m = np.ones(episode.length, dtype=np.float32)
-    if episode.failed and episode.failure_type != "timeout":
-        m[episode.failure_step + 1 :] = 0.0
-    return m
-
-
 def pre_event_steps(
     episodes: Sequence[Episode], featurize: Callable[[Episode], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,27 +151,20 @@ def pre_event_steps(
 
 
 class _Batcher:
-    """Features, targets and step masks of a list of episodes, padded per batch."""
+    """Features, targets and step masks of a list of episodes (``objectives.Objective``), padded
+    per batch."""
 
     def __init__(
         self,
         episodes: Sequence[Episode],
         featurize: Callable[[Episode], np.ndarray],
-        objective: str,
+        objective: Objective,
         horizons: Sequence[int],
         types: Sequence[str],
     ):
         self.x = [featurize(ep) for ep in episodes]
-        if objective == "horizons":
-            self.y = [horizon_labels(ep, horizons, types) for ep in episodes]
-        elif objective == "outcome-hazard":
-            self.y = [outcome_hazard_targets(ep, horizons, types) for ep in episodes]
-        else:
-            self.y = [np.full((ep.length,), float(ep.failed), dtype=np.float32) for ep in episodes]
-        self.step_mask = [
-            pre_event_mask(ep) if objective == "outcome-hazard" else np.ones(ep.length, np.float32)
-            for ep in episodes
-        ]
+        self.y = [objective.targets(ep, horizons, types) for ep in episodes]
+        self.step_mask = [objective.step_mask(ep) for ep in episodes]
         self.label = np.array([float(ep.failed) for ep in episodes], dtype=np.float32)
 
     def __len__(self) -> int:
@@ -209,61 +182,6 @@ class _Batcher:
             torch.from_numpy(mask),
             torch.from_numpy(self.label[list(idx)]),
         )
-
-
-def _loss_fn(objective: str, cfg: ModelConfig, tcfg: TrainConfig, train: _Batcher) -> Callable[..., Any]:
-    import torch
-    from torch.nn import functional as F
-
-    if objective in ("horizons", "outcome-hazard"):
-        ys = np.concatenate(train.y)  # (N, H, O)
-        m = np.concatenate(train.step_mask)[:, None, None]
-        pos = (ys * m).sum(axis=0) / max(float(m.sum()), 1.0)
-        alpha = torch.from_numpy(np.clip(1.0 - pos, 0.5, 0.98).astype(np.float32))
-        gamma = tcfg.focal_gamma
-        # outcome-hazard: the "episode fails" row weighs as much as all horizon rows together.
-        rows = np.ones(ys.shape[1], dtype=np.float32)
-        if objective == "outcome-hazard":
-            rows[0] = max(1.0, float(ys.shape[1] - 1))
-        w_rows = torch.from_numpy(rows / rows.sum())
-
-        def focal(raw: Any, y: Any, mask: Any, label: Any) -> Any:
-            p = torch.sigmoid(raw)
-            ce = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
-            p_t = p * y + (1 - p) * (1 - y)
-            a_t = alpha * y + (1 - alpha) * (1 - y)
-            loss = ((a_t * (1 - p_t) ** gamma * ce).mean(dim=-1) * w_rows).sum(dim=-1)
-            return (loss * mask).sum() / mask.sum().clamp(min=1)
-
-        return focal
-    n = len(train.label)
-    n_pos = float(train.label.sum())
-    w_pos = n / (2 * max(n_pos, 1.0))
-    w_neg = n / (2 * max(n - n_pos, 1.0))
-
-    def weights(label: Any) -> Any:
-        return (label * w_pos + (1 - label) * w_neg)[:, None]
-
-    if objective == "safe-mlp":
-        thr = cfg.safe_threshold
-
-        def safe_mlp(raw: Any, y: Any, mask: Any, label: Any) -> Any:
-            s = torch.cumsum(torch.sigmoid(raw), dim=-1)
-            if cfg.safe_accumulate == "mean":
-                s = s / torch.arange(1, raw.shape[-1] + 1, dtype=s.dtype)
-            lab = label[:, None]
-            per = lab * F.relu(thr - s) + (1 - lab) * F.relu(s)
-            w = weights(label) * mask
-            return (per * w).sum() / w.sum().clamp(min=1e-8)
-
-        return safe_mlp
-
-    def safe_lstm(raw: Any, y: Any, mask: Any, label: Any) -> Any:
-        per = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
-        w = weights(label) * mask
-        return (per * w).sum() / w.sum().clamp(min=1e-8)
-
-    return safe_lstm
 
 
 def calibrate(predictor: TrainedPredictor, episodes: Sequence[Episode], tcfg: TrainConfig) -> dict[str, Any]:
@@ -299,7 +217,9 @@ def _fit_network(
     ``(model, history, best_epoch, best_val_loss, in_dim)``."""
     import torch
 
-    objective = model_config.objective_name
+    objective = get_objective(model_config.objective_name)
+    if objective.loss is None:
+        raise InvalidInputError(f"objective {objective.name!r} is not fitted by epochs of a loss")
     train = _Batcher(train_eps, featurize, objective, tcfg.horizons, types)
     val = _Batcher(val_eps, featurize, objective, tcfg.horizons, types)
     in_dim = train.x[0].shape[1]
@@ -309,7 +229,7 @@ def _fit_network(
     with deterministic(tcfg.seed):
         model = build_model(model_config, in_dim, len(tcfg.horizons), len(types))
         opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        loss_fn = _loss_fn(objective, model_config, tcfg, train)
+        loss_fn = objective.loss(model_config, tcfg, train.y, train.step_mask, train.label)
         rng = np.random.default_rng(tcfg.seed)
         best, best_state, best_epoch, bad = math.inf, copy.deepcopy(model.state_dict()), 0, 0
         history: list[dict[str, float]] = []
@@ -434,9 +354,9 @@ def train_model(
     extra = sorted({ep.failure_type for ep in train_eps if ep.failed} - set(DEFAULT_FAILURE_TYPES))
     types = (*DEFAULT_FAILURE_TYPES, *extra)
     feature_space = None
-    objective = model_config.objective_name
+    objective = get_objective(model_config.objective_name)
     baseline_meta: dict[str, Any] = {}
-    if objective == "baseline":  # training-free: fitted as the evaluation fits the method
+    if objective.fit == "baseline":  # training-free: fitted as the evaluation fits the method
         from .baseline_models import fit_baseline
 
         model, norm, baseline_meta = fit_baseline(model_config, episodes, train_eps, tcfg.seed)
@@ -458,7 +378,7 @@ def train_model(
             def featurize(ep: Episode) -> np.ndarray:
                 return _features(ep, kind, norm)
 
-        if objective == "boosted-trees":
+        if objective.fit == "trees":
             model, history, best_epoch, best, in_dim = _fit_trees(
                 model_config, tcfg, train_eps, val_eps, featurize, on_epoch
             )
@@ -468,8 +388,8 @@ def train_model(
             )
         if feature_space is not None:
             feature_space.forget_training_cache()
-    score_index = tcfg.score_horizon % len(tcfg.horizons) if objective == "horizons" else 0
-    horizons = [] if objective == "baseline" else list(tcfg.horizons)  # a baseline: one score
+    score_index = objective.score_index(tcfg)
+    horizons = list(tcfg.horizons) if objective.records_horizons else []  # a baseline: one score
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "config": model_config.to_dict(), "in_dim": in_dim},
@@ -504,8 +424,9 @@ def train_model(
         },
     }
     meta.update(baseline_meta)
-    if objective == "outcome-hazard":
-        meta["prob_columns"] = ["episode", *[f"within {h} steps" for h in tcfg.horizons]]
+    columns = objective.prob_columns(tcfg)
+    if columns is not None:
+        meta["prob_columns"] = columns
     predictor = TrainedPredictor(model=model, config=model_config, meta=meta, feature_space=feature_space)
     predictor.meta["conformal"] = calibrate(predictor, [episodes[i] for i in split.calib], tcfg)
     return predictor
