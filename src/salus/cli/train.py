@@ -87,6 +87,20 @@ def _steps_from_seconds(seconds: str, steps: str | None, data: Path) -> tuple[in
     return tuple(out)
 
 
+def _model_help() -> str:
+    """The ``--model`` help, from the model registry (one list of names)."""
+    from salus.predictor.registry import get_model_spec, model_names
+
+    trained = [n for n in model_names() if not get_model_spec(n).training_free]
+    free = [n for n in model_names() if get_model_spec(n).training_free]
+    return (
+        f"A registered model ({', '.join(trained)}; the training-free baselines {', '.join(free)}, "
+        "fitted on the training episodes, which run live like the others), a comma list, or 'all' "
+        "(the trained models, one sub-directory each, without the baselines, which evaluation scores "
+        "anyway; oracle-risk only when the data has `privileged`)."
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -95,12 +109,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             "salus-tcn",
             "--model",
-            help="A registered model (salus-risk, salus-trees, salus-mlp, salus-tcn, safe-mlp, safe-lstm, "
-            "oracle-risk; the training-free baselines knn-cosine, knn-euclidean, mahalanobis, stac, "
-            "stac-single, action-total-variance, fiper-chunk-entropy, and FAIL-Detect's rnd and logpzo "
-            "(fitted on training successes), which run live like the others), a comma "
-            "list, or 'all' (the trained models, one sub-directory each, without the baselines, which "
-            "evaluation scores anyway; oracle-risk only when the data has `privileged`).",
+            help=_model_help(),
         ),
         out: Path = typer.Option(..., "--out", callback=out_dir, help="Checkpoint directory."),
         holdout_tasks: list[str] = typer.Option(
