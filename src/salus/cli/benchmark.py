@@ -360,7 +360,11 @@ def register(app: typer.Typer) -> None:
         )
         timings: list[tuple[str, float]] = []
         started = time.perf_counter()
+        skipped: list[str] = []
         for k, (name, args) in enumerate(stages):
+            if name.startswith("efficiency") and _not_below_training(out, split_seeds, int(name.split()[1])):
+                skipped.append(name)  # no cut: the full training is the curve's last point
+                continue
             if name.startswith("ablation"):  # only the groups this dataset records (e.g. no --save-hidden)
                 args = _recorded_groups(args, data_path or out / "data.zarr")
                 stages[k] = (name, args)
@@ -370,6 +374,7 @@ def register(app: typer.Typer) -> None:
             if isinstance(code, int) and code:
                 raise typer.Exit(code)
             timings.append((name, time.perf_counter() - t0))
+        stages = [(n, a) for n, a in stages if n not in skipped]
         console.rule("[bold]evaluate")
         t0 = time.perf_counter()
         data = episodes_from_dataset(SalusDataset(data_path or out / "data.zarr"))
@@ -459,6 +464,21 @@ def _efficiency_sizes(text: str) -> tuple[int, ...]:
     if any(n < 2 for n in sizes) or list(sizes) != sorted(set(sizes)):
         raise InvalidInputError(f"--efficiency-sizes must be increasing distinct integers >= 2, got {text!r}")
     return sizes
+
+
+def _not_below_training(out: Path, split_seeds: str, n: int) -> bool:
+    """Whether ``n`` training episodes are at least the first split seed's training split (read
+    from one of its checkpoints): such a size would retrain the full models."""
+    from salus.predictor.discovery import checkpoint_dirs
+
+    first = split_seeds.split(",")[0].strip()
+    try:
+        meta = json.loads(
+            (checkpoint_dirs(out / "models" / f"seed{first}")[0] / "predictor.json").read_text()
+        )
+    except Exception:  # no checkpoint to read: run the stage
+        return False
+    return n >= len(meta["split"]["train"])
 
 
 def _efficiency_lines(out: Path, data: Any, sizes: tuple[int, ...], full: dict[str, Any]) -> list[str]:
