@@ -146,12 +146,20 @@ def test_the_ceiling_stage_and_the_share_of_the_gap_closed(tmp_path):
     ceiling = {
         "k": 8,
         "sample": {"rule": "uniform"},
-        "times": {"2s": {"views": {"seen": {"auroc": 0.90, "ci95": [0.85, 0.95]}, "all": {"auroc": 0.95}}}},
+        "times": {
+            "2s": {
+                "views": {
+                    "seen": {"auroc": 0.90, "ci95": [0.85, 0.95], "n": 30, "n_failed": 12},
+                    "all": {"auroc": 0.95, "n": 40, "n_failed": 15},
+                }
+            }
+        },
     }
     md = "\n".join(ceiling_lines(agg, ceiling))
     # seen: best baseline snapshot:gbt 0.80, ceiling 0.90 -> share (0.85 - 0.80) / 0.10 = 0.5
-    assert "| 2s | seen | 0.90 (0.85-0.95) | snapshot:gbt 0.80 | 0.85 (share 0.50) |" in md
+    assert "| 2s | seen | 12 / 18 | 0.90 (0.85-0.95) | snapshot:gbt 0.80 | 0.85 (share 0.50) |" in md
     # unseen has no view of its own here: the ceiling of all tasks, best baseline kNN 0.72
     assert (
-        "| 2s | unseen (ceiling of all tasks) | 0.95 | embedding:knn_cosine 0.72 | 0.70 (share -0.09) |" in md
+        "| 2s | unseen (ceiling of all tasks) | 15 / 25 | 0.95 | embedding:knn_cosine 0.72 | 0.70 (share -0.09) |"
+        in md
     )

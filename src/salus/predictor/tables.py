@@ -492,10 +492,14 @@ def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
         "come are left out). Sample: "
         f"{(ceiling.get('sample') or {}).get('rule', 'see ceiling.json')}. Best baseline: the highest mean "
         "over seeds among the fixed comparators' families on the same test view (a reference chosen in "
-        "our disfavour). Share = (method - best baseline) / (ceiling - best baseline); the goal is >= 0.5.",
+        "our disfavour). Share = (method - best baseline) / (ceiling - best baseline); the goal is >= 0.5. "
+        "Episodes: the ceiling's sample in that view (failed / succeeded); a view with few of either "
+        "has no usable ROC-AUC, whatever its interval says.",
         "",
-        "| at-risk | group | ceiling (95%) | best baseline | " + " | ".join(r["name"] for r in ours) + " |",
-        "|---|---|---|---|" + "---|" * len(ours),
+        "| at-risk | group | episodes (failed / succeeded) | ceiling (95%) | best baseline | "
+        + " | ".join(r["name"] for r in ours)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(ours),
     ]
     for t in sorted(ceiling.get("times") or {}, key=lambda k: float(k.rstrip("s"))):
         for g in ("seen", "unseen"):
@@ -508,10 +512,13 @@ def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
                 continue
             view = g if g in (ceiling["times"][t].get("views") or {}) else "all"
             res = gap_closed(ceiling, values, base, time=t, view=view)
-            ci = ((ceiling["times"][t].get("views") or {}).get(view) or {}).get("ci95")
+            v = (ceiling["times"][t].get("views") or {}).get(view) or {}
+            ci = v.get("ci95")
+            n, n_failed = int(v.get("n") or 0), int(v.get("n_failed") or 0)
             cells = [
                 t,
                 g if view == g else f"{g} (ceiling of all tasks)",
+                f"{n_failed} / {n - n_failed}",
                 f"{fmt(ceiling_auroc(ceiling, t, view), 2)}{_ci(ci)}",
                 f"{res['best_baseline']} {fmt(res['best_baseline_auroc'], 2)}",
             ]
