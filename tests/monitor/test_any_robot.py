@@ -96,6 +96,7 @@ def arm_models(arm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         max_epochs=2,
         patience=2,
         horizons=(3, 5, 8),
+        score_ramp_s=0.2,  # our models' time ramp, so that live == offline covers it
         split=SplitConfig(calib_fraction=0.35, val_fraction=0.15, test_fraction=0.2),
         conformal=ConformalConfig(alphas=(0.1, 0.2), alpha=0.2),
     )

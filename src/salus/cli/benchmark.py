@@ -38,7 +38,7 @@ ABLATIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("salus-risk[signals only]", "signals", ()),
     ("salus-risk[knn only]", "knn", ()),
     ("salus-risk[horizon objective]", _ALL_GROUPS, ("--objective", "horizons")),
-    ("salus-risk[no score ramp]", _ALL_GROUPS, ("--score-ramp", "0")),
+    ("salus-risk[score ramp 0.1/s]", _ALL_GROUPS, ("--score-ramp", "0.1")),
 )
 
 
@@ -200,7 +200,7 @@ def _ablation_lines(out: Path, data: Any, seed: int) -> list[str]:
         f"## Ablations (split seed {seed})",
         "",
         "What each input group, the objective and the score ramp buy: salus-risk with a group removed (or "
-        "alone), the seed's horizon-only objective, without the time ramp of its score, and the oracle (NOT deployable: also reads privileged simulator "
+        "alone), the seed's horizon-only objective, with a time ramp of 0.1 per second on its score, and the oracle (NOT deployable: also reads privileged simulator "
         "state and the perturbation parameters). Difference to the full salus-risk with a 95% paired "
         "bootstrap interval.",
         "",
