@@ -127,6 +127,24 @@ def test_split_seeds_train_and_evaluate_over_seeds(dataset, tmp_path):
         app, [*args, "--holdout-task", "stack", "--split-seeds", "0,1", "--resume", "--json"]
     )
     assert all(m.get("resumed") for m in json.loads(again.stdout.strip().splitlines()[-1])["models"])
+    # asked with another training setting, a kept checkpoint would be another model: retrained
+    other = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "--holdout-task",
+            "stack",
+            "--split-seeds",
+            "0,1",
+            "--resume",
+            "--score-ramp",
+            "0.3",
+            "--json",
+        ],
+    )
+    models = json.loads(other.stdout.strip().splitlines()[-1])["models"]
+    assert models and not any(m.get("resumed") for m in models)
+    assert json.loads((out / "seed0" / "salus-mlp" / "predictor.json").read_text())["score_ramp"] > 0
     res = CliRunner().invoke(
         app, ["evaluate", str(out), str(dataset), "--json", "--out", str(tmp_path / "ev")]
     )

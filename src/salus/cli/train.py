@@ -87,6 +87,11 @@ def _steps_from_seconds(seconds: str, steps: str | None, data: Path) -> tuple[in
     return tuple(out)
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a checkpoint's JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def _model_help() -> str:
     """The ``--model`` help, from the model registry (one list of names)."""
     from salus.predictor.registry import get_model_spec, model_names
@@ -354,6 +359,9 @@ def register(app: typer.Typer) -> None:
                         if (
                             done.meta.get("dataset", {}).get("fingerprint") == episodes.fingerprint()
                             and done.meta.get("split") == split.to_dict()  # e.g. another held-out task
+                            # and trained as asked now (e.g. not with another --score-ramp or --epochs)
+                            and _as_json(done.meta.get("train_config")) == _as_json(tcfg.to_dict())
+                            and _as_json(done.meta["model"].get("config")) == _as_json(cfg.to_dict())
                         ):
                             results.append(
                                 {
