@@ -404,3 +404,19 @@ def test_dataset_cli(reference, tmp_path):
     (tmp_path / "junk").mkdir()
     res = runner.invoke(app, ["dataset", "check", str(tmp_path / "junk"), "--json"])
     assert res.exit_code == 1 and "not a zarr store" in json.loads(res.stdout)["problems"][0]
+
+
+def test_resume_accepts_the_same_signal_statistics_at_another_path(tmp_path):
+    """The packaged statistics live under each install's own path: a dataset collected from one
+    checkout resumes from another when the statistics hold the same bytes, and not otherwise."""
+    from salus.collect.collector import same_setting
+
+    for d, payload in (("a", b"x"), ("b", b"x"), ("c", b"y")):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "stats.json").write_text("{}")
+        (tmp_path / d / "stats.safetensors").write_bytes(payload)
+    a, b, c = (str(tmp_path / d / "stats") for d in "abc")
+    assert same_setting("signal_stats", a, b)
+    assert not same_setting("signal_stats", a, c)  # other statistics
+    assert not same_setting("signal_stats", a, str(tmp_path / "missing" / "stats"))
+    assert not same_setting("policy", "builtin", "smolvla") and same_setting("policy", "builtin", "builtin")

@@ -36,6 +36,7 @@ __all__ = [
     "collection_attrs",
     "probe_env",
     "resolve_signal_stats",
+    "same_setting",
 ]
 
 
@@ -392,6 +393,30 @@ def _resume_task(existing: dict[str, Any], config: CollectConfig, named: bool) -
     return config
 
 
+def same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether a recorded collection setting equals this run's. Signal statistics are the same when
+    their files hold the same bytes (the packaged ones live under each install's own path, so the
+    recorded path differs between checkouts and machines)."""
+    if old == new:
+        return True
+    if key != "signal_stats" or not isinstance(old, str) or not isinstance(new, str):
+        return False
+    return _stats_digest(old) is not None and _stats_digest(old) == _stats_digest(new)
+
+
+def _stats_digest(base: str) -> str | None:
+    """SHA-256 of the statistics files ``base.json`` + ``base.safetensors``; None if one is missing."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for suffix in (".json", ".safetensors"):
+        f = Path(base).with_suffix(suffix)
+        if not f.is_file():
+            return None
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -> None:
     old = existing.get("collect")
     if not isinstance(old, dict):
@@ -402,7 +427,7 @@ def _check_resume(existing: dict[str, Any], config: CollectConfig, path: Path) -
     new = json.loads(json.dumps(new))
     if "robot" in old and "robot" not in new:  # the spec of a run without --robot has no "robot"
         new["robot"] = None
-    diffs = [k for k in new if k != "episodes" and old.get(k) != new[k]]
+    diffs = [k for k in new if k != "episodes" and not same_setting(k, old.get(k), new[k])]
     if diffs:
         detail = "; ".join(_resume_diff(k, old.get(k), new[k]) for k in diffs)
         raise DatasetError(

@@ -69,7 +69,9 @@ def check_fresh(bench: Any, fresh: Any) -> None:
     a, b = dict(bench.attrs.get("collect") or {}), dict(fresh.attrs.get("collect") or {})
     if not a or not b:
         raise DatasetError("both datasets must come from `salus collect` (attrs 'collect' missing)")
-    diff = [k for k in _SAME if a.get(k) != b.get(k)]
+    from salus.collect.collector import same_setting
+
+    diff = [k for k in _SAME if not same_setting(k, a.get(k), b.get(k))]
     if diff:
         shown = "; ".join(f"{k}: benchmark {a.get(k)!r}, fresh {b.get(k)!r}" for k in diff)
         raise InvalidInputError(f"the fresh episodes were collected differently ({shown})")
