@@ -288,3 +288,25 @@ def test_world_noise_is_reseeded_from_the_fork_on():
     assert not np.array_equal(after(1), recorded) and not np.array_equal(after(1), after(2))
     with pytest.raises(InvalidInputError, match="seed"):
         reseed_noise(make_env("push", render=False), -1)
+
+
+def test_the_ceiling_at_T_continues_from_the_step_the_prediction_view_reads(tiny, first, tmp_path):
+    """``at_T``: key "T", step T - 2 (T the shortest rollout), whose score the SAFE-prediction
+    view reads; the seconds' times are unchanged and resumed from the first run's records."""
+    from salus.cli.ceiling import _times
+    from salus.predictor.ceiling import time_key, view_metric
+    from salus.predictor.episodes import episodes_from_dataset
+
+    _, out = first
+    shutil.copytree(out, tmp_path / "o")
+    result = run_ceiling(tiny, tmp_path / "o", _config(at_T=True))
+    lengths = [ep.length for ep in episodes_from_dataset(SalusDataset(tiny), embeddings=False).episodes]
+    assert result.times["T"]["step"] == mc.prediction_step(episodes_from_dataset(SalusDataset(tiny)).episodes)
+    assert result.times["T"]["step"] == min(lengths) - 2
+    assert result.times["0.4s"] == first[0].times["0.4s"]
+    assert (
+        time_key("T") == "T" and view_metric("T") == "safe_prediction" and view_metric("2s") == "at_risk_2s"
+    )
+    assert _times("1,2,T") == ((1.0, 2.0), True) and _times("0.5") == ((0.5,), False)
+    with pytest.raises(InvalidInputError, match="seconds > 0 or T"):
+        _times("1,U")

@@ -16,22 +16,25 @@ from salus.cli._common import check_range, in_range, out_dir, positive_int, seed
 __all__ = ["register"]
 
 
-def _times(text: str) -> tuple[float, ...]:
+def _times(text: str) -> tuple[tuple[float, ...], bool]:
+    """``--times``: seconds > 0 and optionally ``T`` (the SAFE-prediction step) -> (seconds, at T)."""
     from salus.errors import InvalidInputError
 
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    at_T = "T" in items
     try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
+        values = tuple(float(t) for t in items if t != "T")
     except ValueError as exc:
         raise InvalidInputError(
-            f"--times must be comma-separated seconds > 0 (e.g. 1,2,3), got {text!r}"
+            f"--times must be comma-separated seconds > 0 or T (e.g. 1,2,3,T), got {text!r}"
         ) from exc
     if not values:
         raise InvalidInputError(
-            f"--times must list at least one time in seconds > 0 (e.g. 1,2,3), got {text!r}"
+            f"--times must list at least one time in seconds > 0 (e.g. 1,2,3 or 1,2,3,T), got {text!r}"
         )
     for t in values:
         check_range(t, "every --times value", 0, lo_open=True)
-    return values
+    return values, at_T
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +47,12 @@ def register(app: typer.Typer) -> None:
             help="Policy spec (builtin, builtin:DIR, smolvla:PATH, ...); default: the policy that collected "
             "DATA (the ceiling is that policy's).",
         ),
-        times: str = typer.Option("1,2,3", "--times", help="At-risk times in seconds, comma-separated."),
+        times: str = typer.Option(
+            "1,2,3",
+            "--times",
+            help="At-risk times in seconds, comma-separated; T adds the step of the "
+            "protocol's SAFE-prediction view (T - 2, T the shortest rollout).",
+        ),
         k: int = typer.Option(8, "--k", callback=positive_int, help="Continuations per episode and time."),
         sample: int = typer.Option(
             200,
@@ -82,8 +90,10 @@ def register(app: typer.Typer) -> None:
         from salus.cli._common import progress_bar
         from salus.collect.ceiling import CEILING_FILE, CeilingConfig, run_ceiling
 
+        seconds, at_T = _times(times)
         config = CeilingConfig(
-            times_s=_times(times),
+            times_s=seconds,
+            at_T=at_T,
             k=k,
             sample=sample,
             seed=seed,

@@ -55,6 +55,7 @@ __all__ = [
     "run_ceiling_job",
     "continuation_seeds",
     "draw_sample",
+    "prediction_step",
     "summarize",
     "CEILING_FILE",
     "RECORDS_FILE",
@@ -92,8 +93,10 @@ def _is_int(value: Any) -> bool:
 class CeilingConfig:
     """What :func:`run_ceiling` measures.
 
-    ``times_s``: at-risk times in seconds (step = round(s x control rate)); ``k``: continuations per
-    episode and time; ``sample``: at most this many at-risk episodes per time; ``seed``: the sample,
+    ``times_s``: at-risk times in seconds (step = round(s x control rate)); ``at_T``: also the time of
+    the protocol's "SAFE prediction" view, keyed ``"T"`` (its step is T - 2 for T the shortest
+    rollout of the dataset, the step whose score that view reads; :func:`prediction_step`);
+    ``k``: continuations per episode and time; ``sample``: at most this many at-risk episodes per time; ``seed``: the sample,
     the continuation seeds and the bootstrap; ``workers``: processes; ``policy``: the policy spec
     (None: the dataset's own); ``split_seed``: draw from the test part of that split
     (:class:`salus.predictor.config.SplitConfig` defaults, ``holdout_tasks`` unseen) instead of
@@ -109,6 +112,7 @@ class CeilingConfig:
     split_seed: int | None = None
     holdout_tasks: tuple[str, ...] = ()
     n_boot: int = 1000
+    at_T: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times_s", tuple(self.times_s))
@@ -136,6 +140,8 @@ class CeilingConfig:
             )
         if self.holdout_tasks and self.split_seed is None:
             raise InvalidInputError("holdout tasks define the unseen part of a split: give a split seed too")
+        if not isinstance(self.at_T, bool):
+            raise InvalidInputError(f"at_T must be True or False, got {self.at_T!r}")
         if self.policy is not None and (not isinstance(self.policy, str) or not self.policy):
             raise InvalidInputError(f"policy must be a spec such as 'builtin' or None, got {self.policy!r}")
 
@@ -406,6 +412,16 @@ def _push_pending(records: Sequence[Mapping[str, Any]], step: int) -> bool:
     return False
 
 
+def prediction_step(episodes: Sequence[Any]) -> int:
+    """The step of the ceiling "at T": T - 2 for T the protocol's common T (the shortest rollout,
+    :func:`salus.predictor.protocol.safe_times`). Its "SAFE prediction" view reads the running
+    score after T - 1 steps (index T - 2) on the episodes with no event before T."""
+    from salus.predictor.protocol import safe_times
+
+    times = safe_times(episodes)
+    return min(times.values()) - 2 if times else -1
+
+
 def draw_sample(episodes: Sequence[Any], pool: Sequence[int], step: int, cap: int, seed: int) -> list[int]:
     """The sample at one ``step`` (see ``SAMPLE_RULE``): indices into ``episodes``, sorted."""
     from salus.predictor.protocol import at_risk_scores
@@ -554,6 +570,9 @@ class CeilingResult:
             "recorded_policy": self.recorded_policy,
             "k": self.config.k,
             "times_s": list(self.config.times_s),
+            "at_T": "T: the step of the SAFE-prediction view (T - 2, T the shortest rollout)"
+            if self.config.at_T
+            else None,
             "control_hz": self.control_hz,
             "config": self.config.to_dict(),
             "sample": {"rule": SAMPLE_RULE, "cap": self.config.sample, **self.pool},
@@ -667,6 +686,13 @@ def run_ceiling(
                 f"[1, {longest - 1}], i.e. in [{1 / hz:g}, {(longest - 1) / hz:g}] s"
             )
         steps[f"{s:g}s"] = step
+    if cfg.at_T:
+        step = prediction_step(eps.episodes)
+        if step < 1:
+            raise InvalidInputError(
+                f"the ceiling at T needs T >= 3 steps; the shortest episode of {ds.path} runs {step + 2}"
+            )
+        steps["T"] = step
     group = {i: "all" for i in range(len(eps))}
     pool: list[int] = list(range(len(eps)))
     pool_info: dict[str, Any] = {"pool": "every episode of the dataset", "pool_size": len(pool)}

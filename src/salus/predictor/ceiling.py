@@ -18,15 +18,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from salus.errors import DatasetError, InvalidInputError
 
-__all__ = ["CEILING_FILE", "load_ceiling", "ceiling_auroc", "share_of_gap_closed", "gap_closed", "time_key"]
+__all__ = [
+    "CEILING_FILE",
+    "load_ceiling",
+    "ceiling_auroc",
+    "share_of_gap_closed",
+    "gap_closed",
+    "paired_gap",
+    "time_key",
+    "view_metric",
+]
 
 CEILING_FILE = "ceiling.json"
 
 
 def time_key(time: float | str) -> str:
-    """The key of an at-risk time, as the protocol writes it: ``2.0`` or ``"2s"`` -> ``"2s"``."""
+    """The key of an at-risk time, as the protocol writes it: ``2.0`` or ``"2s"`` -> ``"2s"``;
+    ``"T"`` (the step of the SAFE-prediction view) stays ``"T"``."""
+    if time == "T":
+        return "T"
     if isinstance(time, str):
         return time if time.endswith("s") else f"{float(time):g}s"
     return f"{float(time):g}s"
@@ -97,3 +111,98 @@ def gap_closed(
         "best_baseline_auroc": best_value,
         "share": {m: share_of_gap_closed(v, best_value, top) for m, v in aurocs.items()},
     }
+
+
+def view_metric(key: str) -> str:
+    """The protocol view (``Evaluation.samples`` metric) a ceiling time ranks: ``"2s"`` ->
+    ``at_risk_2s``; ``"T"`` -> ``safe_prediction``."""
+    return "safe_prediction" if key == "T" else f"at_risk_{key}"
+
+
+def _seconds(key: str) -> float:
+    return math.inf if key == "T" else float(key.rstrip("s"))
+
+
+def paired_gap(
+    ceiling: Mapping[str, Any],
+    samples: Sequence[Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]],
+    positions: Mapping[str, int],
+    names: Sequence[str],
+    baselines: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The ceiling and every method **on the same episodes**, per ceiling time and test group.
+
+    ``samples[s]``: split seed s's ``Evaluation.samples`` (group -> metric -> ``ids`` (positions in
+    the evaluated episode set), ``labels``, ``scores`` ``(M, n)`` in the order of ``names``);
+    ``positions``: a ceiling episode key (``"ep12"``) -> its position in that episode set. Rows:
+    every (seed, episode) whose episode the ceiling continued at that time (pending pushes left
+    out) and that seed's view holds (an episode tested in two seeds counts twice, with each seed's
+    scores). The ROC-AUC of the ceiling's P(fail) and of each method over those rows; the best
+    baseline on them (chosen on test, in our disfavour); each method's share of the gap closed; a
+    bootstrap over episodes (all rows of a drawn episode together) for the ceiling and for each
+    method minus the best baseline. Raises :class:`DatasetError` when an episode's label differs
+    from the ceiling's (another dataset)."""
+    from .protocol import ci95, resample_counts, roc_auc, weighted_auroc
+
+    names = list(names)
+    out = []
+    for key in sorted(ceiling.get("times") or {}, key=_seconds):
+        p_fail: dict[int, tuple[float, bool]] = {}
+        for row in (ceiling["times"][key] or {}).get("episodes") or []:
+            if not row.get("push_pending") and row.get("key") in positions:
+                p_fail[int(positions[row["key"]])] = (float(row["p_fail"]), bool(row["failed"]))
+        metric = view_metric(key)
+        for group in ("seen", "unseen"):
+            ids, labels, cols, scores = [], [], [], []
+            for smp in samples:
+                d = (smp.get(group) or {}).get(metric)
+                if d is None:
+                    continue
+                for c, (i, lab) in enumerate(zip(d["ids"], d["labels"], strict=True)):
+                    if int(i) not in p_fail:
+                        continue
+                    if p_fail[int(i)][1] != bool(lab):
+                        raise DatasetError(
+                            f"episode at position {int(i)} failed={bool(lab)} in the evaluation but "
+                            f"{p_fail[int(i)][1]} in the ceiling: the ceiling was measured on another dataset"
+                        )
+                    ids.append(int(i))
+                    labels.append(bool(lab))
+                    cols.append(p_fail[int(i)][0])
+                    scores.append(np.asarray(d["scores"], dtype=np.float64)[:, c])
+            if not ids:
+                continue
+            lab = np.array(labels, dtype=bool)
+            mat = np.stack(scores, axis=1)  # (M, rows)
+            auc = {n: roc_auc(lab, mat[k]) for k, n in enumerate(names)}
+            finite = [(auc[b], b) for b in baselines if b in auc and math.isfinite(auc[b])]
+            best_value, best = max(finite) if finite else (math.nan, None)
+            top = roc_auc(lab, np.array(cols))
+            episodes = np.array(sorted(set(ids)))
+            counts = resample_counts(episodes.size, n_boot, seed)[:, np.searchsorted(episodes, ids)]
+            boot = weighted_auroc(lab, np.vstack([np.array(cols)[None], mat]), counts)
+            diffs = {}
+            if best is not None:
+                b = names.index(best) + 1
+                diffs = {n: list(ci95(boot[k + 1] - boot[b])) for k, n in enumerate(names)}
+            out.append(
+                {
+                    "time": key,
+                    "metric": metric,
+                    "group": group,
+                    "rows": len(ids),
+                    "episodes": int(episodes.size),
+                    "rows_failed": int(lab.sum()),
+                    "ceiling": top,
+                    "ceiling_ci95": list(ci95(boot[0])),
+                    "auroc": auc,
+                    "best_baseline": best,
+                    "best_baseline_auroc": best_value,
+                    "minus_best_ci95": diffs,
+                    "share": {n: share_of_gap_closed(v, best_value, top) for n, v in auc.items()},
+                }
+            )
+    return out

@@ -473,15 +473,12 @@ def efficiency_lines(rows: Sequence[tuple[int, dict[str, Any]]]) -> list[str]:
 BASELINE_FAMILIES: tuple[str, ...] = ("safe", "baseline", "embedding", "snapshot", "reference", "signal")
 
 
-def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
-    """The Monte-Carlo ceiling (``salus ceiling``) of each at-risk metric beside the best baseline
-    and every ``salus`` model's mean over seeds, with its share of the gap closed,
-    ``(method - best baseline) / (ceiling - best baseline)`` (``salus.predictor.ceiling``)."""
-    from .ceiling import ceiling_auroc, gap_closed
-
-    methods = agg.get("methods") or []
-    ours = [r for r in methods if r["family"] == "salus"]
-    base = [r["name"] for r in methods if r["family"] in BASELINE_FAMILIES]
+def ceiling_lines(
+    ceiling: dict[str, Any], paired: Sequence[dict[str, Any]], ours: Sequence[str]
+) -> list[str]:
+    """The Monte-Carlo ceiling (``salus ceiling``) of each at-risk view beside the best baseline
+    and every ``salus`` model (``ours``), all on the same episodes
+    (:func:`salus.predictor.ceiling.paired_gap`), with the share of the gap closed."""
     lines = [
         "",
         "## Monte-Carlo ceiling and share of the gap closed",
@@ -489,41 +486,36 @@ def ceiling_lines(agg: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
         f"Ceiling: replay each sampled at-risk episode's recorded actions to t, let the same policy "
         f"continue K = {ceiling.get('k')} times with fresh policy and world noise, P(fail) = the share of "
         "failed continuations; its ROC-AUC against the recorded outcome (episodes whose push was still to "
-        "come are left out). Sample: "
-        f"{(ceiling.get('sample') or {}).get('rule', 'see ceiling.json')}. Best baseline: the highest mean "
-        "over seeds among the fixed comparators' families on the same test view (a reference chosen in "
-        "our disfavour). Share = (method - best baseline) / (ceiling - best baseline); the goal is >= 0.5. "
-        "Episodes: the ceiling's sample in that view (failed / succeeded); a view with few of either "
-        "has no usable ROC-AUC, whatever its interval says.",
+        "come are left out). T: the step of the SAFE-prediction view (T - 2), ranked by that view. Sample: "
+        f"{(ceiling.get('sample') or {}).get('rule', 'see ceiling.json')}; pool: "
+        f"{(ceiling.get('sample') or {}).get('pool', 'every episode')}. Every number of a row is on the same "
+        "rows: each split seed's test episodes of that group that the ceiling continued, with that seed's "
+        "models (an episode tested in two seeds counts twice). Best baseline: the highest of the fixed "
+        "comparators on those rows (chosen on test, in our disfavour). Share = (method - best baseline) / "
+        "(ceiling - best baseline); the goal is >= 0.5. In brackets: the method minus the best baseline, "
+        "95% bootstrap over episodes. A row with few failed or few succeeded episodes has no usable "
+        "ROC-AUC, whatever its interval says.",
         "",
-        "| at-risk | group | episodes (failed / succeeded) | ceiling (95%) | best baseline | "
-        + " | ".join(r["name"] for r in ours)
+        "| at-risk | group | rows: episodes (failed / succeeded rows) | ceiling (95%) | best baseline | "
+        + " | ".join(ours)
         + " |",
         "|---|---|---|---|---|" + "---|" * len(ours),
     ]
-    for t in sorted(ceiling.get("times") or {}, key=lambda k: float(k.rstrip("s"))):
-        for g in ("seen", "unseen"):
-            key = f"{g}/at_risk_{t}"
-            values = {r["name"]: (r.get(key) or {}).get("mean", math.nan) for r in methods}
-            if g == "unseen" and len({tuple(u) for u in agg.get("unseen_tasks") or []}) > 1:
-                # rotated held-out task: the ceiling's split is the first seed's, so is the comparison
-                values = {r["name"]: ((r.get(key) or {}).get("values") or [math.nan])[0] for r in methods}
-            if not any(math.isfinite(v) for v in values.values()):
-                continue
-            view = g if g in (ceiling["times"][t].get("views") or {}) else "all"
-            res = gap_closed(ceiling, values, base, time=t, view=view)
-            v = (ceiling["times"][t].get("views") or {}).get(view) or {}
-            ci = v.get("ci95")
-            n, n_failed = int(v.get("n") or 0), int(v.get("n_failed") or 0)
-            cells = [
-                t,
-                g if view == g else f"{g} (ceiling of all tasks)",
-                f"{n_failed} / {n - n_failed}",
-                f"{fmt(ceiling_auroc(ceiling, t, view), 2)}{_ci(ci)}",
-                f"{res['best_baseline']} {fmt(res['best_baseline_auroc'], 2)}",
-            ]
-            cells += [f"{fmt(values[r['name']], 2)} (share {fmt(res['share'][r['name']], 2)})" for r in ours]
-            lines.append("| " + " | ".join(cells) + " |")
+    for r in paired:
+        cells = [
+            "T (prediction)" if r["time"] == "T" else r["time"],
+            r["group"],
+            f"{r['rows']}: {r['episodes']} ({r['rows_failed']} / {r['rows'] - r['rows_failed']})",
+            f"{fmt(r['ceiling'], 2)}{_ci(r['ceiling_ci95'])}",
+            f"{r['best_baseline']} {fmt(r['best_baseline_auroc'], 2)}",
+        ]
+        for name in ours:
+            ci = (r.get("minus_best_ci95") or {}).get(name) or [math.nan, math.nan]
+            cells.append(
+                f"{fmt(r['auroc'].get(name, math.nan), 2)} (share {fmt(r['share'].get(name, math.nan), 2)}; "
+                f"{ci[0]:+.2f} to {ci[1]:+.2f})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
