@@ -85,6 +85,10 @@ def test_env_dataset_is_labelled_by_the_environment(reference):
     assert ds.attrs["env"]["tasks"] == ds.attrs["collect"]["tasks"] == ["gym_pusht/PushT-v0"]
     env = ds.attrs["env"]
     assert env["simulator"] == "gymnasium" and env["control_hz"] == 10.0 and env["action_shape"] == [3]
+    from salus.data.robot import dataset_robot
+
+    robot = dataset_robot(ds)  # derived (no --robot): named by the environment's id, not the factory spec
+    assert robot is not None and robot.name == "gym_pusht/PushT-v0" and robot.state_dim == 5
     assert ds.attrs["control_hz"] == 10.0
     # 25 steps are too few to push the T home: failures at the last step, typed by the failure rule.
     assert not ds.success.any() and set(ds.failure_type.tolist()) <= {"miss", "timeout"}

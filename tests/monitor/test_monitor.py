@@ -352,3 +352,37 @@ def test_offline_risk_scores_a_recorded_episode_as_training_saw_it(tiny_data: Pa
     assert not np.allclose(want, stored)  # the refit changes the column (the check can fail)
     got = offline_risk(tiny_model, ds.episode(i).steps)["probability"]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_the_robot_state_can_live_under_another_observation_key(tiny_model: Path) -> None:
+    """``robot_state="observation.state"`` (a LeRobot-style observation) reads the same state as
+    salus's ``state``: the same scores; NaN in it is fail-safe naming that key; a missing key names
+    the keys present."""
+    pol = _builtin_policy()
+    plain = Monitor.load(tiny_model, attribution="never")
+    lerobot = Monitor.load(tiny_model, attribution="never", robot_state="observation.state")
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        obs = _random_obs(rng, 2)
+        pol.act(obs)
+        renamed = {("observation.state" if k == "state" else k): v for k, v in obs.items()}
+        a = plain.observe(obs, internals=pol.last_internals)
+        b = lerobot.observe(renamed, internals=pol.last_internals)
+        np.testing.assert_array_equal(a.probability, b.probability)
+        np.testing.assert_array_equal(a.score, b.score)
+    renamed["observation.state"] = renamed["observation.state"].copy()
+    renamed["observation.state"][1, 0] = np.nan
+    pol.act(obs)
+    risk = lerobot.observe(renamed, internals=pol.last_internals)
+    assert not risk.failsafe[0] and risk.failsafe[1] and "'observation.state' contains NaN" in risk.reason[1]
+    pol.act(obs)
+    risk = Monitor.load(tiny_model, robot_state="observation.state").observe(
+        obs, internals=pol.last_internals
+    )
+    assert (
+        risk.failsafe.all()
+        and "no 'observation.state'" in str(risk.reason[0])
+        and "'state'" in str(risk.reason[0])
+    )
+    with pytest.raises(InvalidInputError, match="robot_state must be the observation key"):
+        MonitorConfig(robot_state="")

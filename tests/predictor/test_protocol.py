@@ -252,9 +252,17 @@ def test_method_metrics_values_are_the_protocol_functions(episodes):
     for key, step in (("1s", 20), ("2s", 40), ("3s", 60)):
         assert res["at_risk"][key] == at_risk_auroc(episodes, run, step)
         assert res["at_risk"][key]["auroc"] > 0.99
-    for lo, hi in cfg.lead_bins:
+    assert cfg.lead_steps() == {"0-0.25s": (1, 5), "0.25-0.75s": (6, 15), "0.75-2s": (16, 40)}  # at 20 Hz
+    assert ProtocolConfig(control_hz=10.0).lead_steps() == {
+        "0-0.25s": (1, 2),
+        "0.25-0.75s": (3, 7),
+        "0.75-2s": (8, 20),
+    }
+    with pytest.raises(InvalidInputError, match=r"lead bin \(0, 0.25\] s holds no control step at 2 Hz"):
+        ProtocolConfig(control_hz=2.0).lead_steps()
+    for name, (lo, hi) in cfg.lead_steps().items():
         expect = time_matched_auroc(episodes, run, lo, hi, n_boot=cfg.n_boot // 5, seed=cfg.seed)
-        assert res["lead"][f"{lo}-{hi}"] == expect
+        assert res["lead"][name] == expect
     assert res["types"] == type_metrics(episodes, run, times, ("drop", "miss", "collision", "timeout"))
     assert set(res["alarms"]) == {"band", "constant"} and set(res["alarms"]["band"]) == {"0.05", "0.1", "0.2"}
     for kind, by in bands.items():

@@ -254,6 +254,7 @@ def probe_env(config: CollectConfig) -> dict[str, Any]:
         return {
             "simulator": "gymnasium",
             "env": config.env,
+            "env_id": env_task_name(config.env, env),  # the derived robot's name (salus.data.robot)
             "env_kwargs": config.env_kwargs,
             "tasks": list(config.tasks or (env_task_name(config.env, env),)),
             "max_steps": source.step_limit(env),

@@ -338,7 +338,8 @@ def robot_from_attrs(attrs: Mapping[str, Any], state_width: int | None = None) -
         return replace(panda_robot(), control_hz=hz)
     shape = env.get("action_shape") or []
     action_dim = int(shape[0]) if len(shape) == 1 else None
-    name = str(env.get("env") or env.get("robot") or env.get("simulator") or "robot")
+    # the environment's id (``env.spec.id``, or the factory's function name), then older datasets' spec
+    name = str(env.get("env_id") or env.get("robot") or env.get("env") or env.get("simulator") or "robot")
     return RobotSpec(state_dim=int(width), control_hz=hz, action_dim=action_dim, name=name)
 
 

@@ -31,7 +31,10 @@ class MonitorConfig:
     compute the top signals ("alarm": only for environments in alarm, "always", "never").
     ``top_k``: how many signals to report. ``failsafe_alarm``: a fail-safe environment reports
     ``alarm`` True. ``safe_action``: what ``step`` returns for environments whose policy call failed
-    ("hold": :func:`hold_action`; "raise": re-raise the policy's error).
+    ("hold": :func:`hold_action`; "raise": re-raise the policy's error). ``robot_state``: the
+    observation key of the robot's state vector, which the robot-state signals read (its width is
+    the checkpoint robot's ``state_dim``); ``"state"`` for salus's own layout, e.g.
+    ``"observation.state"`` for a LeRobot-style observation.
     """
 
     alpha: float | None = None
@@ -39,8 +42,14 @@ class MonitorConfig:
     top_k: int = 3
     failsafe_alarm: bool = True
     safe_action: str = "hold"
+    robot_state: str = "state"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.robot_state, str) or not self.robot_state:
+            raise InvalidInputError(
+                f"robot_state must be the observation key of the robot's state vector (e.g. 'state'), "
+                f"got {self.robot_state!r}"
+            )
         if self.attribution not in ATTRIBUTION_MODES:
             raise InvalidNameError("attribution mode", self.attribution, ATTRIBUTION_MODES)
         if self.safe_action not in ("hold", "raise"):

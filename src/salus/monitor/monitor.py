@@ -274,7 +274,7 @@ class Monitor:
             raise
         except InvalidInputError:
             pass  # unreadable (None, no state, not numbers): the step below ends fail-safe
-        layout = _layout(observation)
+        layout = _layout(observation, self.config.robot_state)
         if layout is not None:
             self._last_layout = layout
         if read is not None and _all_finite(read[0]):
@@ -368,7 +368,8 @@ class Monitor:
         per-environment reasons (None when nothing was replaced or the observation is unreadable)."""
         try:
             task = observation.get("task")
-            state = np.asarray(observation["state"], dtype=np.float32)
+            key = self.config.robot_state
+            state = np.asarray(observation[key], dtype=np.float32)
             single = isinstance(task, str) or (task is None and state.ndim == 1)
             state2 = state[None] if single else state
             if state2.ndim != 2 or state2.shape[1] != self._state_dim:
@@ -384,9 +385,9 @@ class Monitor:
             )
             fixed = np.where(ok[:, None], state2, last).astype(np.float32)
             obs = dict(observation)
-            obs["state"] = fixed[0] if single else fixed
+            obs[key] = fixed[0] if single else fixed
             reasons: list[str | None] = [
-                None if k else "observation 'state' contains NaN or inf" for k in ok.tolist()
+                None if k else f"observation {key!r} contains NaN or inf" for k in ok.tolist()
             ]
             return obs, reasons
         except Exception:
@@ -421,37 +422,42 @@ class Monitor:
             return self._failsafe_all(observation, _reason(exc))
 
     def _read_state(self, observation: Any) -> tuple[np.ndarray, bool]:
-        """``(state (B, D) float32, single)`` of an observation (D: the checkpoint robot's state width). ``InvalidInputError`` when it is
-        unreadable (not a dict, no ``state``, not numbers: fail-safe), :class:`_ShapeError` when
-        ``state``, ``task`` or an image has the wrong shape or the batch size changed (raised)."""
+        """``(state (B, D) float32, single)`` of an observation's robot state (the key
+        ``config.robot_state``; D: the checkpoint robot's state width). ``InvalidInputError`` when it
+        is unreadable (not a dict, no state, not numbers: fail-safe), :class:`_ShapeError` when the
+        state, ``task`` or an image has the wrong shape or the batch size changed (raised)."""
         if not isinstance(observation, Mapping):
             raise InvalidInputError(f"observation must be a dict, got {type(observation).__name__}")
-        if observation.get("state") is None:
-            raise InvalidInputError("observation has no 'state'")
-        raw = observation["state"]
+        key = self.config.robot_state
+        if observation.get(key) is None:
+            raise InvalidInputError(
+                f"observation has no {key!r} (the robot state, MonitorConfig.robot_state); keys: "
+                f"{sorted(str(k) for k in observation)}"
+            )
+        raw = observation[key]
         arr = _numbers(raw)
         if arr is None:
-            raise InvalidInputError(f"observation 'state' is not numbers (got {type(raw).__name__})")
+            raise InvalidInputError(f"observation {key!r} is not numbers (got {type(raw).__name__})")
         task = observation.get("task")
         single = isinstance(task, str) or (task is None and arr.ndim == 1)
         if single:
             if arr.shape != (self._state_dim,):
                 hint = " ('task' is one string: one environment)" if arr.ndim == 2 else ""
                 raise _ShapeError(
-                    f"observation 'state' of one environment must have shape ({self._state_dim},), got "
+                    f"observation {key!r} of one environment must have shape ({self._state_dim},), got "
                     f"{arr.shape}{hint}{self._robot_hint()}"
                 )
             state = arr[None]
         else:
             if arr.ndim != 2 or arr.shape[1] != self._state_dim:
                 raise _ShapeError(
-                    f"observation 'state' of a batch must have shape (B, {self._state_dim}), got {arr.shape}"
+                    f"observation {key!r} of a batch must have shape (B, {self._state_dim}), got {arr.shape}"
                     f"{self._robot_hint()}"
                 )
             state = arr
             if isinstance(task, Sequence) and len(task) != len(state):
                 raise _ShapeError(
-                    f"observation 'task' lists {len(task)} environments but 'state' has shape {arr.shape}"
+                    f"observation 'task' lists {len(task)} environments but {key!r} has shape {arr.shape}"
                 )
         b = state.shape[0]
         if self._batch_size and b != self._batch_size:
@@ -461,7 +467,7 @@ class Monitor:
                 else (self._batch_size, self._state_dim)
             )
             raise _ShapeError(
-                f"observation 'state' has shape {arr.shape} but the monitor runs {self._batch_size} "
+                f"observation {key!r} has shape {arr.shape} but the monitor runs {self._batch_size} "
                 f"environment(s): expected {want}; call monitor.reset() before changing the batch size"
             )
         for key, value in observation.items():
@@ -729,7 +735,7 @@ class Monitor:
         bad: list[str | None] = [None] * b
         if not _all_finite(state):
             for i in np.flatnonzero(~np.isfinite(state).all(axis=1)).tolist():
-                bad[i] = "observation 'state' contains NaN or inf"
+                bad[i] = f"observation {self.config.robot_state!r} contains NaN or inf"
         for key, value in observation.items():
             if not str(key).startswith("image_"):
                 continue
@@ -771,7 +777,10 @@ class Monitor:
         ]
 
     def _failsafe_all(self, observation: Any, reason: str) -> Risk:
-        b = self._batch_size or (_layout(observation) or self._last_layout or (False, 1))[1]
+        b = (
+            self._batch_size
+            or (_layout(observation, self.config.robot_state) or self._last_layout or (False, 1))[1]
+        )
         if self._batch_size == 0:  # applied to every environment when the batch is allocated
             if self._pending_failsafe is None or self._pending_cleared:
                 self._pending_failsafe = reason
@@ -824,16 +833,16 @@ def _reason(exc: BaseException) -> str:
     return f"internal error {type(exc).__name__}: {exc}"
 
 
-def _layout(observation: Any) -> tuple[bool, int] | None:
+def _layout(observation: Any, key: str = "state") -> tuple[bool, int] | None:
     """``(single, B)`` of an observation: single when ``task`` is a string or, without ``task``,
-    ``state`` is 1-D; None when neither tells (not a dict, no ``task`` and no ``state``)."""
+    the robot state (``observation[key]``) is 1-D; None when neither tells."""
     try:
         task = observation.get("task")
         if isinstance(task, str):
             return True, 1
         if isinstance(task, Sequence) and len(task):
             return False, len(task)
-        state = observation.get("state")
+        state = observation.get(key)
         if state is None or isinstance(state, str):
             return None
         ndim = np.ndim(state)

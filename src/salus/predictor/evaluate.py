@@ -33,6 +33,7 @@ from .protocol import (
     bootstrap_auroc,
     ci95,
     fit_bands,
+    lead_names,
     method_metrics,
     resample_counts,
     roc_auc,
@@ -867,7 +868,7 @@ def _summary_keys(report: dict[str, Any]) -> list[str]:
         keys += [f"{g}/safe", f"{g}/safe_task_mean", f"{g}/ap"]
         keys += [f"{g}/at_risk_{t:g}s" for t in proto["at_risk_s"]]
         keys += [f"{g}/at_risk_instant_{t:g}s" for t in proto["at_risk_s"]]
-        keys += [f"{g}/lead_{lo}-{hi}" for lo, hi in proto["lead_bins"]]
+        keys += [f"{g}/lead_{name}" for name in lead_names(proto)]
         views = report["methods"][0][g].get("views", {}) if report.get("methods") else {}
         keys += [f"{g}/{v}" for v in INTERVAL_METRICS if v in views]
         for a in proto["alphas"]:
@@ -888,7 +889,7 @@ def metric_value(res: dict[str, Any], metric: str) -> float:
 
 
 def _metric(res: dict[str, Any], metric: str) -> float:
-    """``safe``, ``safe_task_mean``, ``ap``, ``at_risk_<t>s``, ``lead_<lo>-<hi>`` or
+    """``safe``, ``safe_task_mean``, ``ap``, ``at_risk_<t>s``, ``lead_<lo>-<hi>s`` or
     ``<kind>@<alpha>/<alarm field>`` of one test group's results."""
     if metric == "safe":
         return float(res["safe"]["auroc"])

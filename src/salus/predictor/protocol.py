@@ -79,6 +79,7 @@ __all__ = [
     "weighted_auroc",
     "seed_interval",
     "wider",
+    "lead_names",
 ]
 
 EVENT_TYPES: tuple[str, ...] = ("drop", "miss", "collision")
@@ -86,11 +87,14 @@ EVENT_TYPES: tuple[str, ...] = ("drop", "miss", "collision")
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """What the protocol measures. Times in seconds, leads in control steps."""
+    """What the protocol measures; every time in seconds (a robot at 10 Hz and one at 50 Hz are
+    read at the same times). ``lead_bins_s``: the time-matched ROC-AUC's lead bins (lo, hi] in
+    seconds before the event; the control steps k with lo < k / control_hz <= hi fall in a bin
+    (:meth:`lead_steps`; at 20 Hz 1-5, 6-15, 16-40 steps, at 10 Hz 1-2, 3-7, 8-20)."""
 
     alphas: tuple[float, ...] = (0.05, 0.1, 0.2)
     at_risk_s: tuple[float, ...] = (1.0, 2.0, 3.0)
-    lead_bins: tuple[tuple[int, int], ...] = ((1, 5), (6, 15), (16, 40))
+    lead_bins_s: tuple[tuple[float, float], ...] = ((0.0, 0.25), (0.25, 0.75), (0.75, 2.0))
     recall_leads_s: tuple[float, ...] = (0.0, 0.5, 1.0)
     event_types: tuple[str, ...] = EVENT_TYPES
     thresholds: tuple[str, ...] = ("band", "constant")
@@ -104,8 +108,10 @@ class ProtocolConfig:
             raise InvalidInputError(f"alphas must be in (0, 1), got {self.alphas}")
         if any(t <= 0 for t in self.at_risk_s) or any(t < 0 for t in self.recall_leads_s):
             raise InvalidInputError("at_risk_s must be > 0 and recall_leads_s >= 0 seconds")
-        if any(not 1 <= lo <= hi for lo, hi in self.lead_bins):
-            raise InvalidInputError(f"lead bins must be 1 <= lo <= hi, got {self.lead_bins}")
+        if not self.lead_bins_s or any(not 0 <= lo < hi for lo, hi in self.lead_bins_s):
+            raise InvalidInputError(
+                f"lead bins must be seconds (lo, hi] with 0 <= lo < hi, got {self.lead_bins_s}"
+            )
         bad = set(self.thresholds) - {"band", "constant"}
         if bad:
             from salus.errors import InvalidNameError
@@ -114,8 +120,31 @@ class ProtocolConfig:
         if self.control_hz <= 0 or self.n_boot < 0:
             raise InvalidInputError("control_hz must be > 0 and n_boot >= 0")
 
+    def lead_steps(self) -> dict[str, tuple[int, int]]:
+        """Each lead bin's name (``"0.25-0.75s"``) -> its control steps (first, last): the steps k
+        with lo < k / control_hz <= hi. Refused when a bin holds no step at this control rate."""
+        out = {}
+        for lo_s, hi_s in self.lead_bins_s:
+            first = int(math.floor(lo_s * self.control_hz + 1e-9)) + 1
+            last = int(math.floor(hi_s * self.control_hz + 1e-9))
+            if last < first:
+                raise InvalidInputError(
+                    f"lead bin ({lo_s:g}, {hi_s:g}] s holds no control step at {self.control_hz:g} Hz; "
+                    f"widen it to at least {1 / self.control_hz:g} s"
+                )
+            out[f"{lo_s:g}-{hi_s:g}s"] = (first, last)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def lead_names(protocol: Mapping[str, Any]) -> list[str]:
+    """The lead bins' names in a written protocol (a report's ``protocol``): ``"0.25-0.75s"``, or
+    ``"6-15"`` (control steps) for reports written before the bins were in seconds."""
+    if "lead_bins_s" in protocol:
+        return [f"{lo:g}-{hi:g}s" for lo, hi in protocol["lead_bins_s"]]
+    return [f"{lo}-{hi}" for lo, hi in protocol.get("lead_bins") or ()]
 
 
 # ---------------------------------------------------------------------------------------- basics
@@ -623,7 +652,7 @@ def method_metrics(
         f"{t:g}s": at_risk_auroc(episodes, running, int(round(t * hz))) for t in config.at_risk_s
     }
     out["lead"] = {
-        f"{lo}-{hi}": time_matched_auroc(
+        name: time_matched_auroc(
             episodes,
             running,
             lo,
@@ -632,7 +661,7 @@ def method_metrics(
             n_boot=config.n_boot // 5,
             seed=config.seed,
         )
-        for lo, hi in config.lead_bins
+        for name, (lo, hi) in config.lead_steps().items()
     }
     out["types"] = type_metrics(episodes, running, times, failure_types)
     out["views"] = view_metrics(episodes, running, times, config)

@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .protocol import lead_names
+
 __all__ = [
     "format_markdown",
     "format_benchmark",
@@ -23,6 +25,11 @@ def fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     return f"{v:.{digits}f}"
+
+
+def _lead_label(name: str) -> str:
+    """``"0.25-0.75s"`` -> ``"0.25-0.75 s"``; a name in steps (older reports) -> ``"6-15 steps"``."""
+    return f"{name[:-1]} s" if name.endswith("s") else f"{name} steps"
 
 
 def _ci(ci: Sequence[float] | None, digits: int = 2) -> str:
@@ -68,8 +75,8 @@ def _setup_lines(report: dict[str, Any]) -> list[str]:
         f"Protocol (`salus.predictor.protocol`): score = running max of the per-step score; T = the "
         f"shortest rollout of any task and outcome (SAFE's rule, one T for all tasks): {T} steps; at-risk ROC-AUC at "
         f"{', '.join(f'{t:g} s' for t in proto['at_risk_s'])} over episodes still running with no failure "
-        f"event; time-matched ROC-AUC by lead {', '.join(f'{lo}-{hi}' for lo, hi in proto['lead_bins'])} "
-        f"steps before drop/miss/collision against same-task successes at the same elapsed time; "
+        f"event; time-matched ROC-AUC by lead {', '.join(_lead_label(n) for n in lead_names(proto))} "
+        f"before drop/miss/collision against same-task successes at the same elapsed time; "
         f"thresholds: one-sided functional conformal band and constant split-conformal threshold; "
         f"timeouts counted apart (recall by step {proto['timeout_step']}, the 90th percentile of "
         f"calibration success length); control rate {proto['control_hz']:g} Hz.",
@@ -153,7 +160,8 @@ def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
         "## Ranking metrics",
         "",
         "SAFE = ROC-AUC at T (one T for all tasks, pooled), at-risk = ROC-AUC at 1/2/3 s elapsed, lead = "
-        "time-matched ROC-AUC 1-5 / 6-15 / 16-40 steps before an event failure; each with its 95% "
+        "time-matched ROC-AUC in each of the protocol's lead bins (by default 0-0.25 / 0.25-0.75 / 0.75-2 s) "
+        "before an event failure; each with its 95% "
         "bootstrap interval over episodes (1000 resamples; 200 for lead).",
         "",
         "| method | family | seen SAFE | seen AP | seen at-risk 1/2/3 s | seen lead | unseen SAFE | unseen at-risk 1/2/3 s | unseen lead |",
@@ -709,10 +717,13 @@ def format_benchmark(
             *_comparison_table(agg["comparisons"]),
         ]
     proto = r0["protocol"]
+    leads = lead_names(proto)
+    lead = leads[len(leads) // 2]  # the middle bin (0.25-0.75 s by default)
     lines += [
         "## Ranking metrics (mean [min, max] over seeds)",
         "",
-        "| method | family | seen SAFE | seen SAFE task-mean | seen at-risk 2 s | seen lead 6-15 | unseen SAFE | unseen SAFE task-mean | unseen at-risk 2 s | unseen lead 6-15 |",
+        f"| method | family | seen SAFE | seen SAFE task-mean | seen at-risk 2 s | seen lead {_lead_label(lead)} "
+        f"| unseen SAFE | unseen SAFE task-mean | unseen at-risk 2 s | unseen lead {_lead_label(lead)} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in agg["methods"]:
@@ -722,7 +733,7 @@ def format_benchmark(
                 _agg(row, f"{g}/safe"),
                 _agg(row, f"{g}/safe_task_mean"),
                 _agg(row, f"{g}/at_risk_2s"),
-                _agg(row, f"{g}/lead_6-15"),
+                _agg(row, f"{g}/lead_{lead}"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _unseen_task_lines(agg)
