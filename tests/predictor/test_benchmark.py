@@ -125,3 +125,16 @@ def test_the_ceiling_stage_draws_from_every_episode_at_1_2_3_s_and_T(tmp_path):
         data=tmp_path / "d", ceiling_sample=40,
     )  # fmt: skip
     assert "ceiling" not in [n for n, _ in own]  # the ceiling needs our simulator
+
+
+def test_a_resumed_ceiling_stage_shows_the_work_its_records_hold(tmp_path):
+    """The ceiling's stage time is its simulation time over its workers when resuming only checks."""
+    from salus.cli.benchmark import _recorded_seconds
+
+    (tmp_path / "ceiling").mkdir()
+    (tmp_path / "ceiling" / "ceiling.json").write_text(
+        json.dumps({"config": {"workers": 2}, "stage": {"job_s": 100.0, "wall_s": 1.0}})
+    )
+    assert _recorded_seconds(tmp_path, {"ceiling": 3.0}, None) == {"ceiling": 50.0}
+    assert _recorded_seconds(tmp_path, {"ceiling": 80.0}, None) == {"ceiling": 80.0}  # this run did more
+    assert _recorded_seconds(tmp_path, {"train": 3.0}, None) == {}

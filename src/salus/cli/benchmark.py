@@ -146,14 +146,20 @@ def _recorded_seconds(
     out: Path, now: dict[str, float], closed_loop: dict[str, Any] | None
 ) -> dict[str, float]:
     """Stage times the artifacts record about the runs that did the work (a collection's
-    ``collect_seconds``, ``salus assist``'s ``total_s``), so a stage first run by hand and resumed
-    here still shows its work; each at least this run's time."""
+    ``collect_seconds``, ``salus assist``'s ``total_s``, the ceiling's simulation time over its
+    workers), so a stage first run by hand and resumed here still shows its work; each at least
+    this run's time."""
     from salus.data import SalusDataset
 
     found: dict[str, float] = {}
     for name, path in (("collect", out / "data.zarr"), ("collect fresh", out / "assist" / "fresh.zarr")):
         if name in now and path.is_dir():
             found[name] = float(SalusDataset(path).attrs.get("collect_seconds") or 0.0)
+    ceiling = out / "ceiling" / "ceiling.json"
+    if "ceiling" in now and ceiling.is_file():
+        c = json.loads(ceiling.read_text())
+        workers = max(1, int((c.get("config") or {}).get("workers") or 1))
+        found["ceiling"] = float((c.get("stage") or {}).get("job_s") or 0.0) / workers
     if closed_loop is not None and "assist" in now:
         found["assist"] = float(closed_loop.get("total_s") or 0.0)
     return {k: max(v, now[k]) for k, v in found.items()}
