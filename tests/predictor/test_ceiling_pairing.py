@@ -68,6 +68,18 @@ def test_rows_are_the_ceiling_episodes_each_seed_tested_with_that_seeds_scores()
     assert r["share"]["ours"] == pytest.approx(share) and r["share"]["gbt"] == 0.0
     lo, hi = r["minus_best_ci95"]["ours"]
     assert lo <= r["auroc"]["ours"] - r["auroc"]["gbt"] <= hi
+    # with the whole view's ranking the reference is that view's best (knn here), scored on the rows
+    (ranked,) = paired_gap(
+        ceiling,
+        [s0, s1],
+        positions,
+        NAMES,
+        ["knn", "gbt"],
+        n_boot=0,
+        reference={"seen/at_risk_2s": {"knn": 0.7, "gbt": 0.6}},
+    )
+    assert ranked["best_baseline"] == "knn" and ranked["best_baseline_auroc"] == ranked["auroc"]["knn"]
+    assert ranked["best_baseline_rule"] == "highest on the whole test view"
     md = "\n".join(ceiling_lines(ceiling, [r], ["ours"]))
     assert "| 2s | seen | 6: 4 (3 / 3) | 1.00 (1.00-1.00) | gbt " in md and f"(share {share:.2f};" in md
 

@@ -474,10 +474,12 @@ def _efficiency_sizes(text: str) -> tuple[int, ...]:
 
 def _ceiling_lines(ceiling_dir: Path, data: Path, evals: Sequence[Any], agg: dict[str, Any]) -> list[str]:
     """The ceiling table: the ceiling and every method on the same (seed, episode) rows."""
+    import math
+
     import numpy as np
 
     from salus.data import SalusDataset
-    from salus.predictor.ceiling import load_ceiling, paired_gap
+    from salus.predictor.ceiling import load_ceiling, paired_gap, view_metric
     from salus.predictor.tables import BASELINE_FAMILIES, ceiling_lines
 
     ceiling = load_ceiling(ceiling_dir)
@@ -487,7 +489,11 @@ def _ceiling_lines(ceiling_dir: Path, data: Path, evals: Sequence[Any], agg: dic
     baselines = [r["name"] for r in methods if r["family"] in BASELINE_FAMILIES]
     ours = [r["name"] for r in methods if r["family"] == "salus"]
     seed = int(evals[0].report["protocol"].get("seed") or 0)
-    paired = paired_gap(ceiling, [e.samples for e in evals], positions, names, baselines, seed=seed)
+    keys = {f"{g}/{view_metric(t)}" for t in ceiling.get("times") or {} for g in ("seen", "unseen")}
+    reference = {k: {r["name"]: (r.get(k) or {}).get("mean", math.nan) for r in methods} for k in keys}
+    paired = paired_gap(
+        ceiling, [e.samples for e in evals], positions, names, baselines, seed=seed, reference=reference
+    )
     return ceiling_lines(ceiling, paired, ours)
 
 
