@@ -10,7 +10,7 @@ import pytest
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.monitor import Monitor, MonitorConfig
-from salus.predictor.runners import NumpyMLP, NumpyTCN, TorchRunner
+from salus.predictor.runners import NumpyGRU, NumpyMLP, NumpyTCN, TorchRunner
 
 
 def _builtin_policy(seed: int = 0):  # a real built-in policy network (untrained weights: fast, deterministic)
@@ -99,15 +99,18 @@ def test_attribution_names_the_signals_that_carry_the_failure(tiny_data: Path, t
     assert share >= 0.8, f"top signals at alarms: {tops}"
 
 
-@pytest.mark.parametrize("name", ["salus-mlp", "salus-tcn"])
+@pytest.mark.parametrize("name", ["salus-mlp", "salus-tcn", "salus-risk"])
 def test_numpy_runners_match_the_torch_streaming_step(name: str) -> None:
     import torch
 
     from salus.predictor import ModelConfig, build_model
+    from salus.predictor.runners import make_runner
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, dropout=0.0), 24, 4, 4).eval()
-    fast, slow = (NumpyMLP if name == "salus-mlp" else NumpyTCN)(model), TorchRunner(model)
+    runner = {"salus-mlp": NumpyMLP, "salus-tcn": NumpyTCN, "salus-risk": NumpyGRU}[name]
+    fast, slow = runner(model), TorchRunner(model)
+    assert type(make_runner(model)) is runner
     x = np.random.default_rng(0).normal(size=(40, 3, 24)).astype(np.float32)
     fs, ts = fast.init_state(3), slow.init_state(3)
     for t in range(40):

@@ -6,9 +6,9 @@ Every runner has ``init_state(B)``, ``reset_state(state, i)``, ``repeat_state(st
 ``step`` never modifies the state it is given (the monitor's attribution re-runs a step from the
 previous state).
 
-``salus-mlp``, ``salus-tcn``, ``salus-trees`` and the training-free baselines run in numpy (the
-same numbers as their torch modules, several times less per-call overhead at B=1); any other
-network (salus-risk's GRU, SAFE's) runs through its own torch ``step``.
+``salus-mlp``, ``salus-tcn``, ``salus-risk`` (its GRU), ``salus-trees`` and the training-free
+baselines run in numpy (the same numbers as their torch modules up to float32 rounding, several
+times less per-call overhead at B=1); any other network (SAFE's) runs through its own torch ``step``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "NumpyTrees", "NumpyBaseline", "make_runner"]
+__all__ = ["TorchRunner", "NumpyMLP", "NumpyTCN", "NumpyGRU", "NumpyTrees", "NumpyBaseline", "make_runner"]
 
 
 def _np(t: Any) -> np.ndarray:
@@ -189,6 +189,67 @@ class NumpyTCN:
         return probs, {"rings": state["rings"], "t": t + 1}
 
 
+class NumpyGRU:
+    """``SalusRisk`` in eval mode: the input layer (Linear, ReLU), one GRU cell step (PyTorch's gate
+    equations and weight layout: reset, update, new) and the head on ``[g, h]``. The state is
+    ``{"h": (B, C) float32}``; a step returns a new state and never writes the one it is given."""
+
+    def __init__(self, model: Any) -> None:
+        lin = model.inp[0]
+        self.w_in, self.b_in = _np(lin.weight).T.copy(), _np(lin.bias)  # (D, C), (C,)
+        gru = model.gru
+        self.w_ih, self.b_ih = _np(gru.weight_ih_l0).T.copy(), _np(gru.bias_ih_l0)  # (C, 3C), (3C,)
+        self.w_hh, self.b_hh = _np(gru.weight_hh_l0).T.copy(), _np(gru.bias_hh_l0)
+        self.c = int(model.hidden)
+        self.w_head, self.b_head = _np(model.head.weight).T.copy(), _np(model.head.bias)  # (2C, R * O)
+        self.n_rows, self.n_out = int(model.n_rows), int(model.n_out)
+        self.last_types: np.ndarray | None = None
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        from torch import nn
+
+        gru = getattr(model, "gru", None)
+        return (
+            type(model).__name__ == "SalusRisk"
+            and isinstance(gru, nn.GRU)
+            and gru.num_layers == 1
+            and gru.bias
+            and not gru.bidirectional
+            and all(isinstance(m, (nn.Linear, nn.ReLU, nn.Dropout)) for m in model.inp)
+        )
+
+    def init_state(self, batch: int) -> Any:
+        return {"h": np.zeros((batch, self.c), dtype=np.float32)}
+
+    def reset_state(self, state: Any, i: int) -> Any:
+        state["h"][i] = 0.0
+        return state
+
+    def repeat_state(self, state: Any, i: int, n: int) -> Any:
+        return {"h": np.repeat(state["h"][i : i + 1], n, axis=0)}
+
+    def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        c, h = self.c, state["h"]
+        u = np.asarray(x, dtype=np.float32) @ self.w_in
+        u += self.b_in
+        np.maximum(u, 0.0, out=u)
+        gi = u @ self.w_ih + self.b_ih
+        gh = h @ self.w_hh + self.b_hh
+        r = _sigmoid32(gi[:, :c] + gh[:, :c])
+        z = _sigmoid32(gi[:, c : 2 * c] + gh[:, c : 2 * c])
+        n = np.tanh(gi[:, 2 * c :] + r * gh[:, 2 * c :])
+        g = (1.0 - z) * n + z * h
+        full = _sigmoid(np.concatenate([g, u], axis=1) @ self.w_head + self.b_head)
+        full = full.reshape(x.shape[0], self.n_rows, self.n_out)
+        self.last_types = full[:, :, 1:]
+        return full[:, :, 0], {"h": g.astype(np.float32)}
+
+
+def _sigmoid32(z: np.ndarray) -> np.ndarray:
+    return _expit()(z)  # type: ignore[no-any-return]
+
+
 class NumpyTrees(_Stateless):
     """``SalusTrees``: the same tree walk as its torch ``tree_logits`` on its flat tables (a few
     microseconds per numpy call where torch takes tens at B = 1)."""
@@ -261,4 +322,6 @@ def make_runner(model: Any) -> Any:
         return NumpyMLP(model)
     if NumpyTCN.supports(model):
         return NumpyTCN(model)
+    if NumpyGRU.supports(model):
+        return NumpyGRU(model)
     return TorchRunner(model)
