@@ -138,3 +138,18 @@ def test_a_resumed_ceiling_stage_shows_the_work_its_records_hold(tmp_path):
     assert _recorded_seconds(tmp_path, {"ceiling": 3.0}, None) == {"ceiling": 50.0}
     assert _recorded_seconds(tmp_path, {"ceiling": 80.0}, None) == {"ceiling": 80.0}  # this run did more
     assert _recorded_seconds(tmp_path, {"train": 3.0}, None) == {}
+
+
+def test_stage_times_keep_the_work_of_resumed_stages_and_the_last_evaluation(tmp_path):
+    """A resumed stage keeps the time of the run that did its work; evaluate and report always do
+    all of it, so their time is this run's."""
+    from salus.cli.benchmark import _stage_seconds
+
+    assert _stage_seconds(tmp_path, {"collect": 100.0, "evaluate": 500.0}) == {
+        "collect": 100.0,
+        "evaluate": 500.0,
+    }
+    assert _stage_seconds(tmp_path, {"collect": 2.0, "evaluate": 300.0}) == {
+        "collect": 100.0,
+        "evaluate": 300.0,
+    }

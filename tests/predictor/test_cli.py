@@ -155,3 +155,8 @@ def test_split_seeds_train_and_evaluate_over_seeds(dataset, tmp_path):
     assert len(row["seen/safe"]["values"]) == 2
     assert row["seen/safe"]["min"] <= row["seen/safe"]["mean"] <= row["seen/safe"]["max"]
     assert "mean [min, max] over seeds" in (tmp_path / "ev" / "results.md").read_text()
+    # the split seeds evaluated in two processes: the same numbers as in one
+    two = CliRunner().invoke(app, ["evaluate", str(out), str(dataset), "--json", "--workers", "2"])
+    assert two.exit_code == 0, two.output
+    assert json.loads(two.stdout)["aggregate"] == json.loads(res.stdout)["aggregate"]
+    assert json.loads(two.stdout)["seeds"] == json.loads(res.stdout)["seeds"]

@@ -125,6 +125,7 @@ STAGE_TIMES = "stage_seconds.json"
 # values narrow the intervals at proportional cost (stage times are in the results header).
 EPISODES = 1200  # episodes of the fixed dataset (300 per task)
 CEILING_SAMPLE = 50  # default at-risk episodes per time of the benchmark's Monte-Carlo ceiling
+ALWAYS_RUN = ("evaluate", "report")  # stages that do all their work in every run (no resume)
 CEILING_TIMES = "1,2,3,T"  # the at-risk times and the SAFE-prediction step (T - 2)
 CEILING_K = 8  # continuations per episode and time
 EFFICIENCY_SIZES = (50, 100, 200, 400, 800, 1600)  # training episodes of the data-efficiency curve
@@ -134,10 +135,13 @@ FRESH_SEED = 7001
 
 def _stage_seconds(out: Path, now: dict[str, float]) -> dict[str, float]:
     """Per stage, the longest time it took over the runs in ``out`` (the run that did its work;
-    resumed stages only check), merged with this run's and saved."""
+    resumed stages only check), merged with this run's and saved. ``evaluate`` and ``report``
+    never resume (every run does all their work): this run's time."""
     path = out / STAGE_TIMES
     seen: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
-    merged = {k: max(float(seen.get(k, 0.0)), float(v)) for k, v in now.items()}
+    merged = {
+        k: float(v) if k in ALWAYS_RUN else max(float(seen.get(k, 0.0)), float(v)) for k, v in now.items()
+    }
     path.write_text(json.dumps(merged, indent=1))
     return merged
 
@@ -252,7 +256,11 @@ def register(app: typer.Typer) -> None:
             2026, "--seed", callback=seed_option, help="Collection seed of the fixed dataset."
         ),
         workers: int = typer.Option(
-            2, "--workers", "-w", callback=positive_int, help="Collection worker processes."
+            2,
+            "--workers",
+            "-w",
+            callback=positive_int,
+            help="Worker processes: collection, the ceiling, the closed loop and the split seeds' evaluation.",
         ),
         holdout_task: str = typer.Option(
             "rotate",
@@ -389,7 +397,7 @@ def register(app: typer.Typer) -> None:
         data = episodes_from_dataset(SalusDataset(data_path or out / "data.zarr"))
         with console.status("evaluating") as status:
             evals, agg = evaluate_seeds(
-                out / "models", data, DEFAULT_ALPHAS, progress=lambda m: status.update(m)
+                out / "models", data, DEFAULT_ALPHAS, progress=lambda m: status.update(m), workers=workers
             )
             status.update("ablations")
             first = int(split_seeds.split(",")[0])

@@ -26,21 +26,65 @@ def clean_json(value: Any) -> Any:
 
 
 def evaluate_seeds(
-    model_dir: Path, episodes: Any, alphas: Any, progress: Any = None
+    model_dir: Path, episodes: Any, alphas: Any, progress: Any = None, *, workers: int = 1
 ) -> tuple[list[Any], dict[str, Any] | None]:
-    """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one)."""
-    from salus.predictor import aggregate_seeds, evaluate_detailed
-    from salus.predictor.discovery import load_checkpoints, read_selection_record, seed_dirs
+    """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one).
+
+    ``workers`` > 1: the seeds after the first are evaluated in that many - 1 forked processes
+    while this one evaluates the first; each seed's evaluation is deterministic, so the numbers are
+    those of one process. Those seeds come back as their ``report`` and ``samples`` only (what the
+    aggregate and the tables read); the first seed's evaluation is whole (the report page draws it)."""
+    from salus.predictor import aggregate_seeds
+    from salus.predictor.discovery import seed_dirs
 
     seeds = seed_dirs(model_dir)
     dirs = [d for _, d in seeds] or [model_dir]
-    evals = []
-    for d in dirs:
-        preds = load_checkpoints(d)
-        record = read_selection_record(d) if not (d / "predictor.json").is_file() else None
-        evals.append(evaluate_detailed(episodes, preds, alphas=alphas, progress=progress, selection=record))
+    if workers > 1 and len(dirs) > 1:
+        evals = _evaluate_parallel(dirs, episodes, alphas, progress, workers)
+    else:
+        evals = [_evaluate_dir(d, episodes, alphas, progress) for d in dirs]
     agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals]) if seeds else None
     return evals, agg
+
+
+def _evaluate_dir(d: Path, episodes: Any, alphas: Any, progress: Any = None) -> Any:
+    from salus.predictor import evaluate_detailed
+    from salus.predictor.discovery import load_checkpoints, read_selection_record
+
+    preds = load_checkpoints(d)
+    record = read_selection_record(d) if not (d / "predictor.json").is_file() else None
+    return evaluate_detailed(episodes, preds, alphas=alphas, progress=progress, selection=record)
+
+
+_FORKED: dict[str, Any] = {}  # what a forked worker inherits (episodes are large: never pickled)
+
+
+def _evaluate_forked(d: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    torch.set_num_threads(1)
+    ev = _evaluate_dir(d, _FORKED["episodes"], _FORKED["alphas"])
+    return ev.report, ev.samples
+
+
+def _evaluate_parallel(
+    dirs: list[Path], episodes: Any, alphas: Any, progress: Any, workers: int
+) -> list[Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
+
+    _FORKED.update(episodes=episodes, alphas=alphas)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(workers - 1, len(dirs) - 1), mp_context=ctx) as pool:
+            futures = [pool.submit(_evaluate_forked, d) for d in dirs[1:]]
+            first = _evaluate_dir(dirs[0], episodes, alphas, progress)
+            rest = [f.result() for f in futures]
+    finally:
+        _FORKED.clear()
+    light = [replace(first, report=r, samples=smp, methods=[], bands={}, boot={}) for r, smp in rest]
+    return [first, *light]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +113,13 @@ def register(app: typer.Typer) -> None:
             help="Also write results.json and results.md into this directory.",
         ),
         threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            "-w",
+            callback=positive_int,
+            help="Processes for the split seeds (forked; the same numbers as one process).",
+        ),
     ) -> None:
         """SAFE-comparable, at-risk and time-matched ROC-AUC, and conformal alarms, for every method."""
         import torch
@@ -83,7 +134,9 @@ def register(app: typer.Typer) -> None:
         episodes = episodes_from_dataset(SalusDataset(data), embeddings=True)
         console = Console(stderr=True)
         with console.status("evaluating") as status:
-            evals, agg = evaluate_seeds(model_dir, episodes, alphas, progress=lambda m: status.update(m))
+            evals, agg = evaluate_seeds(
+                model_dir, episodes, alphas, progress=lambda m: status.update(m), workers=workers
+            )
         reports = [e.report for e in evals]
         commands = [p.get("command") for r in reports for p in r.get("predictors", []) if p.get("command")]
         commands = list(dict.fromkeys(commands))
