@@ -30,10 +30,11 @@ def evaluate_seeds(
 ) -> tuple[list[Any], dict[str, Any] | None]:
     """Evaluations of MODEL_DIR (one per seed directory, or one) and their aggregate (None for one).
 
-    ``workers`` > 1: the seeds after the first are evaluated in that many - 1 forked processes
-    while this one evaluates the first; each seed's evaluation is deterministic, so the numbers are
-    those of one process. Those seeds come back as their ``report`` and ``samples`` only (what the
-    aggregate and the tables read); the first seed's evaluation is whole (the report page draws it)."""
+    ``workers`` > 1: the seeds are dealt round-robin to this process (the first seed among them)
+    and that many - 1 forked processes; each seed's evaluation is deterministic, so the numbers are
+    those of one process. Seeds evaluated in a fork come back as their ``report`` and ``samples``
+    only (what the aggregate and the tables read); the first seed's evaluation is whole (the report
+    page draws it)."""
     from salus.predictor import aggregate_seeds
     from salus.predictor.discovery import seed_dirs
 
@@ -59,32 +60,43 @@ def _evaluate_dir(d: Path, episodes: Any, alphas: Any, progress: Any = None) -> 
 _FORKED: dict[str, Any] = {}  # what a forked worker inherits (episodes are large: never pickled)
 
 
-def _evaluate_forked(d: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate_forked(dirs: list[Path]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     import torch
 
     torch.set_num_threads(1)
-    ev = _evaluate_dir(d, _FORKED["episodes"], _FORKED["alphas"])
-    return ev.report, ev.samples
+    out = []
+    for d in dirs:
+        ev = _evaluate_dir(d, _FORKED["episodes"], _FORKED["alphas"])
+        out.append((ev.report, ev.samples))
+    return out
 
 
 def _evaluate_parallel(
     dirs: list[Path], episodes: Any, alphas: Any, progress: Any, workers: int
 ) -> list[Any]:
+    """Seeds dealt round-robin to this process (which takes the first) and workers - 1 forks."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
 
+    share = [list(range(i, len(dirs), workers)) for i in range(min(workers, len(dirs)))]
     _FORKED.update(episodes=episodes, alphas=alphas)
     try:
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(workers - 1, len(dirs) - 1), mp_context=ctx) as pool:
-            futures = [pool.submit(_evaluate_forked, d) for d in dirs[1:]]
-            first = _evaluate_dir(dirs[0], episodes, alphas, progress)
-            rest = [f.result() for f in futures]
+        with ProcessPoolExecutor(max_workers=len(share) - 1, mp_context=ctx) as pool:
+            futures = [pool.submit(_evaluate_forked, [dirs[i] for i in idx]) for idx in share[1:]]
+            mine = [_evaluate_dir(dirs[i], episodes, alphas, progress) for i in share[0]]
+            theirs = [f.result() for f in futures]
     finally:
         _FORKED.clear()
-    light = [replace(first, report=r, samples=smp, methods=[], bands={}, boot={}) for r, smp in rest]
-    return [first, *light]
+    evals: list[Any] = [None] * len(dirs)
+    for i, ev in zip(share[0], mine, strict=True):
+        evals[i] = ev
+    first = evals[0]
+    for idx, results in zip(share[1:], theirs, strict=True):
+        for i, (report, samples) in zip(idx, results, strict=True):
+            evals[i] = replace(first, report=report, samples=samples, methods=[], bands={}, boot={})
+    return evals
 
 
 def register(app: typer.Typer) -> None:
