@@ -133,7 +133,7 @@ def test_a_resumed_ceiling_stage_shows_the_work_its_records_hold(tmp_path):
 
     (tmp_path / "ceiling").mkdir()
     (tmp_path / "ceiling" / "ceiling.json").write_text(
-        json.dumps({"config": {"workers": 2}, "stage": {"job_s": 100.0, "wall_s": 1.0}})
+        json.dumps({"times": {}, "config": {"workers": 2}, "stage": {"job_s": 100.0, "wall_s": 1.0}})
     )
     assert _recorded_seconds(tmp_path, {"ceiling": 3.0}, None) == {"ceiling": 50.0}
     assert _recorded_seconds(tmp_path, {"ceiling": 80.0}, None) == {"ceiling": 80.0}  # this run did more

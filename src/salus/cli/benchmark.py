@@ -154,14 +154,14 @@ def _recorded_seconds(
     workers), so a stage first run by hand and resumed here still shows its work; each at least
     this run's time."""
     from salus.data import SalusDataset
+    from salus.predictor.ceiling import CEILING_FILE, load_ceiling
 
     found: dict[str, float] = {}
     for name, path in (("collect", out / "data.zarr"), ("collect fresh", out / "assist" / "fresh.zarr")):
         if name in now and path.is_dir():
             found[name] = float(SalusDataset(path).attrs.get("collect_seconds") or 0.0)
-    ceiling = out / "ceiling" / "ceiling.json"
-    if "ceiling" in now and ceiling.is_file():
-        c = json.loads(ceiling.read_text())
+    if "ceiling" in now and (out / "ceiling" / CEILING_FILE).is_file():
+        c = load_ceiling(out / "ceiling")
         workers = max(1, int((c.get("config") or {}).get("workers") or 1))
         found["ceiling"] = float((c.get("stage") or {}).get("job_s") or 0.0) / workers
     if closed_loop is not None and "assist" in now:
@@ -487,11 +487,11 @@ def _ceiling_lines(ceiling_dir: Path, data: Path, evals: Sequence[Any], agg: dic
     import numpy as np
 
     from salus.data import SalusDataset
-    from salus.predictor.ceiling import load_ceiling, paired_gap, view_metric
+    from salus.predictor.ceiling import episode_key, load_ceiling, paired_gap, view_metric
     from salus.predictor.tables import BASELINE_FAMILIES, ceiling_lines
 
     ceiling = load_ceiling(ceiling_dir)
-    positions = {f"ep{int(v)}": i for i, v in enumerate(np.asarray(SalusDataset(data).episode_index))}
+    positions = {episode_key(v): i for i, v in enumerate(np.asarray(SalusDataset(data).episode_index))}
     methods = agg.get("methods") or []
     names = [m["name"] for m in evals[0].report["methods"]]
     baselines = [r["name"] for r in methods if r["family"] in BASELINE_FAMILIES]

@@ -650,6 +650,7 @@ def run_ceiling(
     from salus.collect.jobs import read_records, run_jobs
     from salus.data import SalusDataset
     from salus.policies import check_policy_spec, split_policy_spec
+    from salus.predictor.ceiling import episode_key
     from salus.predictor.episodes import episodes_from_dataset
 
     def note(msg: str) -> None:
@@ -717,7 +718,7 @@ def run_ceiling(
             by_episode.setdefault(i, set()).add(steps[tk])
 
     index = np.asarray(ds.episode_index)
-    keys = {i: f"ep{int(index[i])}" for i in range(len(eps))}
+    keys = {i: episode_key(index[i]) for i in range(len(eps))}
     actions = ds.episode_arrays("action", sorted(by_episode)) if by_episode else []
     states = (
         ds.episode_arrays("state", sorted(by_episode))

@@ -402,7 +402,8 @@ def same_setting(key: str, old: Any, new: Any) -> bool:
         return True
     if key != "signal_stats" or not isinstance(old, str) or not isinstance(new, str):
         return False
-    return _stats_digest(old) is not None and _stats_digest(old) == _stats_digest(new)
+    digest = _stats_digest(old)
+    return digest is not None and digest == _stats_digest(new)
 
 
 def _stats_digest(base: str) -> str | None:

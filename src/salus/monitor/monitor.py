@@ -428,36 +428,36 @@ class Monitor:
         state, ``task`` or an image has the wrong shape or the batch size changed (raised)."""
         if not isinstance(observation, Mapping):
             raise InvalidInputError(f"observation must be a dict, got {type(observation).__name__}")
-        key = self.config.robot_state
-        if observation.get(key) is None:
+        state_key = self.config.robot_state
+        if observation.get(state_key) is None:
             raise InvalidInputError(
-                f"observation has no {key!r} (the robot state, MonitorConfig.robot_state); keys: "
+                f"observation has no {state_key!r} (the robot state, MonitorConfig.robot_state); keys: "
                 f"{sorted(str(k) for k in observation)}"
             )
-        raw = observation[key]
+        raw = observation[state_key]
         arr = _numbers(raw)
         if arr is None:
-            raise InvalidInputError(f"observation {key!r} is not numbers (got {type(raw).__name__})")
+            raise InvalidInputError(f"observation {state_key!r} is not numbers (got {type(raw).__name__})")
         task = observation.get("task")
         single = isinstance(task, str) or (task is None and arr.ndim == 1)
         if single:
             if arr.shape != (self._state_dim,):
                 hint = " ('task' is one string: one environment)" if arr.ndim == 2 else ""
                 raise _ShapeError(
-                    f"observation {key!r} of one environment must have shape ({self._state_dim},), got "
+                    f"observation {state_key!r} of one environment must have shape ({self._state_dim},), got "
                     f"{arr.shape}{hint}{self._robot_hint()}"
                 )
             state = arr[None]
         else:
             if arr.ndim != 2 or arr.shape[1] != self._state_dim:
                 raise _ShapeError(
-                    f"observation {key!r} of a batch must have shape (B, {self._state_dim}), got {arr.shape}"
+                    f"observation {state_key!r} of a batch must have shape (B, {self._state_dim}), got {arr.shape}"
                     f"{self._robot_hint()}"
                 )
             state = arr
             if isinstance(task, Sequence) and len(task) != len(state):
                 raise _ShapeError(
-                    f"observation 'task' lists {len(task)} environments but {key!r} has shape {arr.shape}"
+                    f"observation 'task' lists {len(task)} environments but {state_key!r} has shape {arr.shape}"
                 )
         b = state.shape[0]
         if self._batch_size and b != self._batch_size:
@@ -467,7 +467,7 @@ class Monitor:
                 else (self._batch_size, self._state_dim)
             )
             raise _ShapeError(
-                f"observation {key!r} has shape {arr.shape} but the monitor runs {self._batch_size} "
+                f"observation {state_key!r} has shape {arr.shape} but the monitor runs {self._batch_size} "
                 f"environment(s): expected {want}; call monitor.reset() before changing the batch size"
             )
         for key, value in observation.items():

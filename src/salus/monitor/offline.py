@@ -46,11 +46,8 @@ def offline_risk(
     )
     # the signal columns the checkpoint's training refitted (split_statistics), as it saw them
     ep = with_statistics(ep, pred.meta.get("extractor_statistics"), pred.meta.get("signal_names") or ())
-    from salus.predictor.checkpoint import ramped
-
     probs = pred.episode_probs([ep])[0]
-    idx = int(pred.meta["score_index"])  # the score column plus the checkpoint's ramp (episode_scores)
-    score = ramped(probs[:, idx if probs.shape[1] > 1 else 0], np.arange(len(probs)), pred.score_ramp)
+    score = pred.score_of(probs)  # the score column plus the checkpoint's ramp, as episode_scores
     run = np.maximum.accumulate(np.where(np.isfinite(score), score, -np.inf))
     band = pred.band(alpha)
     upper = band.upper(len(run))

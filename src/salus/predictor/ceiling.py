@@ -24,6 +24,7 @@ from salus.errors import DatasetError, InvalidInputError
 
 __all__ = [
     "CEILING_FILE",
+    "episode_key",
     "load_ceiling",
     "ceiling_auroc",
     "share_of_gap_closed",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 CEILING_FILE = "ceiling.json"
+
+
+def episode_key(episode_index: int) -> str:
+    """A ceiling row's episode key (``"ep12"``) from the dataset's ``episode_index`` value."""
+    return f"ep{int(episode_index)}"
 
 
 def time_key(time: float | str) -> str:

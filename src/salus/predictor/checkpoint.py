@@ -438,11 +438,13 @@ class TrainedPredictor:
         """The per-step failure score ``(T_i,)`` used by the protocol: the probability at
         ``score_index`` (our models: one horizon, by default the longest; SAFE: its only output),
         plus the checkpoint's ``score_ramp`` per step (:func:`ramped`)."""
-        idx, ramp = int(self.meta["score_index"]), self.score_ramp
-        return [
-            ramped(p[:, idx if p.shape[1] > 1 else 0], np.arange(len(p)), ramp)
-            for p in self.episode_probs(episodes)
-        ]
+        return [self.score_of(p) for p in self.episode_probs(episodes)]
+
+    def score_of(self, probs: np.ndarray) -> np.ndarray:
+        """The per-step score ``(T,)`` of one episode's probabilities ``(T, P)``
+        (:meth:`episode_probs`): the ``score_index`` column plus the ramp."""
+        idx = int(self.meta["score_index"])
+        return ramped(probs[:, idx if probs.shape[1] > 1 else 0], np.arange(len(probs)), self.score_ramp)
 
     @property
     def score_ramp(self) -> float:

@@ -37,13 +37,14 @@ def _expit() -> Any:
 
 
 class _Head:
-    """The output head of salus-mlp / salus-tcn: (B, C) -> probabilities (B, n_h) of any failure
-    within each horizon, and per failure type (B, n_h, K) in ``last_types``."""
+    """The output head of salus-mlp / salus-tcn / salus-risk: (B, C) -> probabilities (B, R) of any
+    failure for each of its R rows (horizons; salus-risk: the outcome, then the horizons), and per
+    failure type (B, R, K) in ``last_types``."""
 
-    def __init__(self, model: Any) -> None:
-        self.w = _np(model.head.weight).T.copy()  # (C, n_h * (1 + K))
+    def __init__(self, model: Any, rows: int | None = None) -> None:
+        self.w = _np(model.head.weight).T.copy()  # (C, R * (1 + K))
         self.b = _np(model.head.bias)
-        self.n_h, self.n_out = int(model.n_h), int(model.n_out)
+        self.n_h, self.n_out = int(model.n_h if rows is None else rows), int(model.n_out)
 
     def __call__(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = _sigmoid(h @ self.w + self.b).reshape(h.shape[0], self.n_h, self.n_out)
@@ -201,8 +202,7 @@ class NumpyGRU:
         self.w_ih, self.b_ih = _np(gru.weight_ih_l0).T.copy(), _np(gru.bias_ih_l0)  # (C, 3C), (3C,)
         self.w_hh, self.b_hh = _np(gru.weight_hh_l0).T.copy(), _np(gru.bias_hh_l0)
         self.c = int(model.hidden)
-        self.w_head, self.b_head = _np(model.head.weight).T.copy(), _np(model.head.bias)  # (2C, R * O)
-        self.n_rows, self.n_out = int(model.n_rows), int(model.n_out)
+        self.head = _Head(model, rows=int(model.n_rows))  # on [g, h]: (2C, R * (1 + K))
         self.last_types: np.ndarray | None = None
 
     @staticmethod
@@ -236,18 +236,13 @@ class NumpyGRU:
         np.maximum(u, 0.0, out=u)
         gi = u @ self.w_ih + self.b_ih
         gh = h @ self.w_hh + self.b_hh
-        r = _sigmoid32(gi[:, :c] + gh[:, :c])
-        z = _sigmoid32(gi[:, c : 2 * c] + gh[:, c : 2 * c])
+        expit = _expit()  # in float32, as the torch cell
+        r = expit(gi[:, :c] + gh[:, :c])
+        z = expit(gi[:, c : 2 * c] + gh[:, c : 2 * c])
         n = np.tanh(gi[:, 2 * c :] + r * gh[:, 2 * c :])
         g = (1.0 - z) * n + z * h
-        full = _sigmoid(np.concatenate([g, u], axis=1) @ self.w_head + self.b_head)
-        full = full.reshape(x.shape[0], self.n_rows, self.n_out)
-        self.last_types = full[:, :, 1:]
-        return full[:, :, 0], {"h": g.astype(np.float32)}
-
-
-def _sigmoid32(z: np.ndarray) -> np.ndarray:
-    return _expit()(z)  # type: ignore[no-any-return]
+        probs, self.last_types = self.head(np.concatenate([g, u], axis=1))
+        return probs, {"h": g.astype(np.float32)}
 
 
 class NumpyTrees(_Stateless):

@@ -500,7 +500,7 @@ def ceiling_lines(
         "rows: each split seed's test episodes of that group that the ceiling continued, with that seed's "
         "models (an episode tested in two seeds counts twice). Best baseline: the fixed comparator with "
         "the highest mean over seeds on the whole test view of that group and time (the ranking of the "
-        "tables above), scored on the same rows; the best of 27 comparators picked on a few dozen rows "
+        "tables above), scored on the same rows; the best of many comparators picked on a few dozen rows "
         "would be biased upwards. Share = (method - best baseline) / "
         "(ceiling - best baseline); the goal is >= 0.5. In brackets: the method minus the best baseline, "
         "95% bootstrap over episodes. A row with few failed or few succeeded episodes has no usable "
