@@ -437,7 +437,8 @@ def test_lerobot_smolvla_in_a_robot_loop(tmp_path):
     """The guide's loop: LeRobot's own SmolVLAPolicy (a tiny random checkpoint) behind salus's
     adapter, fed LeRobot-style dicts of a 6-joint arm; the episode is labelled afterwards."""
     pytest.importorskip("lerobot")
-    from salus.data.labels import Label, label_episodes
+    from salus.data.labels import Label
+    from salus.data.relabel import label_episodes
     from salus.policies.smolvla import SmolVLAAdapter, build_tiny_smolvla
 
     ckpt = build_tiny_smolvla(tmp_path / "tiny", state_dim=6, action_dim=6, chunk_size=6, n_action_steps=3)

@@ -1,4 +1,4 @@
-"""`salus ceiling DATA`: the Monte-Carlo ceiling of the at-risk ROC-AUC (see ``salus.collect.ceiling``).
+"""`salus ceiling DATA`: the Monte-Carlo ceiling of the at-risk ROC-AUC (see ``salus.predictor.ceiling_replay``).
 
 For a seeded sample of episodes at risk at each time, the recorded actions are replayed to that step
 and the same policy continues K times with fresh policy and world noise; the share of failed
@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         from salus.cli._common import progress_bar
-        from salus.collect.ceiling import CEILING_FILE, CeilingConfig, run_ceiling
+        from salus.predictor.ceiling_replay import CEILING_FILE, CeilingConfig, run_ceiling
 
         seconds, at_T = _times(times)
         config = CeilingConfig(

@@ -161,7 +161,8 @@ def label_command(
     unlabelled episodes)."""
     from rich.console import Console
 
-    from salus.data.labels import Label, label_episodes, read_label_file
+    from salus.data.labels import Label, read_label_file
+    from salus.data.relabel import label_episodes
     from salus.errors import InvalidInputError
 
     if from_file is not None:

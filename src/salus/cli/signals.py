@@ -128,7 +128,9 @@ def check(
     if (data is None) == (rollouts <= 0):
         raise InvalidInputError("give either a dataset path DATA or --rollouts N (N >= 1), not both")
     if data is not None:
-        report = check_dataset_signals(data)
+        from salus.data import SalusDataset
+
+        report = check_dataset_signals(SalusDataset(data))
     else:
         tasks = _tasks(task)
         extractor = load_extractor_for_policy(policy, batch_size=1, stats=stats)
@@ -256,7 +258,9 @@ def fit(
         raise InvalidNameError("fit source", source, ("policy", "expert"))
 
     if data is not None:
-        extractor, summary = fit_extractor_from_dataset(data)
+        from salus.data import SalusDataset
+
+        extractor, summary = fit_extractor_from_dataset(SalusDataset(data))
         target = out
         if target is None:
             raise typer.BadParameter("--out is required with --data")

@@ -19,9 +19,6 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.collect.backends import RayBackend as RayBackend
     from salus.collect.backends import SerialBackend as SerialBackend
     from salus.collect.backends import make_backend as make_backend
-    from salus.collect.ceiling import CeilingConfig as CeilingConfig
-    from salus.collect.ceiling import CeilingResult as CeilingResult
-    from salus.collect.ceiling import run_ceiling as run_ceiling
     from salus.collect.collector import CollectResult as CollectResult
     from salus.collect.collector import CollectStats as CollectStats
     from salus.collect.collector import collect as collect
@@ -46,9 +43,6 @@ _LAZY = {
     "StepCapture": "salus.collect.recorder",
     "ObservationMap": "salus.collect.envs",
     "OutcomeRule": "salus.collect.envs",
-    "CeilingConfig": "salus.collect.ceiling",
-    "CeilingResult": "salus.collect.ceiling",
-    "run_ceiling": "salus.collect.ceiling",
 }
 
 __all__ = [

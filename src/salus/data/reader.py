@@ -32,6 +32,7 @@ from salus.data.integrity import (
     missing_chunks,
     open_array,
 )
+from salus.data.labels import apply_labels
 from salus.data.record import EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
 
@@ -241,8 +242,6 @@ class SalusDataset:
         self.episode_ends = ends
         self.episode_starts = np.concatenate([[0], ends[:-1]]).astype(np.int64) if n else ends.copy()
         self._perturbations: list[list[dict[str, Any]]] | None = None
-        from salus.data.labels import apply_labels
-
         apply_labels(self._meta, self.attrs, n)  # outcomes given later (`salus dataset label`)
 
     # ------------------------------------------------------------------ integrity

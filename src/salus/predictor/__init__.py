@@ -25,6 +25,9 @@ from salus.predictor.config import (
 )
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
+    from salus.predictor.ceiling_replay import CeilingConfig as CeilingConfig
+    from salus.predictor.ceiling_replay import CeilingResult as CeilingResult
+    from salus.predictor.ceiling_replay import run_ceiling as run_ceiling
     from salus.predictor.checkpoint import TrainedPredictor as TrainedPredictor
     from salus.predictor.conformal import FunctionalBand as FunctionalBand
     from salus.predictor.conformal import fit_functional_bands as fit_functional_bands
@@ -61,6 +64,9 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.predictor.training import train_model as train_model
 
 _LAZY: dict[str, str] = {
+    "CeilingConfig": "salus.predictor.ceiling_replay",
+    "CeilingResult": "salus.predictor.ceiling_replay",
+    "run_ceiling": "salus.predictor.ceiling_replay",
     "Episode": "salus.predictor.episodes",
     "EpisodeSet": "salus.predictor.episodes",
     "EpisodeSplit": "salus.predictor.episodes",

@@ -1,5 +1,5 @@
 """Reading the Monte-Carlo ceiling (``ceiling.json``, written by ``salus ceiling`` /
-:func:`salus.collect.ceiling.run_ceiling`) for results tables: the ceiling ROC-AUC of an at-risk
+:func:`salus.predictor.ceiling_replay.run_ceiling`) for results tables: the ceiling ROC-AUC of an at-risk
 metric and, for every method, the **share of the gap closed**
 
     (method - best baseline) / (ceiling - best baseline)

@@ -32,6 +32,19 @@ __all__ = [
     "holdout_for_seed",
 ]
 
+# The input groups of ``salus.predictor.features.FeatureSpace`` (described there); the last is the
+# oracle's privileged simulator state, which no deployable model reads.
+FEATURE_GROUPS: tuple[str, ...] = (
+    "signals",
+    "baselines",
+    "state",
+    "embedding",
+    "hidden",
+    "knn",
+    "privileged",
+)
+DEPLOYABLE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:-1]
+
 # The models live in ``salus.predictor.registry`` (name -> input kind, family, objective, network).
 # MODEL_NAMES: the trained models (``salus train --model all``). BASELINE_MODELS: the training-free
 # baselines (``salus.predictor.baseline_models``), trained by name only: ``salus evaluate`` already
@@ -167,8 +180,6 @@ class ModelConfig:
                 f"objective {self.objective!r}: only 'horizons' can replace a 'features' model's own objective"
             )
         if self.feature_groups:
-            from .features import FEATURE_GROUPS
-
             bad = [g for g in self.feature_groups if g not in FEATURE_GROUPS]
             if bad:
                 raise InvalidNameError("feature group", bad[0], FEATURE_GROUPS)

@@ -31,20 +31,11 @@ import numpy as np
 
 from salus.errors import CheckpointError, DatasetError, InvalidInputError, InvalidNameError
 
+from .config import DEPLOYABLE_GROUPS, FEATURE_GROUPS
 from .episodes import Episode
 
 __all__ = ["FEATURE_GROUPS", "DEPLOYABLE_GROUPS", "GROUP_STEP_KEYS", "FeatureSpace", "perturbation_vector"]
 
-FEATURE_GROUPS: tuple[str, ...] = (
-    "signals",
-    "baselines",
-    "state",
-    "embedding",
-    "hidden",
-    "knn",
-    "privileged",
-)
-DEPLOYABLE_GROUPS: tuple[str, ...] = FEATURE_GROUPS[:-1]
 # The ``Episode`` field each group reads, where it is optional (``signals`` is always there).
 GROUP_STEP_KEYS: dict[str, str] = {
     "baselines": "baselines",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
 from salus.signals.definitions import SIGNAL_NAMES, SignalConfig
 from salus.signals.extractor import SignalExtractor
 from salus.signals.stats import GaussianStats
+
+if TYPE_CHECKING:  # the caller opens datasets: salus.data sits above this package
+    from salus.data import SalusDataset
 
 __all__ = [
     "STATS_FILENAME",
@@ -389,15 +392,14 @@ def fit_extractor_from_rollouts(
 
 
 def fit_extractor_from_dataset(
-    path: str | Path, config: SignalConfig | None = None
+    ds: SalusDataset, config: SignalConfig | None = None
 ) -> tuple[SignalExtractor, dict]:
     """Fit the OOD statistics on the observation embeddings of a dataset's successful, unperturbed episodes.
 
     The dataset holds no K samples, so the cluster radius stays unfitted (set it in the config).
+    ``ds`` is opened by the caller (``salus.data`` sits above this package).
     """
-    from salus.data import SalusDataset
-
-    ds = SalusDataset(path)
+    path = ds.path
     keep = ood_fit_episodes(list(ds.success), [bool(p) for p in ds.perturbations])
     if len(keep) < 2:
         raise InvalidInputError(f"{path}: {len(keep)} successful unperturbed episodes; need >= 2 to fit")
@@ -514,15 +516,13 @@ def summarize_signals(
     }
 
 
-def check_dataset_signals(path: str | Path) -> dict[str, Any]:
-    """:func:`summarize_signals` over every committed step of a salus dataset (``data/signals``, ``data/signal_valid``).
+def check_dataset_signals(ds: SalusDataset) -> dict[str, Any]:
+    """:func:`summarize_signals` over every committed step of an opened salus dataset (``data/signals``,
+    ``data/signal_valid``).
 
     When the dataset stores ``baselines`` (names in its attributes), their mean, std, NaN count and
     non-zero rate (invalid entries are 0) are added under ``"baselines"``.
     """
-    from salus.data import SalusDataset
-
-    ds = SalusDataset(path)
     names = ds.signal_names or list(SIGNAL_NAMES)
     values = ds.steps("signals")
     valid = ds.steps("signal_valid") if "signal_valid" in ds.keys else np.isfinite(values)
@@ -540,7 +540,7 @@ def check_dataset_signals(path: str | Path) -> dict[str, Any]:
         }
     report.update(
         {
-            "source": str(path),
+            "source": str(ds.path),
             "episodes": len(ds),
             "successful_episodes": int(np.asarray(ds.success).sum()),
             "perturbed_episodes": int(sum(1 for p in ds.perturbations if p)),

@@ -26,8 +26,8 @@ PERTURBATION_NAMES = (
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no import at run time)
     from salus.sim.env import PandaEnv as PandaEnv
-    from salus.sim.env import make_env as make_env
     from salus.sim.expert import ScriptedExpert as ScriptedExpert
+    from salus.sim.make import make_env as make_env
     from salus.sim.perturbations import PERTURBATIONS as PERTURBATIONS
     from salus.sim.perturbations import Perturbation as Perturbation
     from salus.sim.perturbations import apply_perturbations as apply_perturbations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors (no imp
     from salus.sim.rollout import run_rollouts as run_rollouts
 
 _LAZY: dict[str, str] = {
-    "make_env": "salus.sim.env",
+    "make_env": "salus.sim.make",
     "PandaEnv": "salus.sim.env",
     "ScriptedExpert": "salus.sim.expert",
     "PERTURBATIONS": "salus.sim.perturbations",

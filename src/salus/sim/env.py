@@ -39,7 +39,7 @@ from salus.sim.spec import (
 )
 from salus.sim.tasks import TASK_CHARSET, get_task
 
-__all__ = ["PandaEnv", "make_env", "SUBSTEPS", "HOME_EE_POS"]
+__all__ = ["PandaEnv", "SUBSTEPS", "HOME_EE_POS"]
 
 SUBSTEPS = 25  # 25 x 2 ms = one 50 ms control step
 HOME_EE_POS = np.array([0.42, 0.0, 0.22])
@@ -556,32 +556,3 @@ class PandaEnv(gym.Env[dict[str, Any], np.ndarray]):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-
-def make_env(
-    task: str = "pick_place",
-    *,
-    image_size: int = spec.DEFAULT_IMAGE_SIZE,
-    cameras: Sequence[str] = spec.CAMERA_NAMES,
-    render: bool = True,
-    max_steps: int | None = None,
-    perturbations: Sequence[tuple[str, float] | str] | None = None,
-    render_mode: str | None = None,
-) -> gym.Env[dict[str, Any], np.ndarray]:
-    """Build a task environment, optionally wrapped in perturbations ``[(name, strength)]``.
-
-    ``render=False`` skips images (they are then absent from the observation space).
-    """
-    env: gym.Env[dict[str, Any], np.ndarray] = PandaEnv(
-        task,
-        image_size=image_size,
-        cameras=cameras,
-        render=render,
-        max_steps=max_steps,
-        render_mode=render_mode,
-    )
-    if perturbations:
-        from salus.sim.perturbations import apply_perturbations
-
-        env = apply_perturbations(env, perturbations)
-    return env

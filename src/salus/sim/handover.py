@@ -72,8 +72,8 @@ def replay_handovers(job: HandoverJob, *, render: bool = False) -> list[Handover
     A handover step at or after the recorded episode's length is refused (the policy had already
     finished there). ``render=False`` skips the cameras, which neither the actions nor the expert read.
     """
-    from salus.sim.env import make_env
     from salus.sim.expert import ScriptedExpert
+    from salus.sim.make import make_env
     from salus.sim.rollout import run_loop
 
     actions = np.asarray(job.actions, dtype=np.float32)

@@ -255,8 +255,8 @@ def run_rollouts(
     ``save_frames`` writes PNGs (front | wrist side by side, every ``frame_every`` steps) into
     ``DIR/<task>_seed<seed>/`` and implies rendering. Steps per second include rendering when on.
     """
-    from salus.sim.env import make_env
     from salus.sim.expert import ScriptedExpert
+    from salus.sim.make import make_env
     from salus.sim.perturbations import apply_perturbations
 
     get_task(task)

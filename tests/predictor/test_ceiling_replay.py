@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from salus.collect import CollectConfig
-from salus.collect import ceiling as mc
-from salus.collect.ceiling import CeilingConfig, continuation_seeds, run_ceiling, summarize
 from salus.collect.collector import collect
 from salus.data import SalusDataset
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
+from salus.predictor import ceiling_replay as mc
+from salus.predictor.ceiling_replay import CeilingConfig, continuation_seeds, run_ceiling, summarize
 
 EPISODES, MAX_STEPS, SEED = 3, 20, 0
 TIME_S = 0.4  # step 8 at 20 Hz

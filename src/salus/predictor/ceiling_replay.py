@@ -47,6 +47,11 @@ import numpy as np
 
 from salus.errors import DatasetError, InvalidInputError
 
+from . import protocol
+from .ceiling import CEILING_FILE, ceiling_auroc, episode_key
+from .config import SplitConfig, holdout_for_seed
+from .episodes import episodes_from_dataset, split_episodes
+
 __all__ = [
     "CeilingConfig",
     "CeilingJob",
@@ -64,7 +69,6 @@ __all__ = [
     "DEFAULT_SAMPLE",
 ]
 
-CEILING_FILE = "ceiling.json"  # salus.predictor.ceiling reads it
 RECORDS_FILE = "continuations.jsonl"
 DEFAULT_TIMES_S = (1.0, 2.0, 3.0)
 DEFAULT_K = 8
@@ -416,18 +420,14 @@ def prediction_step(episodes: Sequence[Any]) -> int:
     """The step of the ceiling "at T": T - 2 for T the protocol's common T (the shortest rollout,
     :func:`salus.predictor.protocol.safe_times`). Its "SAFE prediction" view reads the running
     score after T - 1 steps (index T - 2) on the episodes with no event before T."""
-    from salus.predictor.protocol import safe_times
-
-    times = safe_times(episodes)
+    times = protocol.safe_times(episodes)
     return min(times.values()) - 2 if times else -1
 
 
 def draw_sample(episodes: Sequence[Any], pool: Sequence[int], step: int, cap: int, seed: int) -> list[int]:
     """The sample at one ``step`` (see ``SAMPLE_RULE``): indices into ``episodes``, sorted."""
-    from salus.predictor.protocol import at_risk_scores
-
     chosen = [episodes[i] for i in pool]
-    pos, _, _ = at_risk_scores(chosen, [np.zeros(ep.length) for ep in chosen], step)
+    pos, _, _ = protocol.at_risk_scores(chosen, [np.zeros(ep.length) for ep in chosen], step)
     candidates = np.asarray(pool, dtype=int)[pos]
     if candidates.size > cap:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _SAMPLE_TAG]))
@@ -500,8 +500,6 @@ def _missing(job: CeilingJob, done: _Done | None) -> CeilingJob | None:
 
 
 def _view(rows: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
-    from salus.predictor import protocol
-
     labels = np.array([r["failed"] for r in rows], dtype=bool)
     p = np.array([r["p_fail"] for r in rows], dtype=np.float64)
     if not rows:
@@ -558,13 +556,11 @@ class CeilingResult:
     wall_s: float  # this run's wall time (all but the records found done)
 
     def auroc(self, time: float | str = "2s", view: str = "all") -> float:
-        from salus.predictor.ceiling import ceiling_auroc
-
         return ceiling_auroc(self.to_dict(), time, view)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "what": "Monte-Carlo ceiling of the at-risk ROC-AUC (salus.collect.ceiling)",
+            "what": "Monte-Carlo ceiling of the at-risk ROC-AUC (salus.predictor.ceiling_replay)",
             "data": self.data,
             "policy": self.policy,
             "recorded_policy": self.recorded_policy,
@@ -650,8 +646,6 @@ def run_ceiling(
     from salus.collect.jobs import read_records, run_jobs
     from salus.data import SalusDataset
     from salus.policies import check_policy_spec, split_policy_spec
-    from salus.predictor.ceiling import episode_key
-    from salus.predictor.episodes import episodes_from_dataset
 
     def note(msg: str) -> None:
         if say is not None:
@@ -698,9 +692,6 @@ def run_ceiling(
     pool: list[int] = list(range(len(eps)))
     pool_info: dict[str, Any] = {"pool": "every episode of the dataset", "pool_size": len(pool)}
     if cfg.split_seed is not None:
-        from salus.predictor.config import SplitConfig, holdout_for_seed
-        from salus.predictor.episodes import split_episodes
-
         # "rotate": the task the first split seed of `salus train --holdout-task rotate` holds out
         holdout = holdout_for_seed(cfg.holdout_tasks, eps.tasks, 0)
         split = split_episodes(eps, SplitConfig(holdout_tasks=holdout, seed=cfg.split_seed))
