@@ -26,7 +26,9 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _runtime_imports(name: str, path: Path, modules: dict[str, Path], *, in_functions: bool = False) -> set[str]:
+def _runtime_imports(
+    name: str, path: Path, modules: dict[str, Path], *, in_functions: bool = False
+) -> set[str]:
     """salus modules imported when ``name`` is imported: module-level imports (not under
     TYPE_CHECKING), plus the parent packages an import runs; with ``in_functions`` also the imports
     inside functions and classes (what running the module's code imports)."""

@@ -30,7 +30,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from salus.cli.main import app  # noqa: E402
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError  # noqa: E402
-from salus.policies import load_policy, split_policy_spec  # noqa: E402
+from salus.policies import PolicySpec, load_policy  # noqa: E402
 from salus.policies.smolvla import ensure_torchvision_importable  # noqa: E402
 from salus.policies.smolvla.configuration_smolvla import MAPPING_FILE  # noqa: E402
 
@@ -258,6 +258,40 @@ def test_resume_with_other_options_is_an_error(demos_dir: Path, tmp_path: Path) 
         train_smolvla(data, out, SmolVLATrainConfig(steps=4, **small))
 
 
+def test_resume_checks_the_dataset(demos_dir: Path, tmp_path: Path) -> None:
+    """Another dataset is refused; same-shaped data with other content (re-recorded) continues, recorded."""
+    import dataclasses
+
+    from salus.policies.smolvla.lerobot_dataset import read_lerobot_dataset
+    from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
+
+    data = read_lerobot_dataset(demos_dir)
+    config = SmolVLATrainConfig(hidden_size=32, text_layers=1, vision_layers=1, image_size=32, patch_size=8,
+                                chunk_size=4, n_action_steps=2, num_steps=2, batch_size=2, checkpoint_every=1,
+                                steps=4)  # fmt: skip
+
+    def stop(step: int, total: int, loss: float) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        train_smolvla(data, out, config, progress=stop)
+    first = data.episode_ends[0]
+    fewer = dataclasses.replace(
+        data, images={k: v[:first] for k, v in data.images.items()}, state=data.state[:first],
+        action=data.action[:first], frame_task=data.frame_task[:first], episode_ends=data.episode_ends[:1],
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="another dataset.*frames"):
+        train_smolvla(fewer, out, config)
+    action = data.action.copy()
+    action[0, 0] = np.nextafter(action[0, 0], np.float32(np.inf))  # one float, last bit
+    log = train_smolvla(dataclasses.replace(data, action=action), out, config)
+    assert log["resumed_from_step"] == 2
+    assert [c["step"] for c in log["data_changes"]] == [2]
+    assert log["data"]["sha256"] == log["data_changes"][0]["sha256"] != data.fingerprint()["sha256"]
+
+
 def test_train_reuses_its_demonstrations_only_when_recorded_alike(demos_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -341,25 +375,59 @@ def test_builtin_rejects_smolvla_only_options(tmp_path: Path) -> None:
 
 
 # -- spec options and the mapping file -----------------------------------------------------------------
-def test_split_policy_spec_options() -> None:
-    assert split_policy_spec("builtin") == ("builtin", None, {})
-    assert split_policy_spec("smolvla:/a/b?state_indices=0-6,14-21&n_action_steps=4&action_clip=none") == (
+def _parts(spec: str) -> tuple[str, str | None, dict]:
+    parsed = PolicySpec.parse(spec)
+    assert str(parsed) == spec  # the text it came from
+    return parsed.name, parsed.path, dict(parsed.options)
+
+
+def test_policy_spec_options() -> None:
+    assert _parts("builtin") == ("builtin", None, {})
+    assert _parts("smolvla:/a/b?state_indices=0-6,14-21&n_action_steps=4&action_clip=none") == (
         "smolvla",
         "/a/b",
         {"state_indices": STATE_INDICES, "n_action_steps": 4, "action_clip": None},
     )
-    name, path, opts = split_policy_spec(
-        "smolvla:D?image_keys=image_front:observation.images.top&device=cuda:0"
-    )
+    name, path, opts = _parts("smolvla:D?image_keys=image_front:observation.images.top&device=cuda:0")
     assert opts == {"image_keys": "image_front:observation.images.top", "device": "cuda:0"}
-    assert split_policy_spec("smolvla:D?action_indices=0+1+2+5")[2] == {"action_indices": (0, 1, 2, 5)}
-    assert split_policy_spec("ensemble:smolvla:A?state_indices=1+2,builtin") == (
-        "ensemble", "smolvla:A?state_indices=1+2,builtin", {}
-    )  # fmt: skip
+    assert _parts("smolvla:D?action_indices=0+1+2+5")[2] == {"action_indices": (0, 1, 2, 5)}
+    assert _parts("builtin?seed=3") == ("builtin", None, {"seed": 3})
+    ensemble = PolicySpec.parse("ensemble:smolvla:A?state_indices=1+2,builtin")
+    assert (ensemble.name, ensemble.path, dict(ensemble.options)) == (
+        "ensemble",
+        "smolvla:A?state_indices=1+2,builtin",
+        {},
+    )
+    assert [(m.name, m.path, dict(m.options)) for m in ensemble.members] == [
+        ("smolvla", "A", {"state_indices": (1, 2)}), ("builtin", None, {})
+    ]  # fmt: skip
+    assert PolicySpec.parse(ensemble) is ensemble and PolicySpec.parse("builtin").members == ()
     with pytest.raises(InvalidInputError, match="KEY=VALUE"):
-        split_policy_spec("smolvla:D?state_indices")
+        PolicySpec.parse("smolvla:D?state_indices")
     with pytest.raises(InvalidInputError, match="twice"):
-        split_policy_spec("smolvla:D?seed=1&seed=2")
+        PolicySpec.parse("smolvla:D?seed=1&seed=2")
+    with pytest.raises(InvalidNameError, match="valid policies"):
+        PolicySpec.parse("")
+
+
+def test_policy_spec_weights_dir_check_and_load(tmp_path: Path) -> None:
+    from salus.policies import packaged_weights_dir
+
+    assert PolicySpec.parse("builtin").weights_dir == packaged_weights_dir("builtin")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert PolicySpec.parse(f"smolvla:{tmp_path}?n_action_steps=2").weights_dir == tmp_path
+    assert PolicySpec.parse(f"smolvla:{tmp_path / 'model.safetensors'}").weights_dir == tmp_path
+    assert PolicySpec.parse("python:x.py:make").weights_dir is None
+    assert PolicySpec.parse("ensemble:builtin,builtin").weights_dir is None
+    with pytest.raises(InvalidInputError, match="lists no member"):
+        PolicySpec.parse("ensemble:").check()
+    (tmp_path / "factory.py").write_text("make = 3\n")
+    spec = PolicySpec.parse(f"python:{tmp_path / 'factory.py'}:make")
+    assert spec.check() is spec  # the factory is not resolved without factories=True
+    with pytest.raises(InvalidInputError, match="not callable"):
+        PolicySpec.parse(f"ensemble:builtin,python:{tmp_path / 'factory.py'}:make").check(factories=True)
+    with pytest.raises(InvalidInputError, match="both in the spec"):
+        PolicySpec.parse("builtin?seed=1").load(seed=2)
 
 
 def test_signal_stats_path_ignores_spec_options(tmp_path: Path) -> None:

@@ -389,13 +389,13 @@ def test_6_policy_typo_leaves_nothing_behind_and_says_policies(tmp_path: Path) -
     assert "unknown policy 'biultin'; valid policies: builtin" in proc.stderr
 
     from salus.errors import InvalidNameError, plural
-    from salus.policies import check_policy_spec
+    from salus.policies import PolicySpec
 
     with pytest.raises(InvalidNameError, match="valid policies"):
-        check_policy_spec("ensemble:builtin,biultin")
+        PolicySpec.parse("ensemble:builtin,biultin").check()
     with pytest.raises(SalusError, match="does not exist"):
-        check_policy_spec(f"builtin:{tmp_path / 'no_weights'}")
-    check_policy_spec("builtin")
+        PolicySpec.parse(f"builtin:{tmp_path / 'no_weights'}").check()
+    PolicySpec.parse("builtin").check()
     assert [plural(w) for w in ("policy", "task", "key", "box", "step key")] == [
         "policies",
         "tasks",

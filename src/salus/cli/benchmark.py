@@ -459,9 +459,9 @@ def register(app: typer.Typer) -> None:
 def results_path(policy: str) -> Path:
     """The default results file of a benchmark of ``policy``: ``docs/results.md`` for the default
     policy, ``docs/results-<name>.md`` for another (``builtin:DIR`` -> ``results-builtin.md``)."""
-    from salus.policies import split_policy_spec
+    from salus.policies import PolicySpec
 
-    name = split_policy_spec(policy)[0]
+    name = PolicySpec.parse(policy).name
     return Path("docs/results.md" if name == DEFAULT_POLICY else f"docs/results-{name}.md")
 
 

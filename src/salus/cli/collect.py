@@ -237,9 +237,9 @@ def collect_command(
     )
     if workers < 1:
         raise InvalidInputError(f"--workers must be >= 1, got {workers}")
-    from salus.policies import check_policy_spec
+    from salus.policies import PolicySpec
 
-    check_policy_spec(config.policy)  # before the dataset exists: a typo must leave nothing behind
+    PolicySpec.parse(config.policy).check()  # before the dataset exists: a typo must leave nothing behind
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]collect"),

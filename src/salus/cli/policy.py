@@ -479,9 +479,9 @@ def package(
 
 def _train_log(spec: str) -> dict[str, Any]:
     """``train_log.json`` of a policy folder (``NAME:DIR``), or {} when there is none."""
-    from salus.policies import split_policy_spec
+    from salus.policies import PolicySpec
 
-    _, path, _ = split_policy_spec(spec)
+    path = PolicySpec.parse(spec).path
     log = Path(path) / "train_log.json" if path else None
     if log is None or not log.is_file():
         return {}

@@ -159,27 +159,12 @@ def legacy_env_task(env: str) -> str:
 
 
 def check_factories(config: CollectConfig) -> None:
-    """Resolve every user object a run names, before anything is created: the ``python:`` policy
-    factory (also inside an ensemble) and the ``--success`` / ``--failure`` callables must exist and
-    be callable (the ``--env`` factory is built by :func:`probe_env`). InvalidInputError otherwise."""
+    """Resolve the ``--success`` / ``--failure`` callables a run names, before anything is created:
+    they must exist and be callable (the ``python:`` policy factory is checked by
+    :meth:`~salus.policies.PolicySpec.check`, the ``--env`` factory built by :func:`probe_env`).
+    InvalidInputError otherwise."""
     from salus._lazy import is_object_spec, load_object
-    from salus.policies import COMPOSITE_POLICIES, split_policy_spec
 
-    def policy(spec: str) -> None:
-        name, target, _options = split_policy_spec(spec)
-        if name in COMPOSITE_POLICIES:
-            for member in (target or "").split(","):
-                if member.strip():
-                    policy(member.strip())
-        elif name == "python":
-            if not target:
-                raise InvalidInputError(
-                    f"policy spec {spec!r} needs a factory: python:FILE.py:FACTORY or python:MODULE:FACTORY"
-                )
-            if not callable(load_object(target, "policy factory")):
-                raise InvalidInputError(f"policy factory {target!r} is not callable")
-
-    policy(config.policy)
     if config.env is None:
         return
     for what, spec in (("success rule", config.success), ("failure rule", config.failure)):
@@ -458,11 +443,11 @@ def collect(
     """
     from salus.collect.backends import make_backend
     from salus.data.writer import DatasetWriter
-    from salus.policies import check_policy_spec
+    from salus.policies import PolicySpec
 
     path = Path(out)
-    check_policy_spec(config.policy)  # a typo must not leave an empty dataset behind
-    check_factories(config)  # python: policy factory, --success / --failure callables
+    PolicySpec.parse(config.policy).check(factories=True)  # a typo must not leave an empty dataset behind
+    check_factories(config)  # --success / --failure callables
     config = resolve_signal_stats(config)
     named = bool(config.tasks)
     attrs, state = collection_attrs(config)  # --env: builds, maps and steps it (probe_env)

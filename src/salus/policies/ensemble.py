@@ -79,7 +79,7 @@ class EnsembleAdapter(PolicyAdapter):
 
 def load_ensemble(path: str | None = None, **kwargs: Any) -> EnsembleAdapter:
     """Loader for ``ensemble:SPEC,SPEC[,...]`` (each SPEC a policy spec such as ``builtin:DIR``)."""
-    from salus.policies import load_policy
+    from salus.policies.spec import PolicySpec
 
     if not path:
         raise InvalidInputError(
@@ -87,8 +87,6 @@ def load_ensemble(path: str | None = None, **kwargs: Any) -> EnsembleAdapter:
         )
     execute = str(kwargs.pop("execute", "first"))
     seed = int(kwargs.pop("seed", 0))
-    members = [
-        load_policy(spec.strip(), seed=seed + 1_000_003 * i, **kwargs)
-        for i, spec in enumerate(path.split(","))
-    ]
+    specs = PolicySpec.parse(f"ensemble:{path}").members
+    members = [spec.load(seed=seed + 1_000_003 * i, **kwargs) for i, spec in enumerate(specs)]
     return EnsembleAdapter(members, execute=execute)

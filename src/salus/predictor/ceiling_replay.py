@@ -645,7 +645,7 @@ def run_ceiling(
     from salus._json import to_json
     from salus.collect.jobs import read_records, run_jobs
     from salus.data import SalusDataset
-    from salus.policies import check_policy_spec, split_policy_spec
+    from salus.policies import PolicySpec
 
     def note(msg: str) -> None:
         if say is not None:
@@ -661,11 +661,11 @@ def run_ceiling(
     spec = cfg.policy or recorded
     if not spec:
         raise DatasetError(f"{ds.path} does not say which policy collected it; pass --policy SPEC")
-    check_policy_spec(spec)
+    parsed = PolicySpec.parse(spec).check()
     if recorded and spec != recorded:
         note(f"note: continuing with {spec!r}; the episodes were collected with {recorded!r}")
     kwargs = dict(collect.get("policy_kwargs") or {})
-    if int(collect.get("num_samples") or 1) > 1 and "num_samples" not in split_policy_spec(spec)[2]:
+    if int(collect.get("num_samples") or 1) > 1 and "num_samples" not in parsed.options:
         kwargs["num_samples"] = 1  # the executed action is sample 0 either way; the others feed signals only
 
     eps = episodes_from_dataset(ds, embeddings=False, extras=())

@@ -54,22 +54,18 @@ def signal_stats_path(policy_spec: str) -> Path:
     """Base path (without suffix) of a policy's fitted signal statistics.
 
     A packaged policy without a path (``builtin``, ``smolvla``) -> its ``weights/`` folder in the
-    package; ``NAME:DIR`` -> DIR (or DIR's parent when DIR is a file) / ``extractor_stats``.
+    package; ``NAME:DIR`` -> DIR (or DIR's parent when DIR is a file) / ``extractor_stats``
+    (:attr:`salus.policies.PolicySpec.weights_dir`; options ``?k=v`` do not move the statistics).
     """
-    from salus.policies import PACKAGED_POLICIES, packaged_weights_dir, split_policy_spec
+    from salus.policies import PACKAGED_POLICIES, PolicySpec
 
-    name, path, _ = split_policy_spec(policy_spec)  # options (``?k=v``) do not move the statistics
-    if not name:
-        raise InvalidInputError(f"policy spec must be NAME or NAME:PATH, got {policy_spec!r}")
-    if not path:
-        if name not in PACKAGED_POLICIES:
-            raise InvalidInputError(
-                f"policy spec {policy_spec!r} has no path; only {sorted(PACKAGED_POLICIES)} have "
-                "statistics in the package"
-            )
-        return packaged_weights_dir(name) / STATS_FILENAME
-    p = Path(path)
-    return (p if not p.is_file() else p.parent) / STATS_FILENAME
+    folder = PolicySpec.parse(policy_spec).weights_dir
+    if folder is None:
+        raise InvalidInputError(
+            f"policy spec {policy_spec!r} names no weights folder; give NAME:DIR, or one of "
+            f"{sorted(PACKAGED_POLICIES)}, whose statistics are in the package"
+        )
+    return folder / STATS_FILENAME
 
 
 def policy_weights_fingerprint(policy_spec: str) -> str | None:
@@ -79,14 +75,10 @@ def policy_weights_fingerprint(policy_spec: str) -> str | None:
     """
     import hashlib
 
-    from salus.policies import PACKAGED_POLICIES, packaged_weights_dir, split_policy_spec
+    from salus.policies import PolicySpec
 
-    name, path, _ = split_policy_spec(policy_spec)
-    if path:
-        folder = Path(path) if not Path(path).is_file() else Path(path).parent
-    elif name in PACKAGED_POLICIES:
-        folder = packaged_weights_dir(name)
-    else:
+    folder = PolicySpec.parse(policy_spec).weights_dir
+    if folder is None:
         return None
     weights = folder / "model.safetensors"
     if not weights.is_file():

@@ -16,6 +16,7 @@ Shapes: N frames, H x W images, D picked state entries, A = 4 actions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import sys
@@ -88,6 +89,22 @@ class LeRobotDemos:
         """Salus state entries forming ``observation.state`` (None: unknown, a foreign dataset)."""
         value = self.salus.get("state_indices")
         return None if value is None else tuple(int(i) for i in value)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Frames, episodes, tasks and a SHA-256 of every array and task text: what a resume checks."""
+        digest = hashlib.sha256()
+        for key in sorted(self.images):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(self.images[key]).tobytes())
+        for arr in (self.state, self.action, self.episode_ends):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        digest.update("\n".join(self.frame_task).encode())
+        return {
+            "frames": self.num_frames,
+            "episodes": self.num_episodes,
+            "tasks": sorted(set(self.frame_task)),
+            "sha256": digest.hexdigest(),
+        }
 
     @property
     def image_keys(self) -> dict[str, str]:

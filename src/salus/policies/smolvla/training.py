@@ -315,6 +315,37 @@ def _checkpoint(
     return final
 
 
+def _check_resume_data(
+    resume: Path, meta: dict[str, Any], fingerprint: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Refuse a resume on another dataset; return the record of same-shaped data that differs in content.
+
+    The demonstrations are re-recorded when a checkpoint moves to a fresh machine (``runs/`` is not
+    kept): the same seeds give the same frames, episodes and tasks, but another CPU may change the
+    floats in their last bits, so a changed SHA-256 alone continues, and is recorded (``data_changes``)
+    in every later checkpoint and the final ``train_log.json``.
+    """
+    recorded = meta.get("data")
+    changes = list(meta.get("data_changes", []))
+    if recorded is None:  # a checkpoint written before fingerprints were kept
+        return changes
+    shape = ("frames", "episodes", "tasks")
+    diff = {k: (recorded.get(k), fingerprint[k]) for k in shape if recorded.get(k) != fingerprint[k]}
+    if diff:
+        raise CheckpointError(
+            f"{resume} was trained on another dataset (recorded, given): {diff}; resume with the same "
+            "--dataset, or choose another --out"
+        )
+    if recorded.get("sha256") != fingerprint["sha256"]:
+        changes.append({"step": int(meta["step"]), "sha256": fingerprint["sha256"]})
+        print(
+            f"warning: resuming {resume} on data of the same frames, episodes and tasks but other content "
+            "(re-recorded on another machine?); recorded in train_log.json's data_changes",
+            file=sys.stderr,
+        )
+    return changes
+
+
 _MODEL_FIELDS = ("hidden_size", "text_layers", "vision_layers", "image_size", "patch_size",
                  "expert_width_multiplier", "chunk_size", "n_action_steps", "num_steps",
                  "tokenizer_max_length", "std_floor")  # fmt: skip
@@ -410,6 +441,10 @@ def train_smolvla(
                 f"{resume} was written with another training config (recorded, requested): {diff}; rerun with "
                 f"the same options to resume, or delete {ckpt_root} to start over"
             )
+    fingerprint = data.fingerprint()
+    data_changes: list[dict[str, Any]] = []
+    if resume is not None:
+        data_changes = _check_resume_data(resume, resume_meta, fingerprint)
     policy, pre, post = build_smolvla_policy(out, config, data)
     init: dict[str, Any] | None = None
     if init_from is not None:
@@ -463,6 +498,8 @@ def train_smolvla(
                 "train_cpu_seconds": time.process_time() - cpu0,
                 "train_config": wanted,
                 "init_from": init,
+                "data": fingerprint,
+                "data_changes": data_changes,
             }
             _checkpoint(ckpt_root, done, policy, pre, post, opt, gen, meta, config.keep_checkpoints)
         if progress is not None:
@@ -478,6 +515,8 @@ def train_smolvla(
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "resumed_from_step": start,
         "init_from": init,
+        "data": fingerprint,
+        "data_changes": data_changes,
         "loss_first": float(np.mean(losses[:window])),
         "loss_last": float(np.mean(losses[-window:])),
         "losses_every_100": [
