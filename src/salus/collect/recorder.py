@@ -15,13 +15,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from salus.collect.envs import ObservationMap
 from salus.data.record import UNLABELLED, EpisodeRecord
 from salus.errors import DatasetError, InvalidInputError, SalusError
+
+if TYPE_CHECKING:
+    from salus.data.robot import RobotSpec
+    from salus.policies.base import PolicyAdapter
+    from salus.signals import OnlineBaselines, SignalExtractor
 
 __all__ = [
     "StepCapture",
@@ -38,7 +43,7 @@ NO_ROBOT_STATE = np.full(22, np.nan, dtype=np.float32)
 
 
 def map_observation(
-    observation: ObservationMap, obs: Any, robot: Any = None
+    observation: ObservationMap, obs: Any, robot: RobotSpec | None = None
 ) -> tuple[dict[str, Any], np.ndarray]:
     """(the policy's input, the robot state the signal extractor reads) of one observation of the
     user's loop or of an ``--env`` environment (collection and the recorder alike).
@@ -87,9 +92,9 @@ class StepCapture:
 
     def __init__(
         self,
-        policy: Any,
-        extractor: Any | None = None,
-        baselines: Any | None = None,
+        policy: PolicyAdapter,
+        extractor: SignalExtractor | None = None,
+        baselines: OnlineBaselines | None = None,
         *,
         save_hidden: bool = False,
         cameras: tuple[str, ...] = (),
@@ -274,7 +279,7 @@ class Recorder:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        policy: Any,
+        policy: PolicyAdapter,
         *,
         observation: ObservationMap | None = None,
         task_text: str = "",
@@ -285,7 +290,7 @@ class Recorder:
         control_hz: float | None = None,
         env: Mapping[str, Any] | None = None,
         overwrite: bool = False,
-        robot: Any = None,
+        robot: RobotSpec | None = None,
         robot_state: str | None = None,
     ):
         from dataclasses import replace

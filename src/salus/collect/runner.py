@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,12 @@ from salus.collect.envs import ObservationMap, OutcomeRule
 from salus.collect.recorder import StepCapture, map_observation, reset_policy
 from salus.data.record import EpisodeRecord
 from salus.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from salus.policies.base import PolicyAdapter
+    from salus.signals import OnlineBaselines, SignalExtractor
 
 __all__ = ["EpisodeJob", "run_episode", "run_episodes", "reset_policy"]
 
@@ -40,10 +46,10 @@ class EpisodeJob:
 
 
 def run_episode(
-    env: Any,
-    policy: Any,
-    extractor: Any | None,
-    baselines: Any | None,
+    env: gym.Env[Any, Any],
+    policy: PolicyAdapter,
+    extractor: SignalExtractor | None,
+    baselines: OnlineBaselines | None,
     seed: int,
     max_steps: int,
     *,

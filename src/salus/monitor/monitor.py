@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,10 @@ from salus.monitor.risk import Risk, SignalContribution
 from salus.predictor.checkpoint import embedding_features, signal_features
 from salus.predictor.discovery import choose_checkpoint
 from salus.predictor.streaming import StreamingScorer
+
+if TYPE_CHECKING:
+    from salus.policies.base import PolicyAdapter
+    from salus.predictor.checkpoint import TrainedPredictor
 
 __all__ = [
     "ATTRIBUTION_MODES",
@@ -87,7 +91,13 @@ class Monitor:
     :meth:`observe` itself.
     """
 
-    def __init__(self, predictor: Any, *, policy: Any = None, config: MonitorConfig | None = None) -> None:
+    def __init__(
+        self,
+        predictor: TrainedPredictor,
+        *,
+        policy: PolicyAdapter | None = None,
+        config: MonitorConfig | None = None,
+    ) -> None:
         from salus.signals import SIGNAL_NAMES, SignalExtractor
 
         self.config = config or MonitorConfig()

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from salus.errors import DatasetError, InvalidInputError
 from salus.signals.definitions import NUM_SIGNALS
 
 from .config import DEFAULT_FAILURE_TYPES, SplitConfig, holdout_for_seed
+
+if TYPE_CHECKING:
+    from salus.data import SalusDataset
 
 __all__ = [
     "Episode",
@@ -158,7 +161,7 @@ _LAST_READ: dict[tuple[Any, ...], EpisodeSet] = {}
 
 
 def episodes_from_dataset(
-    dataset: Any,
+    dataset: SalusDataset,
     *,
     embeddings: bool = True,
     extras: Sequence[str] = ("state", "hidden", "hidden_mean", "privileged"),
