@@ -7,9 +7,8 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +37,6 @@ from salus.errors import DatasetError, InvalidInputError, InvalidNameError
 
 __all__ = [
     "SalusDataset",
-    "Split",
-    "Windows",
     "open_store",
     "commit_record",
     "required_nodes",
@@ -150,33 +147,6 @@ def structure_message(path: str | os.PathLike[str], missing: Sequence[str]) -> s
         f"{text}. `salus dataset repair` cannot restore a missing group or array (it only copies "
         "what is there): collect into a new --out"
     )
-
-
-@dataclass
-class Split:
-    """Episode indices of each part of an episode-level split (disjoint, sorted)."""
-
-    train: np.ndarray
-    calibration: np.ndarray
-    test: np.ndarray
-    unseen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    def as_dict(self) -> dict[str, list[int]]:
-        return {k: getattr(self, k).tolist() for k in ("train", "calibration", "test", "unseen")}
-
-
-@dataclass
-class Windows:
-    """Windows of past per-step values ending at every step of the chosen episodes.
-
-    ``x`` (B, W, D): row b holds steps ``step[b]-W+1 .. step[b]`` of episode ``episode[b]``, left
-    padded (before the episode start) with ``pad``; ``mask`` (B, W) is False on padding.
-    """
-
-    x: np.ndarray
-    mask: np.ndarray
-    episode: np.ndarray  # (B,) dataset episode index
-    step: np.ndarray  # (B,) step within the episode
 
 
 class SalusDataset:
@@ -411,154 +381,6 @@ class SalusDataset:
             perturbations=self.perturbations[i],
             episode_index=int(self.episode_index[i]),
         )
-
-    # ------------------------------------------------------------------ splits
-    def split_by_seed(
-        self,
-        fractions: Sequence[float] = (0.6, 0.2, 0.2),
-        *,
-        seed: int = 0,
-        episodes: Iterable[int] | None = None,
-    ) -> Split:
-        """Random episode-level train / calibration / test split, grouped by environment seed.
-
-        Episodes sharing an environment seed (same initial state) always land in the same part, so
-        no initial condition leaks between parts. ``fractions`` are of the groups, in that order.
-        Deterministic for a given ``seed``.
-        """
-        fr = _check_fractions(fractions)
-        eps = self._episode_list(episodes)
-        seeds = self.seed[eps]
-        groups = np.unique(seeds)
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(groups.size)
-        cuts = np.round(np.cumsum(fr)[:-1] * groups.size).astype(int)
-        parts = np.split(groups[order], cuts)
-        out = [np.sort(eps[np.isin(seeds, p)]) for p in parts]
-        return Split(train=out[0], calibration=out[1], test=out[2])
-
-    def split_by_task(
-        self,
-        held_out_tasks: Sequence[str],
-        fractions: Sequence[float] = (0.6, 0.2, 0.2),
-        *,
-        seed: int = 0,
-    ) -> Split:
-        """Hold out whole tasks for "unseen" evaluation (``unseen``); the other tasks' episodes are
-        split by :meth:`split_by_seed` into train / calibration / test ("seen")."""
-        if isinstance(held_out_tasks, str):
-            held_out_tasks = [held_out_tasks]
-        have = set(self.tasks)
-        for t in held_out_tasks:
-            if t not in have:
-                raise InvalidNameError("task", t, have)
-        if set(held_out_tasks) == have:
-            raise InvalidInputError(f"holding out every task ({sorted(have)}) leaves nothing to train on")
-        task = self.task
-        unseen = np.isin(task, list(held_out_tasks))
-        seen_split = self.split_by_seed(fractions, seed=seed, episodes=np.flatnonzero(~unseen))
-        seen_split.unseen = np.flatnonzero(unseen).astype(np.int64)
-        return seen_split
-
-    # ------------------------------------------------------------------ labels and windows
-    def horizon_labels(
-        self,
-        horizons: Sequence[int] | int,
-        episodes: Iterable[int] | None = None,
-        *,
-        after_failure: Literal["positive", "ignore"] = "positive",
-    ) -> np.ndarray:
-        """(N, K) int8 labels "a failure happens within the next h steps" for every step of the episodes.
-
-        Step t of an episode failing at ``failure_step`` f is 1 for horizon h when t <= f < t + h.
-        Successful episodes are 0 everywhere (the episode end is never a failure). Steps after the
-        failure (t > f) are 1 with ``after_failure="positive"`` (the robot is in a failed state)
-        or -1 with ``"ignore"`` (mask them out of training and metrics). Rows follow ``episodes``
-        order, steps in time order, as in :meth:`signal_windows`.
-        """
-        hs = np.atleast_1d(np.asarray(horizons, dtype=np.int64))
-        if hs.ndim != 1 or hs.size == 0 or np.any(hs < 1):
-            raise InvalidInputError(f"horizons must be positive step counts, got {horizons!r}")
-        if after_failure not in ("positive", "ignore"):
-            raise InvalidNameError("after_failure mode", after_failure, ["positive", "ignore"])
-        eps = self._episode_list(episodes)
-        lengths = self.lengths[eps]
-        fail = self.failure_step[eps]
-        total = int(lengths.sum())
-        # Per-row: time index within its episode and the episode's failure step.
-        t = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        f = np.repeat(fail, lengths)
-        failed = f >= 0
-        until = f - t  # steps until the failure
-        labels = ((until[:, None] >= 0) & (until[:, None] < hs[None, :]) & failed[:, None]).astype(np.int8)
-        after = failed & (until < 0)
-        labels[after] = 1 if after_failure == "positive" else -1
-        return labels
-
-    def signal_windows(
-        self,
-        window: int,
-        episodes: Iterable[int] | None = None,
-        *,
-        key: str = "signals",
-        pad: Literal["zero", "edge"] = "zero",
-        invalid_as_zero: bool = True,
-    ) -> Windows:
-        """Windows (B, W, D) of past values of ``key`` ending at every step of the episodes.
-
-        B is the total number of steps of ``episodes``; row order matches :meth:`horizon_labels`.
-        Left padding uses zeros (``pad="zero"``) or the episode's first step (``"edge"``). With
-        ``invalid_as_zero`` signal entries flagged invalid in ``signal_valid`` are set to 0.
-        """
-        if window < 1:
-            raise InvalidInputError(f"window must be >= 1, got {window}")
-        if pad not in ("zero", "edge"):
-            raise InvalidNameError("pad mode", pad, ["zero", "edge"])
-        eps = self._episode_list(episodes)
-        values = self.episode_arrays(key, eps)
-        valid = (
-            self.episode_arrays("signal_valid", eps)
-            if invalid_as_zero and key == "signals" and "signal_valid" in self.schema
-            else None
-        )
-        xs, masks, ep_idx, step_idx = [], [], [], []
-        for j, (i, v) in enumerate(zip(eps, values, strict=True)):
-            v = np.asarray(v, dtype=np.float32).reshape(v.shape[0], -1)
-            if valid is not None:
-                v = np.where(valid[j].reshape(v.shape), v, 0.0).astype(np.float32)
-            T = v.shape[0]
-            head = (
-                np.zeros((window - 1, v.shape[1]), np.float32)
-                if pad == "zero"
-                else np.repeat(v[:1], window - 1, 0)
-            )
-            padded = np.concatenate([head, v], axis=0)
-            win = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (T, D, W)
-            xs.append(np.ascontiguousarray(win.transpose(0, 2, 1)))
-            pos = np.arange(T)[:, None] - (window - 1) + np.arange(window)[None, :]
-            masks.append(pos >= 0)
-            ep_idx.append(np.full(T, i, np.int64))
-            step_idx.append(np.arange(T, dtype=np.int64))
-        if not xs:
-            d = int(np.prod(self.schema[key]["shape"])) if key in self.schema else 0
-            return Windows(
-                np.zeros((0, window, d), np.float32),
-                np.zeros((0, window), bool),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-            )
-        return Windows(
-            np.concatenate(xs), np.concatenate(masks), np.concatenate(ep_idx), np.concatenate(step_idx)
-        )
-
-
-def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
-    fr = np.asarray(fractions, dtype=np.float64)
-    if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
-        raise InvalidInputError(
-            f"fractions must be three non-negative numbers (train, calibration, test) summing to 1, got {fractions!r}"
-        )
-    return fr
 
 
 def _check_nodes(path: Path) -> None:

@@ -487,8 +487,7 @@ def horizon_labels(episode: Episode, horizons: Sequence[int], failure_types: Seq
     """Per-step targets ``(T, n_horizons, 1 + n_types)`` float32.
 
     ``[t, j, 0]`` = 1 when the episode fails at f and ``f - t < horizons[j]`` (a failure within the
-    next ``horizons[j]`` steps, or already failed: the same definition as
-    ``SalusDataset.horizon_labels``); ``[t, j, 1 + k]`` the same restricted to failure type k.
+    next ``horizons[j]`` steps, or already failed); ``[t, j, 1 + k]`` the same restricted to failure type k.
     """
     T = episode.length
     y = np.zeros((T, len(horizons), 1 + len(failure_types)), dtype=np.float32)
