@@ -17,7 +17,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import salus.sim  # noqa: E402
 from salus.cli.main import app  # noqa: E402
 from salus.errors import InvalidInputError  # noqa: E402
-from salus.policies.builtin.training import (  # noqa: E402
+from salus.policies.demonstrations import (  # noqa: E402
     check_demo_noise,
     record_demonstrations,
     resolve_demo_counts,

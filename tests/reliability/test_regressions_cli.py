@@ -75,6 +75,7 @@ def no_work(monkeypatch):
     import salus.cli.demo
     import salus.collect.collector
     import salus.policies.builtin.training
+    import salus.policies.demonstrations
     import salus.policies.evaluation
     import salus.signals.analysis
     import salus.sim.rollout
@@ -86,7 +87,7 @@ def no_work(monkeypatch):
         (salus.cli.demo, "demo_stages"),
         (salus.cli.benchmark, "benchmark_stages"),
         (salus.collect.collector, "collect"),
-        (salus.policies.builtin.training, "record_demonstrations"),
+        (salus.policies.demonstrations, "record_demonstrations"),
         (salus.policies.builtin.training, "train_policy"),
         (salus.policies.evaluation, "evaluate_conditions"),
         (salus.signals.analysis, "fit_extractor_from_rollouts"),
@@ -287,6 +288,7 @@ def test_1_float_options_refuse_nan_and_infinities(path, name, value, capsys, no
 def no_training(monkeypatch):
     """`salus policy train` (builtin) records nothing and trains nothing: the patched recorder
     raises Reached with the TrainConfig the command built."""
+    from salus.policies import demonstrations
     from salus.policies.builtin import training
 
     seen: dict[str, Any] = {}
@@ -298,7 +300,7 @@ def no_training(monkeypatch):
         seen["config"] = train_config
         raise Reached("training")
 
-    monkeypatch.setattr(training, "record_demonstrations", fake_record)
+    monkeypatch.setattr(demonstrations, "record_demonstrations", fake_record)
     monkeypatch.setattr(training, "train_policy", fake_train)
     return seen
 

@@ -66,7 +66,7 @@ def _record(
     cameras: tuple[str, ...] = ("front", "wrist"),
 ) -> tuple[Any, float]:
     """Record scripted-expert demonstrations with a progress bar; returns (Demonstrations, seconds)."""
-    from salus.policies.builtin.training import record_demonstrations, resolve_demo_counts
+    from salus.policies.demonstrations import record_demonstrations, resolve_demo_counts
 
     t0 = time.perf_counter()
     rec = bar.add_task("demonstrations", total=sum(resolve_demo_counts(task_list, demos).values()), info="")
@@ -178,7 +178,7 @@ def demos_command(
 ) -> None:
     """Record scripted-expert demonstrations as a dataset that LeRobot's own tools train on."""
     from salus.errors import InvalidInputError, InvalidNameError
-    from salus.policies.builtin.training import check_demo_noise
+    from salus.policies.demonstrations import check_demo_noise
     from salus.policies.smolvla.lerobot_dataset import DEFAULT_STATE_FEATURES, state_layout
     from salus.sim import TASKS
 
@@ -310,7 +310,7 @@ def train(
     import torch
 
     from salus.errors import InvalidInputError, InvalidNameError
-    from salus.policies.builtin.training import check_demo_noise
+    from salus.policies.demonstrations import check_demo_noise
     from salus.sim import TASKS
 
     if arch not in ("builtin", "smolvla"):

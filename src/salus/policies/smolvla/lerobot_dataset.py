@@ -1,7 +1,7 @@
 """Scripted-expert demonstrations as a LeRobot dataset (LeRobot's own ``LeRobotDataset`` format, v3).
 
 ``export_lerobot_dataset(demos, ROOT)`` writes the episodes of
-:func:`salus.policies.builtin.training.record_demonstrations` with ``LeRobotDataset.create`` /
+:func:`salus.policies.demonstrations.record_demonstrations` with ``LeRobotDataset.create`` /
 ``add_frame`` / ``save_episode`` / ``finalize``: features ``observation.images.<camera>`` (uint8
 images, H x W x 3), ``observation.state`` (the picked salus state entries, named), ``action`` (4,
 the expert's clean action) and the task text; LeRobot computes ``meta/stats.json``. Load it with
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
-from salus.policies.builtin.training import Demonstrations
+from salus.policies.demonstrations import Demonstrations
 from salus.policies.smolvla._compat import ensure_torchvision_importable
 from salus.sim.spec import ACTION_NAMES, CONTROL_HZ, STATE_SLICES
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from salus.errors import CheckpointError, InvalidInputError
-from salus.policies.builtin.training import _chunk_indices, _random_shift
+from salus.policies.demonstrations import chunk_indices, random_shift
 from salus.policies.smolvla._compat import import_lerobot_smolvla
 from salus.policies.smolvla.configuration_smolvla import DEFAULT_STATE_KEY, MAPPING_FILE, SalusMapping
 from salus.policies.smolvla.lerobot_dataset import LeRobotDemos
@@ -463,7 +463,7 @@ def train_smolvla(
         cpu_before = float(meta.get("train_cpu_seconds", 0.0))
     policy.train()
 
-    chunk_idx, chunk_pad = _chunk_indices(data.episode_ends, config.chunk_size)
+    chunk_idx, chunk_pad = chunk_indices(data.episode_ends, config.chunk_size)
     chunk_idx_t, chunk_pad_t = torch.from_numpy(chunk_idx), torch.from_numpy(chunk_pad)
     images = {k: torch.from_numpy(v) for k, v in data.images.items()}
     state = torch.from_numpy(data.state)
@@ -476,7 +476,7 @@ def train_smolvla(
         raw: dict[str, Any] = {}
         for key, img in images.items():
             x = img[idx].permute(0, 3, 1, 2).float().div_(255.0)
-            raw[key] = _random_shift(x, config.image_shift, gen)
+            raw[key] = random_shift(x, config.image_shift, gen)
         raw[DEFAULT_STATE_KEY] = state[idx]
         raw["action"] = action[chunk_idx_t[idx]]  # (B, C, A)
         raw["task"] = [data.frame_task[int(i)] for i in idx]
