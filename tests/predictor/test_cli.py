@@ -160,3 +160,27 @@ def test_split_seeds_train_and_evaluate_over_seeds(dataset, tmp_path):
     assert two.exit_code == 0, two.output
     assert json.loads(two.stdout)["aggregate"] == json.loads(res.stdout)["aggregate"]
     assert json.loads(two.stdout)["seeds"] == json.loads(res.stdout)["seeds"]
+
+
+def test_evaluate_job_runs_without_the_cli(trained, dataset):
+    """The evaluate job is called directly (the CLI only builds its spec); a bad spec is refused."""
+    from salus.jobs import EvaluateJob, run_evaluate
+
+    out, _ = trained
+    result = run_evaluate(EvaluateJob(out, dataset, alphas=(0.2, 0.1, 0.1)))
+    assert result.aggregate is None and len(result.evaluations) == 1
+    report = result.evaluations[0].report
+    assert {m["name"] for m in report["methods"]} >= {"salus-mlp", "embedding:knn_cosine"}
+    assert set(report["methods"][0]["seen"]["alarms"]["band"]) == {"0.1", "0.2"}  # sorted, once each
+    assert result.commands and all(c.startswith("salus train") for c in result.commands)
+    assert "fingerprint" in result.meta["dataset"] and str(out) in result.meta["checkpoints"]
+    assert result.payload(["salus evaluate X"])["commands"][-1] == "salus evaluate X"
+    for bad in (
+        {"alphas": ()},
+        {"alphas": (1.0,)},
+        {"alphas": (float("nan"),)},
+        {"workers": 0},
+        {"workers": True},
+    ):
+        with pytest.raises(InvalidInputError):
+            EvaluateJob(out, dataset, **bad)  # type: ignore[arg-type]

@@ -334,11 +334,12 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        from salus.cli.evaluate import clean_json, evaluate_seeds
+        from salus._json import to_json
         from salus.cli.main import app as root_app
         from salus.cli.train import _seeds
         from salus.data import SalusDataset
         from salus.errors import InvalidInputError
+        from salus.jobs.evaluate import EvaluateJob, run_evaluate
         from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
         from salus.predictor.tables import format_benchmark
 
@@ -394,11 +395,12 @@ def register(app: typer.Typer) -> None:
         stages = [(n, a) for n, a in stages if n not in skipped]
         console.rule("[bold]evaluate")
         t0 = time.perf_counter()
-        data = episodes_from_dataset(SalusDataset(data_path or out / "data.zarr"))
+        data_file = data_path or out / "data.zarr"
+        data = episodes_from_dataset(SalusDataset(data_file))
         with console.status("evaluating") as status:
-            evals, agg = evaluate_seeds(
-                out / "models", data, DEFAULT_ALPHAS, progress=lambda m: status.update(m), workers=workers
-            )
+            job = EvaluateJob(out / "models", data_file, DEFAULT_ALPHAS, workers)
+            evaluated = run_evaluate(job, progress=lambda m: status.update(m), episodes=data)
+            evals, agg = evaluated.evaluations, evaluated.aggregate
             status.update("ablations")
             first = int(split_seeds.split(",")[0])
             ablation = _ablation_lines(out, data, first)
@@ -452,7 +454,9 @@ def register(app: typer.Typer) -> None:
             "timings_s": dict(timings),
             "closed_loop": closed_loop,
         }
-        results.with_suffix(".json").write_text(json.dumps(clean_json(_slim(payload)), indent=1) + "\n")
+        results.with_suffix(".json").write_text(
+            json.dumps(to_json(_slim(payload), non_finite="null"), indent=1) + "\n"
+        )
         console.print(f"results: {results} (total {total:.0f} s)")
 
 

@@ -10,42 +10,7 @@ import typer
 
 from salus.cli._common import in_range, invoked_command, out_dir, positive_int
 
-__all__ = ["register", "report_evaluation"]
-
-
-def report_evaluation(
-    model_dir: Path,
-    data: Path,
-    alpha: float | None = None,
-    progress: Any = None,
-    command: str | None = None,
-) -> tuple[Any, dict[str, Any], list[str]]:
-    """``(evaluation, meta, commands)`` of MODEL_DIR's checkpoints on DATA, as ``salus evaluate``
-    computes it (``evaluate_detailed``). With ``seed<S>/`` directories, the first seed's."""
-    from salus.data import SalusDataset
-    from salus.errors import InvalidInputError
-    from salus.predictor import DEFAULT_ALPHAS, TrainedPredictor, episodes_from_dataset, evaluate_detailed
-    from salus.predictor.discovery import checkpoint_dirs, seed_dirs
-
-    if alpha is not None and not 0.0 < alpha < 1.0:
-        raise InvalidInputError(f"alphas must be in (0, 1), got --alpha {alpha:g}")
-    seeds = seed_dirs(model_dir)
-    dirs = checkpoint_dirs(model_dir)  # the first seed's with seed<S>/ directories
-    predictors = [TrainedPredictor.load(d) for d in dirs]
-    alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)})) if alpha is not None else DEFAULT_ALPHAS
-    episodes = episodes_from_dataset(SalusDataset(data), embeddings=True)
-    ev = evaluate_detailed(episodes, predictors, alphas=alphas, progress=progress)
-    meta = {
-        "checkpoints": ", ".join(str(d) for d in dirs),
-        "dataset": f"{data} ({len(episodes)} episodes, fingerprint {episodes.fingerprint()})",
-    }
-    if seeds:
-        meta["split seed"] = f"{seeds[0][0]} (the first of {len(seeds)} seed directories)"
-    commands = [str(p.meta["command"]) for p in predictors if p.meta.get("command")]
-    commands = list(dict.fromkeys(commands))
-    if command is not None:  # the command that made this report (``invoked_command``)
-        commands.append(command)
-    return ev, meta, commands
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -84,16 +49,19 @@ def register(app: typer.Typer) -> None:
         import torch
         from rich.console import Console
 
+        from salus.jobs.evaluate import EvaluateJob, run_evaluate
         from salus.monitor.report import render_report
+        from salus.predictor import DEFAULT_ALPHAS
 
         torch.set_num_threads(threads)
         console = Console(stderr=True)
+        alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)})) if alpha is not None else DEFAULT_ALPHAS
+        job = EvaluateJob(model_dir, data, alphas, first_seed_only=True)  # the first seed's, drawn
         with console.status("evaluating") as status:
-            ev, meta, commands = report_evaluation(
-                model_dir, data, alpha, progress=lambda m: status.update(m), command=invoked_command(ctx)
-            )
+            result = run_evaluate(job, progress=lambda m: status.update(m))
             status.update("drawing figures")
-            index = render_report(ev, out, primary=primary, alpha=alpha, meta=meta, commands=commands)
+            ev, commands = result.evaluations[0], [*result.commands, invoked_command(ctx)]
+            index = render_report(ev, out, primary=primary, alpha=alpha, meta=result.meta, commands=commands)
         summary = json.loads((index.parent / "report.json").read_text())
         if as_json:
             typer.echo(json.dumps({"index": str(index), **summary}))
