@@ -184,3 +184,24 @@ def test_evaluate_job_runs_without_the_cli(trained, dataset):
     ):
         with pytest.raises(InvalidInputError):
             EvaluateJob(out, dataset, **bad)  # type: ignore[arg-type]
+
+
+def test_train_job_runs_without_the_cli(dataset, tmp_path):
+    """The train job is called directly; the same spec resumes; a bad spec fails before any work."""
+    from salus.jobs import TrainJob, run_train
+
+    job = TrainJob(dataset, tmp_path / "m", models="salus-mlp,knn-cosine", holdout_tasks=("stack",), epochs=2)
+    seen: list[tuple[str, int, int]] = []
+    result = run_train(job, progress=lambda key, done, total, info: seen.append((key, done, total)))
+    assert [m["name"] for m in result.models] == ["salus-mlp", "knn-cosine"]
+    assert (tmp_path / "m" / "salus-mlp" / "predictor.json").is_file()
+    assert result.selection["0"]["selected"] == "salus-mlp"  # the only salus model
+    assert ("salus-mlp (seed 0)", 0, 2) in seen and seen[-1][0] == "knn-cosine (seed 0)"
+    again = run_train(TrainJob(**{**job.__dict__, "resume": True}))
+    assert all(m.get("resumed") for m in again.models)
+    with pytest.raises(InvalidNameError, match="salus-tcn"):
+        TrainJob(dataset, tmp_path / "x", models="bert")
+    with pytest.raises(InvalidInputError, match="split-seeds"):
+        TrainJob(dataset, tmp_path / "x", split_seeds="1,1")
+    with pytest.raises(InvalidInputError, match="not both"):
+        TrainJob(dataset, tmp_path / "x", horizons="5", horizons_s="0.5")

@@ -368,10 +368,10 @@ def test_1_explicit_values_reach_the_train_config_and_defaults_are_the_configs(
     tmp_path, capsys, monkeypatch, no_training
 ) -> None:
     """No more `x or default`: given values are used as given, absent ones are TrainConfig's."""
-    from salus.cli import policy as policy_cli
+    from salus.jobs import policy_train as policy_job
     from salus.policies.builtin.training import TrainConfig
 
-    monkeypatch.setattr(policy_cli, "_record", lambda *a, **k: (None, 0.0))
+    monkeypatch.setattr(policy_job, "record", lambda *a, **k: (None, 0.0))
     with pytest.raises(Reached):
         salus(
             [

@@ -336,14 +336,14 @@ def register(app: typer.Typer) -> None:
 
         from salus._json import to_json
         from salus.cli.main import app as root_app
-        from salus.cli.train import _seeds
         from salus.data import SalusDataset
         from salus.errors import InvalidInputError
         from salus.jobs.evaluate import EvaluateJob, run_evaluate
+        from salus.jobs.train import parse_split_seeds
         from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
         from salus.predictor.tables import format_benchmark
 
-        _seeds(split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
+        parse_split_seeds(split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
         if results is None:
             results = results_path(policy if data_path is None else DEFAULT_POLICY)
         sizes = _efficiency_sizes(efficiency)

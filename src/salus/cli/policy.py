@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ policy_app = typer.Typer(
 )
 
 
-def _plain_log(message: str) -> None:
-    """A plain progress line on stderr when it is not a terminal (background runs logging to a file)."""
-    import sys
-
-    if not sys.stderr.isatty():
-        print(message, file=sys.stderr, flush=True)
-
-
 def _check_tasks(tasks: list[str]) -> list[str]:
     from salus.sim.tasks import check_tasks
 
@@ -54,65 +45,6 @@ def _parse_condition(spec: str) -> list[tuple[str, float]]:
         else:  # an object with name / strength
             out.append((str(parsed.name), float(parsed.strength)))
     return out
-
-
-def _record(
-    bar: Any,
-    task_list: list[str],
-    demos: int | dict[str, int],
-    seed: int,
-    image_size: int,
-    demo_noise: float,
-    cameras: tuple[str, ...] = ("front", "wrist"),
-) -> tuple[Any, float]:
-    """Record scripted-expert demonstrations with a progress bar; returns (Demonstrations, seconds)."""
-    from salus.policies.demonstrations import record_demonstrations, resolve_demo_counts
-
-    t0 = time.perf_counter()
-    rec = bar.add_task("demonstrations", total=sum(resolve_demo_counts(task_list, demos).values()), info="")
-
-    def on_demo(task: str, kept: int, total: int) -> None:
-        bar.update(rec, advance=1, info=f"{task} {kept}/{total}")
-        if kept == total:
-            _plain_log(f"recorded {total} demonstrations of {task} ({time.perf_counter() - t0:.0f} s)")
-
-    data = record_demonstrations(
-        task_list,
-        demos,
-        seed=seed,
-        image_size=image_size,
-        cameras=cameras,
-        demo_noise=demo_noise,
-        progress=on_demo,
-    )
-    return data, time.perf_counter() - t0
-
-
-def _export(
-    bar: Any, data: Any, out: Path, state_features: list[str], extra: dict[str, Any], overwrite: bool
-) -> float:
-    """Write demonstrations as a LeRobot dataset with a progress bar; returns the seconds it took."""
-    from salus.policies.smolvla.lerobot_dataset import export_lerobot_dataset
-
-    t0 = time.perf_counter()
-    job = bar.add_task("LeRobot dataset", total=data.num_episodes, info=str(out))
-    export_lerobot_dataset(
-        data,
-        out,
-        state_features=state_features,
-        overwrite=overwrite,
-        extra=extra,
-        progress=lambda k, n: bar.update(job, completed=k),
-    )
-    return time.perf_counter() - t0
-
-
-def _recording_record(
-    task_list: list[str], demos: int | dict[str, int], seed: int, demo_noise: float
-) -> dict[str, Any]:
-    return {
-        "recording": {"tasks": task_list, "demos_per_task": demos, "seed": seed, "demo_noise": demo_noise}
-    }
 
 
 _TASK_DEMOS_HELP = (
@@ -178,6 +110,7 @@ def demos_command(
 ) -> None:
     """Record scripted-expert demonstrations as a dataset that LeRobot's own tools train on."""
     from salus.errors import InvalidInputError, InvalidNameError
+    from salus.jobs.policy_train import PolicyTrainJob, export, record
     from salus.policies.demonstrations import check_demo_noise
     from salus.policies.smolvla.lerobot_dataset import DEFAULT_STATE_FEATURES, state_layout
     from salus.sim import TASKS
@@ -190,11 +123,12 @@ def demos_command(
     if Path(out).exists() and not overwrite:
         raise InvalidInputError(f"{out} already exists; pass --overwrite to replace it")
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
-    counts = _demo_counts(task_list, demos, task_demos)
+    job = PolicyTrainJob(
+        out, "smolvla", tuple(task_list), _demo_counts(task_list, demos, task_demos), seed, demo_noise
+    )
     with progress_bar() as bar:
-        data, record_s = _record(bar, task_list, counts, seed, image_size, demo_noise)
-        extra = _recording_record(task_list, counts, seed, demo_noise)
-        export_s = _export(bar, data, out, features, extra, overwrite)
+        data, record_s = record(bar, job, image_size)
+        export_s = export(bar, data, out, features, job.recording(), overwrite)
     report = {
         "out": str(out),
         "format": fmt,
@@ -309,152 +243,32 @@ def train(
     """
     import torch
 
-    from salus.errors import InvalidInputError, InvalidNameError
-    from salus.policies.demonstrations import check_demo_noise
+    from salus.jobs.policy_train import PolicyTrainJob, run_policy_train
     from salus.sim import TASKS
 
-    if arch not in ("builtin", "smolvla"):
-        raise InvalidNameError("policy architecture", arch, ("builtin", "smolvla"))
-    smolvla_only = {
-        "--dataset": dataset, "--state-features": state_features, "--checkpoint-every": checkpoint_every,
-        "--init-from": init_from,
-        "--hidden-size": hidden_size, "--text-layers": text_layers, "--vision-layers": vision_layers,
-        "--image-size": image_size, "--patch-size": patch_size, "--chunk-size": chunk_size,
-        "--n-action-steps": n_action_steps, "--num-steps": num_steps,
-    }  # fmt: skip
-    if arch == "builtin":
-        given = [k for k, v in smolvla_only.items() if v is not None]
-        if given:
-            raise InvalidInputError(f"{given} apply to --arch smolvla only")
-    demo_noise = check_demo_noise(demo_noise)
-    torch.set_num_threads(threads)
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden_size": hidden_size,
+              "text_layers": text_layers, "vision_layers": vision_layers, "image_size": image_size,
+              "patch_size": patch_size, "chunk_size": chunk_size, "n_action_steps": n_action_steps,
+              "num_steps": num_steps, "checkpoint_every": checkpoint_every}  # fmt: skip
     task_list = _check_tasks(split_values(tasks) or list(TASKS))
-    counts = _demo_counts(task_list, demos, task_demos)
-    if arch == "smolvla":
-        sizes = {
-            "hidden_size": hidden_size, "text_layers": text_layers, "vision_layers": vision_layers,
-            "image_size": image_size, "patch_size": patch_size, "chunk_size": chunk_size,
-            "n_action_steps": n_action_steps, "num_steps": num_steps, "steps": steps,
-            "batch_size": batch_size, "lr": lr, "checkpoint_every": checkpoint_every,
-        }  # fmt: skip
-        _train_smolvla(
-            out, task_list, counts, seed, demo_noise, image_shift, dataset, state_features,
-            {k: v for k, v in sizes.items() if v is not None}, as_json, init_from,
-        )  # fmt: skip
-        return
-    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr}  # None: TrainConfig's default
-    _train_builtin(out, task_list, counts, {k: v for k, v in recipe.items() if v is not None}, image_shift,
-                   seed, demo_noise, as_json)  # fmt: skip
-
-
-def _train_builtin(
-    out: Path,
-    task_list: list[str],
-    demos: int | dict[str, int],
-    recipe: dict[str, Any],
-    image_shift: int,
-    seed: int,
-    demo_noise: float,
-    as_json: bool,
-) -> None:
-    from salus.policies.builtin.configuration_builtin import BuiltinConfig
-    from salus.policies.builtin.modeling_builtin import save_pretrained
-    from salus.policies.builtin.training import TrainConfig, train_policy
-
-    train_cfg = TrainConfig(image_shift=image_shift, seed=seed, **recipe)
-    steps = train_cfg.steps
-    model_cfg = BuiltinConfig()
-    t0 = time.perf_counter()
+    job = PolicyTrainJob(
+        out, arch, tuple(task_list), _demo_counts(task_list, demos, task_demos), seed, demo_noise, image_shift,
+        {k: v for k, v in recipe.items() if v is not None}, dataset,
+        tuple(split_values([state_features])) if state_features else None, init_from,
+    )  # fmt: skip
+    torch.set_num_threads(threads)
     with progress_bar() as bar:
-        data, record_s = _record(
-            bar, task_list, demos, seed, model_cfg.image_size, demo_noise, tuple(model_cfg.cameras)
-        )
-        fit = bar.add_task("training", total=steps, info="")
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(fit, completed=step, info=f"loss {loss:.4f}")
-            if step % 100 == 0:
-                _plain_log(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
-
-        model, stats, log = train_policy(data, model_cfg, train_cfg, progress=on_step)
-    log["record_seconds"] = round(record_s, 1)
-    log["tasks"] = task_list
-    log["demos_per_task"] = demos
-    log["demo_noise"] = demo_noise
-    model.config.extra = {"tasks": task_list, "training": log}
-    save_pretrained(out, model, stats)
-    (Path(out) / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
-    if as_json:
-        typer.echo(json.dumps({"out": str(out), **log}))
-    else:
-        typer.echo(
-            f"wrote {out} ({log['frames']} frames, loss {log['loss_first']:.4f} -> {log['loss_last']:.4f})"
-        )
-
-
-def _train_smolvla(
-    out: Path,
-    task_list: list[str],
-    demos: int | dict[str, int],
-    seed: int,
-    demo_noise: float,
-    image_shift: int,
-    dataset: Path | None,
-    state_features: str | None,
-    sizes: dict[str, Any],
-    as_json: bool,
-    init_from: Path | None = None,
-) -> None:
-    from salus.errors import InvalidInputError
-    from salus.policies.smolvla.lerobot_dataset import (
-        DEFAULT_STATE_FEATURES,
-        read_lerobot_dataset,
-        state_layout,
-    )
-    from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
-
-    cfg = SmolVLATrainConfig(seed=seed, image_shift=image_shift, **sizes)
-    features = split_values([state_features]) if state_features else list(DEFAULT_STATE_FEATURES)
-    state_layout(features)
-    recording = _recording_record(task_list, demos, seed, demo_noise)
-    root = Path(dataset) if dataset is not None else Path(out) / "demos"
-    t0 = time.perf_counter()
-    record_s = export_s = 0.0
-    with progress_bar() as bar:
-        if not root.exists():
-            if dataset is not None:
-                raise InvalidInputError(
-                    f"--dataset {dataset} does not exist; write it with `salus policy demos`"
-                )
-            data, record_s = _record(bar, task_list, demos, seed, cfg.image_size, demo_noise)
-            export_s = _export(bar, data, root, features, recording, overwrite=False)
-        demos_data = read_lerobot_dataset(root)
-        if dataset is None and demos_data.salus.get("recording") != recording["recording"]:
-            raise InvalidInputError(
-                f"{root} was recorded with {demos_data.salus.get('recording')}, not {recording['recording']}; "
-                f"rerun with the same options to resume, or delete {root}"
-            )
-        fit = bar.add_task("training", total=cfg.steps, info="")
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(fit, completed=step, info=f"loss {loss:.4f}")
-            if step % 100 == 0:
-                _plain_log(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
-
-        extra = {
-            "dataset": str(root),
-            "tasks": sorted(set(demos_data.salus.get("tasks", []))),
-            "record_seconds": round(record_s, 1),
-            "export_seconds": round(export_s, 1),
-            **{k: v for k, v in demos_data.salus.items() if k in ("recording", "state_features")},
-        }
-        log = train_smolvla(demos_data, out, cfg, init_from=init_from, extra_log=extra, progress=on_step)
+        log = run_policy_train(job, bar=bar)
     if as_json:
         typer.echo(json.dumps({"out": str(out), **{k: v for k, v in log.items() if k != "losses_every_100"}}))
-    else:
+    elif arch == "smolvla":
         typer.echo(
             f"wrote {out} ({log['frames']} frames, {log['parameters']:,} parameters, loss "
             f"{log['loss_first']:.4f} -> {log['loss_last']:.4f}); run it with --policy smolvla:{out}"
+        )
+    else:
+        typer.echo(
+            f"wrote {out} ({log['frames']} frames, loss {log['loss_first']:.4f} -> {log['loss_last']:.4f})"
         )
 
 
@@ -521,6 +335,7 @@ def evaluate(
     """Success rate per task, unperturbed and under each perturbation condition."""
     import torch
 
+    from salus.jobs.policy_train import plain_log
     from salus.policies import load_policy
     from salus.policies.evaluation import evaluate_conditions
     from salus.sim import TASKS
@@ -549,7 +364,7 @@ def evaluate(
             finished += k
             bar.update(job, advance=k)
             if finished % 10 == 0 or finished == total:
-                _plain_log(f"{finished}/{total} episodes")
+                plain_log(f"{finished}/{total} episodes")
 
         result = evaluate_conditions(
             adapter,

@@ -1,0 +1,234 @@
+"""The policy-training job: scripted-expert demonstrations and behaviour cloning, per architecture.
+
+``salus policy train`` builds a :class:`PolicyTrainJob` and runs :func:`run_policy_train`, which looks
+the architecture up in ``POLICY_TRAINERS`` (name -> trainer function), so a new policy architecture
+is one function and one entry. ``builtin``: demonstrations recorded in memory, then the built-in
+flow-matching policy; ``smolvla``: demonstrations exported as a LeRobotDataset (or a given one),
+then LeRobot's SmolVLAPolicy, checkpointed and resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from salus.errors import InvalidInputError, InvalidNameError
+
+__all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log"]
+
+#: Options that only the SmolVLA trainer reads (the job refuses them for another architecture).
+SMOLVLA_ONLY = ("dataset", "state_features", "init_from")
+SMOLVLA_RECIPE = ("hidden_size", "text_layers", "vision_layers", "image_size", "patch_size", "chunk_size",
+                  "n_action_steps", "num_steps", "checkpoint_every")  # fmt: skip
+RECIPE = ("steps", "batch_size", "lr")
+
+
+class ProgressBar(Protocol):
+    """What the jobs report progress to (``rich.progress.Progress`` is one)."""
+
+    def add_task(self, description: str, total: float | None = ..., **fields: Any) -> Any: ...
+
+    def update(self, task_id: Any, **kwargs: Any) -> None: ...
+
+
+class _NoBar:
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+        return 0
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        return None
+
+
+def plain_log(message: str) -> None:
+    """A plain progress line on stderr when it is not a terminal (background runs logging to a file)."""
+    if not sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class PolicyTrainJob:
+    """A policy to train into ``out`` (see ``salus policy train --help`` for each option).
+
+    ``demos``: one count per task or ``{task: count}``; ``recipe``: ``steps``, ``batch_size``, ``lr``
+    and, for ``smolvla``, the model size and ``checkpoint_every`` (absent: the trainer's default).
+    """
+
+    out: Path
+    arch: str = "builtin"
+    tasks: tuple[str, ...] = ()
+    demos: int | Mapping[str, int] = 100
+    seed: int = 0
+    demo_noise: float = 0.0
+    image_shift: int = 2
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    dataset: Path | None = None
+    state_features: tuple[str, ...] | None = None
+    init_from: Path | None = None
+
+    def __post_init__(self) -> None:
+        from salus.policies.demonstrations import check_demo_noise, resolve_demo_counts
+        from salus.sim import TASKS
+        from salus.sim.tasks import check_tasks
+
+        if self.arch not in POLICY_TRAINERS:
+            raise InvalidNameError("policy architecture", self.arch, tuple(POLICY_TRAINERS))
+        known = (*RECIPE, *SMOLVLA_RECIPE) if self.arch == "smolvla" else RECIPE
+        unknown = sorted(set(self.recipe) - set(known))
+        given = [k for k in SMOLVLA_ONLY if getattr(self, k) is not None]
+        if self.arch != "smolvla" and (given or unknown):
+            flags = [f"--{k.replace('_', '-')}" for k in (*given, *unknown)]
+            raise InvalidInputError(f"{flags} apply to --arch smolvla only")
+        if unknown:
+            raise InvalidInputError(f"unknown recipe fields {unknown}; allowed: {list(known)}")
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "tasks", tuple(check_tasks(list(self.tasks) or list(TASKS))))
+        object.__setattr__(self, "demo_noise", check_demo_noise(self.demo_noise))
+        resolve_demo_counts(self.tasks, self.demos)
+
+    def recording(self) -> dict[str, Any]:
+        """What the demonstrations were recorded with (stored with a LeRobot export)."""
+        demos = dict(self.demos) if isinstance(self.demos, Mapping) else self.demos
+        return {"recording": {"tasks": list(self.tasks), "demos_per_task": demos, "seed": self.seed,
+                              "demo_noise": self.demo_noise}}  # fmt: skip
+
+
+def record(
+    bar: ProgressBar,
+    job: PolicyTrainJob,
+    image_size: int,
+    cameras: tuple[str, ...] = ("front", "wrist"),
+    log: Callable[[str], None] = plain_log,
+) -> tuple[Any, float]:
+    """Record the job's scripted-expert demonstrations; returns (Demonstrations, seconds)."""
+    from salus.policies.demonstrations import record_demonstrations, resolve_demo_counts
+
+    t0 = time.perf_counter()
+    rec = bar.add_task(
+        "demonstrations", total=sum(resolve_demo_counts(job.tasks, job.demos).values()), info=""
+    )
+
+    def on_demo(task: str, kept: int, total: int) -> None:
+        bar.update(rec, advance=1, info=f"{task} {kept}/{total}")
+        if kept == total:
+            log(f"recorded {total} demonstrations of {task} ({time.perf_counter() - t0:.0f} s)")
+
+    data = record_demonstrations(
+        list(job.tasks), job.demos, seed=job.seed, image_size=image_size, cameras=cameras,
+        demo_noise=job.demo_noise, progress=on_demo,
+    )  # fmt: skip
+    return data, time.perf_counter() - t0
+
+
+def export(
+    bar: ProgressBar, data: Any, out: Path, state_features: list[str], extra: dict[str, Any], overwrite: bool
+) -> float:
+    """Write demonstrations as a LeRobot dataset; returns the seconds it took."""
+    from salus.policies.smolvla.lerobot_dataset import export_lerobot_dataset
+
+    t0 = time.perf_counter()
+    task = bar.add_task("LeRobot dataset", total=data.num_episodes, info=str(out))
+    export_lerobot_dataset(
+        data, out, state_features=state_features, overwrite=overwrite, extra=extra,
+        progress=lambda k, n: bar.update(task, completed=k),
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def _step_reporter(
+    bar: ProgressBar, total: int, log: Callable[[str], None]
+) -> Callable[[int, int, float], None]:
+    t0 = time.perf_counter()
+    fit = bar.add_task("training", total=total, info="")
+
+    def on_step(step: int, steps: int, loss: float) -> None:
+        bar.update(fit, completed=step, info=f"loss {loss:.4f}")
+        if step % 100 == 0:
+            log(f"step {step}/{steps} loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
+
+    return on_step
+
+
+def train_builtin(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str], None]) -> dict[str, Any]:
+    """Demonstrations in memory, then the built-in flow-matching policy; writes ``job.out``."""
+    from salus.policies.builtin.configuration_builtin import BuiltinConfig
+    from salus.policies.builtin.modeling_builtin import save_pretrained
+    from salus.policies.builtin.training import TrainConfig, train_policy
+
+    train_cfg = TrainConfig(image_shift=job.image_shift, seed=job.seed, **dict(job.recipe))
+    model_cfg = BuiltinConfig()
+    data, record_s = record(bar, job, model_cfg.image_size, tuple(model_cfg.cameras), log)
+    model, stats, out_log = train_policy(
+        data, model_cfg, train_cfg, progress=_step_reporter(bar, train_cfg.steps, log)
+    )
+    demos = dict(job.demos) if isinstance(job.demos, Mapping) else job.demos
+    out_log.update(record_seconds=round(record_s, 1), tasks=list(job.tasks), demos_per_task=demos,
+                   demo_noise=job.demo_noise)  # fmt: skip
+    model.config.extra = {"tasks": list(job.tasks), "training": out_log}
+    save_pretrained(job.out, model, stats)
+    (job.out / "train_log.json").write_text(json.dumps(out_log, indent=2) + "\n")
+    return out_log
+
+
+def train_smolvla_job(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str], None]) -> dict[str, Any]:
+    """Demonstrations exported as a LeRobotDataset (``OUT/demos``, or ``job.dataset``), then LeRobot's
+    SmolVLAPolicy; rerunning the same job after a kill resumes from the last checkpoint."""
+    from salus.policies.smolvla.lerobot_dataset import (
+        DEFAULT_STATE_FEATURES,
+        read_lerobot_dataset,
+        state_layout,
+    )
+    from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
+
+    cfg = SmolVLATrainConfig(seed=job.seed, image_shift=job.image_shift, **dict(job.recipe))
+    features = list(job.state_features) if job.state_features else list(DEFAULT_STATE_FEATURES)
+    state_layout(features)
+    recording = job.recording()
+    root = Path(job.dataset) if job.dataset is not None else job.out / "demos"
+    record_s = export_s = 0.0
+    if not root.exists():
+        if job.dataset is not None:
+            raise InvalidInputError(
+                f"--dataset {job.dataset} does not exist; write it with `salus policy demos`"
+            )
+        data, record_s = record(bar, job, cfg.image_size, log=log)
+        export_s = export(bar, data, root, features, recording, overwrite=False)
+    demos = read_lerobot_dataset(root)
+    if job.dataset is None and demos.salus.get("recording") != recording["recording"]:
+        raise InvalidInputError(
+            f"{root} was recorded with {demos.salus.get('recording')}, not {recording['recording']}; "
+            f"rerun with the same options to resume, or delete {root}"
+        )
+    extra = {
+        "dataset": str(root),
+        "tasks": sorted(set(demos.salus.get("tasks", []))),
+        "record_seconds": round(record_s, 1),
+        "export_seconds": round(export_s, 1),
+        **{k: v for k, v in demos.salus.items() if k in ("recording", "state_features")},
+    }
+    return train_smolvla(
+        demos,
+        job.out,
+        cfg,
+        init_from=job.init_from,
+        extra_log=extra,
+        progress=_step_reporter(bar, cfg.steps, log),
+    )
+
+
+#: Policy architectures -> their trainer ``(job, bar, log) -> train log``: one function and one entry each.
+POLICY_TRAINERS: dict[str, Callable[[PolicyTrainJob, ProgressBar, Callable[[str], None]], dict[str, Any]]] = {
+    "builtin": train_builtin,
+    "smolvla": train_smolvla_job,
+}
+
+
+def run_policy_train(
+    job: PolicyTrainJob, *, bar: ProgressBar | None = None, log: Callable[[str], None] = plain_log
+) -> dict[str, Any]:
+    """Run ``job`` with its architecture's trainer; returns the training log."""
+    return POLICY_TRAINERS[job.arch](job, bar or _NoBar(), log)
