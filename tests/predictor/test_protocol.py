@@ -338,3 +338,29 @@ def test_bootstrap_auroc_is_paired_and_centred():
     lo, hi = ci95(boot[0])
     assert lo < roc_auc(labels, good) < hi and hi - lo < 0.25
     assert np.nanmean(boot[2]) == pytest.approx(0.5, abs=0.08)
+
+
+def test_average_ranks_equal_scipy_and_the_vectorised_bootstrap_equals_the_loop():
+    """The numpy ranking (ties averaged, a NaN row stays NaN) is scipy's rankdata; the time-matched
+    bootstrap scores every resample at once with the values of one resample at a time."""
+    from scipy.stats import rankdata
+
+    from salus.predictor.protocol import _lead_auc, _lead_auc_boot, average_ranks
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        x = rng.integers(0, 6, size=(int(rng.integers(1, 5)), int(rng.integers(1, 30)))).astype(float)
+        if trial % 4 == 0:
+            x[0, -1] = np.nan
+        if trial % 5 == 0:
+            x[-1, 0] = np.inf
+        np.testing.assert_allclose(average_ranks(x), rankdata(x, axis=1))
+        np.testing.assert_allclose(average_ranks(x[-1]), rankdata(x[-1]))
+    assert math.isnan(roc_auc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3])))
+    for _ in range(50):
+        nf, ns = int(rng.integers(1, 8)), int(rng.integers(1, 10))
+        V = rng.integers(0, 4, (nf, ns)).astype(float)
+        A = np.minimum(rng.random((nf, ns)) * 3, V)
+        WF, WS = rng.integers(0, 3, (40, nf)).astype(float), rng.integers(0, 3, (40, ns)).astype(float)
+        loop = np.array([_lead_auc(A, V, WF[b], WS[b]) for b in range(40)])
+        np.testing.assert_allclose(_lead_auc_boot(A, V, WF, WS), loop)
