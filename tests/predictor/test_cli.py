@@ -160,6 +160,11 @@ def test_split_seeds_train_and_evaluate_over_seeds(dataset, tmp_path):
     assert two.exit_code == 0, two.output
     assert json.loads(two.stdout)["aggregate"] == json.loads(res.stdout)["aggregate"]
     assert json.loads(two.stdout)["seeds"] == json.loads(res.stdout)["seeds"]
+    # the cross-policy check pairs seed<S>/ with seed<S>/: a layout without them is refused up front
+    from salus.jobs import EvaluateJob, run_evaluate
+
+    with pytest.raises(InvalidInputError, match="no seed0/"):
+        run_evaluate(EvaluateJob(out, dataset, transfer_from=out / "seed0" / "salus-mlp"))
 
 
 def test_evaluate_job_runs_without_the_cli(trained, dataset):
@@ -205,3 +210,48 @@ def test_train_job_runs_without_the_cli(dataset, tmp_path):
         TrainJob(dataset, tmp_path / "x", split_seeds="1,1")
     with pytest.raises(InvalidInputError, match="not both"):
         TrainJob(dataset, tmp_path / "x", horizons="5", horizons_s="0.5")
+
+
+def test_signal_models_of_another_policy_are_scored_as_transfer_comparators(trained, tmp_path):
+    """The cross-policy check: models trained on dataset A's episodes, scored on dataset B's test
+    episodes beside B's own; only signal models cross (the embedding is the policy's own)."""
+    from salus.jobs import EvaluateJob, run_evaluate
+
+    source, _ = trained
+    other = write_dataset(tmp_path / "b.zarr", synthetic_episodes(90, seed=12, embedding_dim=8))
+    mine = tmp_path / "b_models"
+    args = ["train", str(other), "--model", "salus-mlp,knn-cosine", "--out", str(mine), "--epochs", "2"]
+    res = CliRunner().invoke(app, [*args, "--holdout-task", "stack"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(mine),
+            str(other),
+            "--json",
+            "--transfer-from",
+            str(source),
+            "--transfer-label",
+            "A",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    rows = {m["name"]: m for m in report["methods"]}
+    assert {"transfer:A:salus-mlp", "transfer:A:salus-tcn"} <= set(rows)  # the signal models of A
+    assert not any(n.startswith("transfer:A:salus-risk") for n in rows)  # embedding widths differ: left out
+    assert (
+        rows["transfer:A:salus-mlp"]["family"] == "transfer" and rows["transfer:A:salus-mlp"]["seen"]["n"] > 0
+    )
+    assert report["selection"]["selected"] == "salus-mlp"  # a transferred model is never our pick
+    assert "transfer:A:salus-mlp" in report["comparisons"]["rows"]  # ours minus it, with an interval
+    from salus.predictor.tables import format_markdown
+
+    table = format_markdown(report).split("## Cross-policy check")[1].split("\n## ")[0]
+    assert "| salus-mlp | this policy |" in table and "| salus-mlp | A |" in table
+    assert "| salus-tcn | A |" in table and "| salus-tcn | this policy |" not in table  # B has no tcn
+    with pytest.raises(InvalidInputError, match="no signal model"):
+        run_evaluate(EvaluateJob(mine, other, transfer_from=mine / "knn-cosine", transfer_label="B"))
+    with pytest.raises(InvalidInputError, match="transfer label"):
+        EvaluateJob(mine, other, transfer_from=source, transfer_label="a b")

@@ -364,3 +364,21 @@ def test_average_ranks_equal_scipy_and_the_vectorised_bootstrap_equals_the_loop(
         WF, WS = rng.integers(0, 3, (40, nf)).astype(float), rng.integers(0, 3, (40, ns)).astype(float)
         loop = np.array([_lead_auc(A, V, WF[b], WS[b]) for b in range(40)])
         np.testing.assert_allclose(_lead_auc_boot(A, V, WF, WS), loop)
+
+
+def test_cross_policy_table_over_seeds():
+    from salus.predictor.tables import transfer_lines
+
+    def row(name, base):
+        cell = lambda v: {"mean": v, "min": v - 0.01, "max": v + 0.01, "ci95_of_mean": [v - 0.05, v + 0.05]}  # noqa: E731
+        return {
+            "name": name,
+            **{f"{g}/{m}": cell(base) for g in ("seen", "unseen") for m in ("safe", "at_risk_2s")},
+        }
+
+    agg = {"methods": [row("salus-mlp", 0.8), row("knn", 0.7), row("transfer:builtin:salus-mlp", 0.6)]}
+    lines = transfer_lines([], agg)
+    assert lines[0] == "## Cross-policy check" and "mean over seeds" in lines[2]
+    assert any(line.startswith("| salus-mlp | this policy | 0.800 (0.750-0.850)") for line in lines)
+    assert any(line.startswith("| salus-mlp | builtin | 0.600 (0.550-0.650)") for line in lines)
+    assert transfer_lines([], {"methods": [row("salus-mlp", 0.8)]}) == []  # nothing transferred: no table

@@ -46,6 +46,18 @@ def register(app: typer.Typer) -> None:
             callback=positive_int,
             help="Processes for the split seeds (forked; the same numbers as one process).",
         ),
+        transfer_from: Path = typer.Option(
+            None,
+            "--transfer-from",
+            help="Models trained on another policy's episodes (the same --split-seeds layout): their signal "
+            "models are scored on DATA as comparators transfer:LABEL:MODEL (is the monitor specific to "
+            "the policy it watched?).",
+        ),
+        transfer_label: str = typer.Option(
+            "transfer",
+            "--transfer-label",
+            help="LABEL of the --transfer-from rows (e.g. the other policy's name).",
+        ),
     ) -> None:
         """SAFE-comparable, at-risk and time-matched ROC-AUC, and conformal alarms, for every method."""
         import torch
@@ -55,7 +67,10 @@ def register(app: typer.Typer) -> None:
         from salus.predictor import DEFAULT_ALPHAS
 
         torch.set_num_threads(threads)
-        job = EvaluateJob(model_dir, data, tuple(alpha) if alpha else DEFAULT_ALPHAS, workers)
+        alphas = tuple(alpha) if alpha else DEFAULT_ALPHAS
+        job = EvaluateJob(
+            model_dir, data, alphas, workers, transfer_from=transfer_from, transfer_label=transfer_label
+        )
         with Console(stderr=True).status("evaluating") as status:
             result = run_evaluate(job, progress=lambda m: status.update(m))
         me = [invoked_command(ctx)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,9 @@ class EvaluateJob:
 
     ``workers`` > 1 evaluates split seeds in forked processes (the same numbers as one process);
     ``first_seed_only`` evaluates only the first ``seed<S>/`` directory (what the report draws).
+    ``transfer_from``: the models trained on another policy's episodes (the same layout as
+    ``model_dir``: seed ``<S>``'s are matched with seed ``<S>``'s); their signal models are scored on
+    these episodes as ``transfer:<transfer_label>:<model>`` (the cross-policy check).
     """
 
     model_dir: Path
@@ -42,10 +46,18 @@ class EvaluateJob:
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     workers: int = 1
     first_seed_only: bool = False
+    transfer_from: Path | None = None
+    transfer_label: str = "transfer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         object.__setattr__(self, "data", Path(self.data))
+        if self.transfer_from is not None:
+            object.__setattr__(self, "transfer_from", Path(self.transfer_from))
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.transfer_label):
+            raise InvalidInputError(
+                f"the transfer label must be letters, digits, '_', '.' or '-', got {self.transfer_label!r}"
+            )
         alphas = tuple(sorted({float(a) for a in self.alphas}))
         bad = [a for a in alphas if not (math.isfinite(a) and 0.0 < a < 1.0)]
         if not alphas or bad:
@@ -106,10 +118,11 @@ def run_evaluate(
     dirs = [d for _, d in seeds] or [job.model_dir]
     if job.first_seed_only:
         dirs = dirs[:1]
+    pairs = [(d, _transfer_dir(job, d, seeds)) for d in dirs]
     if job.workers > 1 and len(dirs) > 1:
-        evals = _evaluate_parallel(dirs, episodes, job.alphas, progress, job.workers)
+        evals = _evaluate_parallel(pairs, episodes, job.alphas, progress, job.workers, job.transfer_label)
     else:
-        evals = [_evaluate_dir(d, episodes, job.alphas, progress) for d in dirs]
+        evals = [_evaluate_dir(d, episodes, job.alphas, progress, t, job.transfer_label) for d, t in pairs]
     agg = None
     if seeds and not job.first_seed_only:
         agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals])
@@ -127,33 +140,77 @@ def run_evaluate(
     return EvaluateResult(evals, agg, list(dict.fromkeys(str(c) for c in commands)), meta)
 
 
+def _transfer_dir(job: EvaluateJob, d: Path, seeds: list[tuple[int, Path]]) -> Path | None:
+    """The directory of ``job.transfer_from`` that matches ``d`` (the same ``seed<S>/``)."""
+    from salus.predictor.discovery import seed_dirs
+
+    if job.transfer_from is None:
+        return None
+    if not seeds:
+        return job.transfer_from
+    theirs = dict(seed_dirs(job.transfer_from))
+    seed = next(s for s, p in seeds if p == d)
+    if seed not in theirs:
+        raise InvalidInputError(
+            f"--transfer-from {job.transfer_from} has no seed{seed}/ to match {d}; it has "
+            f"{sorted(theirs) or 'no seed directories'}: train both with the same --split-seeds"
+        )
+    return theirs[seed]
+
+
+def _transfer_predictors(directory: Path) -> list[Any]:
+    """The signal models among ``directory``'s checkpoints (the others read policy-specific inputs)."""
+    from salus.predictor.discovery import load_checkpoints
+
+    preds = [p for p in load_checkpoints(directory) if p.input_kind == "signals" and not p.meta.get("label")]
+    if not preds:
+        raise InvalidInputError(
+            f"{directory} holds no signal model (salus-mlp, salus-tcn, ...); only those transfer across policies"
+        )
+    return preds
+
+
 def _evaluate_dir(
-    d: Path, episodes: EpisodeSet, alphas: Sequence[float], progress: Progress | None = None
+    d: Path,
+    episodes: EpisodeSet,
+    alphas: Sequence[float],
+    progress: Progress | None = None,
+    transfer: Path | None = None,
+    transfer_label: str = "transfer",
 ) -> Any:
     from salus.predictor import evaluate_detailed
     from salus.predictor.discovery import load_checkpoints, read_selection_record
 
     preds = load_checkpoints(d)
     record = read_selection_record(d) if not (d / "predictor.json").is_file() else None
-    return evaluate_detailed(episodes, preds, alphas=alphas, progress=progress, selection=record)
+    moved = _transfer_predictors(transfer) if transfer is not None else []
+    return evaluate_detailed(
+        episodes, preds, alphas=alphas, progress=progress, selection=record, transfer=moved,
+        transfer_label=transfer_label,
+    )  # fmt: skip
 
 
 _FORKED: dict[str, Any] = {}  # what a forked worker inherits (episodes are large: never pickled)
 
 
-def _evaluate_forked(dirs: list[Path]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def _evaluate_forked(pairs: list[tuple[Path, Path | None]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     import torch
 
     torch.set_num_threads(1)
     out = []
-    for d in dirs:
-        ev = _evaluate_dir(d, _FORKED["episodes"], _FORKED["alphas"])
+    for d, t in pairs:
+        ev = _evaluate_dir(d, _FORKED["episodes"], _FORKED["alphas"], None, t, _FORKED["label"])
         out.append((ev.report, ev.samples))
     return out
 
 
 def _evaluate_parallel(
-    dirs: list[Path], episodes: EpisodeSet, alphas: Sequence[float], progress: Progress | None, workers: int
+    pairs: list[tuple[Path, Path | None]],
+    episodes: EpisodeSet,
+    alphas: Sequence[float],
+    progress: Progress | None,
+    workers: int,
+    label: str,
 ) -> list[Any]:
     """Seeds dealt round-robin to this process (which takes the first) and workers - 1 forks.
 
@@ -163,17 +220,19 @@ def _evaluate_parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    share = [list(range(i, len(dirs), workers)) for i in range(min(workers, len(dirs)))]
-    _FORKED.update(episodes=episodes, alphas=alphas)
+    share = [list(range(i, len(pairs), workers)) for i in range(min(workers, len(pairs)))]
+    _FORKED.update(episodes=episodes, alphas=alphas, label=label)
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=len(share) - 1, mp_context=ctx) as pool:
-            futures = [pool.submit(_evaluate_forked, [dirs[i] for i in idx]) for idx in share[1:]]
-            mine = [_evaluate_dir(dirs[i], episodes, alphas, progress) for i in share[0]]
+            futures = [pool.submit(_evaluate_forked, [pairs[i] for i in idx]) for idx in share[1:]]
+            mine = [
+                _evaluate_dir(pairs[i][0], episodes, alphas, progress, pairs[i][1], label) for i in share[0]
+            ]
             theirs = [f.result() for f in futures]
     finally:
         _FORKED.clear()
-    evals: list[Any] = [None] * len(dirs)
+    evals: list[Any] = [None] * len(pairs)
     for i, ev in zip(share[0], mine, strict=True):
         evals[i] = ev
     first = evals[0]

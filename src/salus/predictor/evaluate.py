@@ -48,6 +48,7 @@ from .protocol import (
 
 __all__ = [
     "COMPARATORS",
+    "transfer_methods",
     "MethodScores",
     "Evaluation",
     "evaluate_methods",
@@ -87,7 +88,12 @@ COMPARATORS: tuple[str, ...] = (
     "reference:condition",
     "snapshot:gbt",
     "snapshot:logreg",
+    "transfer:*",
 )
+# Predictors trained on another policy's episodes and scored on these (``evaluate_detailed``'s
+# ``transfer``): ``transfer:<label>:<model>``. Only signal models cross policies: the observation
+# embedding and the features built on it have the policy's own width and meaning.
+TRANSFER_PREFIX = "transfer:"
 # The condition-only reference (``reference_methods``): what the task and the perturbation alone
 # predict, a constant score per episode; every detector must beat it.
 REFERENCE_NAME = "reference:condition"
@@ -365,6 +371,35 @@ def predictor_methods(
     return out
 
 
+def transfer_methods(
+    predictors: Sequence[TrainedPredictor], episodes: EpisodeSet, indices: Sequence[int], label: str
+) -> list[MethodScores]:
+    """Predictors trained on another policy's episodes, scored on ``indices`` of these as
+    ``transfer:<label>:<model>`` (family ``transfer``: comparators, never our pick). Each must read
+    the signals only, with the signal names these episodes record."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+        raise InvalidInputError(f"transfer label must be letters, digits, '_', '.' or '-', got {label!r}")
+    out = []
+    eps = [episodes[i] for i in indices]
+    for p in predictors:
+        if p.input_kind != "signals":
+            raise InvalidInputError(
+                f"{p.name} reads {p.input_kind}; only signal models transfer across policies (the embedding "
+                "and the features built on it have the policy's own width and meaning)"
+            )
+        names = tuple(p.meta.get("signal_names") or ())
+        if names and names != tuple(episodes.signal_names):
+            raise InvalidInputError(
+                f"{p.name} was trained on signals {list(names)}; these episodes record {list(episodes.signal_names)}"
+            )
+        scores = dict(zip(indices, p.episode_scores(eps), strict=True))
+        note = f"{p.name} trained on the episodes of {label}"
+        out.append(MethodScores(f"{TRANSFER_PREFIX}{label}:{p.name}", "transfer", scores, note=note))
+    return out
+
+
 @dataclass
 class Evaluation:
     """One evaluation: the JSON-able ``report`` plus what the figures need (per-step scores of every
@@ -550,8 +585,14 @@ def evaluate_detailed(
     progress: Callable[[str], None] | None = None,
     test: EpisodeSet | None = None,
     selection: Mapping[str, Any] | None = None,
+    transfer: Sequence[TrainedPredictor] = (),
+    transfer_label: str = "transfer",
 ) -> Evaluation:
     """Score every method on the predictors' split (or ``split``) and apply the protocol.
+
+    ``transfer``: signal models trained on another policy's episodes, scored here as comparators
+    ``transfer:<transfer_label>:<model>`` (:func:`transfer_methods`): is the monitor specific to the
+    policy it watched?
 
     ``test``: fresh episodes (e.g. new seeds, ``salus assist``) that replace the split's test parts:
     training, validation and calibration stay those of ``episodes``; a fresh episode of a task the
@@ -580,6 +621,9 @@ def evaluate_detailed(
 
     say("scoring predictors")
     methods += predictor_methods(predictors, episodes, idx, include)
+    if transfer:
+        say("transferred predictors")
+        methods += transfer_methods(transfer, episodes, idx, transfer_label)
     if "baseline" in include:
         say("online baselines")
         methods += baseline_methods(episodes, split, idx)

@@ -13,6 +13,7 @@ from .protocol import lead_names
 
 __all__ = [
     "format_markdown",
+    "transfer_lines",
     "format_benchmark",
     "closed_loop_lines",
     "fmt",
@@ -148,11 +149,58 @@ def format_markdown(
             *_comparison_table(comp["rows"]),
         ]
     lines += _ranking_table(report["methods"])
+    lines += transfer_lines(report["methods"])
     lines += _view_tables(report["methods"])
     lines += _alarm_tables(report["methods"], report["protocol"])
     if report.get("notes"):
         lines += ["", "Notes:", *[f"- {n}" for n in report["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+TRANSFER_COLUMNS = (("seen", "safe"), ("seen", "at_risk_2s"), ("unseen", "safe"), ("unseen", "at_risk_2s"))
+
+
+def transfer_lines(methods: list[dict[str, Any]], agg: dict[str, Any] | None = None) -> list[str]:
+    """The cross-policy check: each transferred model (``transfer:LABEL:MODEL``, trained on another
+    policy's episodes) beside the same model trained on this policy, on the same test episodes.
+    ``methods``: one evaluation's method entries; with ``agg`` (the seed aggregate), its rows."""
+    from .evaluate import metric_value
+
+    moved = [m["name"] for m in (agg["methods"] if agg else methods) if m["name"].startswith("transfer:")]
+    if not moved:
+        return []
+    rows = {m["name"]: m for m in (agg["methods"] if agg else methods)}
+    lines = [
+        "## Cross-policy check",
+        "",
+        "Each signal model trained on another policy's episodes (`transfer:LABEL:MODEL`, `salus evaluate "
+        "--transfer-from`) scored on this policy's test episodes, beside the same model trained on this "
+        "policy's own episodes"
+        + (
+            " (mean over seeds, 95% interval of the mean)."
+            if agg
+            else " (95% bootstrap interval over episodes)."
+        ),
+        "",
+        "| model | trained on | seen SAFE | seen at-risk 2 s | unseen SAFE | unseen at-risk 2 s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in moved:
+        _, label, model = name.split(":", 2)
+        for who, key in (("this policy", model), (label, name)):
+            row = rows.get(key)
+            if row is None:
+                continue
+            if agg:
+                cells = [_agg_ci(row, f"{g}/{metric}") for g, metric in TRANSFER_COLUMNS]
+            else:
+                ci = {g: row[g].get("ci95") or {} for g in ("seen", "unseen")}
+                cells = [
+                    fmt(metric_value(row[g], metric)) + _ci(ci[g].get(metric))
+                    for g, metric in TRANSFER_COLUMNS
+                ]
+            lines.append(f"| {model} | {who} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _ranking_table(methods: list[dict[str, Any]]) -> list[str]:
@@ -740,6 +788,7 @@ def format_benchmark(
         lines.append("| " + " | ".join(cells) + " |")
     lines += _unseen_task_lines(agg)
     lines += _benchmark_view_lines(agg)
+    lines += ["", *transfer_lines([], agg)] if transfer_lines([], agg) else []
     lines += _instant_lines(agg)
     lines += [
         "",
