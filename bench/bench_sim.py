@@ -25,11 +25,12 @@ if hasattr(os, "sched_setaffinity"):
 cfg = json.loads(sys.argv[1])
 import functools
 import salus.sim.env as senv
+from salus.sim.make import make_env
 from salus.sim.scene import build_model
 from salus.sim import ScriptedExpert
 if not cfg["fast"]:
     senv.build_model = functools.partial(build_model, fast_render=False)
-env = senv.make_env("pick_place", render=cfg["size"] > 0, image_size=max(cfg["size"], 16))
+env = make_env("pick_place", render=cfg["size"] > 0, image_size=max(cfg["size"], 16))
 expert = ScriptedExpert(env)
 obs, _ = env.reset(seed=0); expert.reset()
 def run(n, seed):

@@ -28,6 +28,15 @@ def test_spec_is_checked_before_any_work(tmp_path: Path) -> None:
         PolicyTrainJob(tmp_path, tasks=("push",), demos=0)
     job = PolicyTrainJob(tmp_path, tasks=("push", "stack"), demos={"push": 3, "stack": 1})
     assert job.recording()["recording"]["demos_per_task"] == {"push": 3, "stack": 1}
+    job = PolicyTrainJob(tmp_path, tasks=("push", "stack"), demos=2, task_demos=("push=5",))
+    assert job.demos == {"push": 5, "stack": 2}
+    with pytest.raises(InvalidInputError, match="not a training task"):
+        PolicyTrainJob(tmp_path, tasks=("push",), demos=2, task_demos=("stack=5",))
+    # checked in the command's order: the architecture before the tasks, then SmolVLA-only options
+    with pytest.raises(InvalidNameError, match="policy architecture"):
+        PolicyTrainJob(tmp_path, arch="bogus", tasks=("fly",))
+    with pytest.raises(InvalidInputError, match=r"\['--checkpoint-every', '--init-from'\]"):
+        PolicyTrainJob(tmp_path, init_from=tmp_path, recipe={"checkpoint_every": 5}, tasks=("fly",))
 
 
 def test_a_new_architecture_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

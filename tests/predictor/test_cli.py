@@ -210,6 +210,11 @@ def test_train_job_runs_without_the_cli(dataset, tmp_path):
         TrainJob(dataset, tmp_path / "x", split_seeds="1,1")
     with pytest.raises(InvalidInputError, match="not both"):
         TrainJob(dataset, tmp_path / "x", horizons="5", horizons_s="0.5")
+    missing = tmp_path / "no_such.zarr"  # spec errors come before the dataset is read
+    with pytest.raises(InvalidNameError, match="feature group"):
+        TrainJob(missing, tmp_path / "x", models="salus-risk", feature_groups="bogus")
+    with pytest.raises(InvalidInputError, match="fraction"):
+        TrainJob(missing, tmp_path / "x", val_fraction=0.5, calib_fraction=0.5, test_fraction=0.5)
 
 
 def test_signal_models_of_another_policy_are_scored_as_transfer_comparators(trained, tmp_path):

@@ -357,6 +357,7 @@ def test_average_ranks_equal_scipy_and_the_vectorised_bootstrap_equals_the_loop(
         np.testing.assert_allclose(average_ranks(x), rankdata(x, axis=1))
         np.testing.assert_allclose(average_ranks(x[-1]), rankdata(x[-1]))
     assert math.isnan(roc_auc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3])))
+    assert average_ranks(np.zeros(0)).shape == (0,) and average_ranks(np.zeros((3, 0))).shape == (3, 0)
     for _ in range(50):
         nf, ns = int(rng.integers(1, 8)), int(rng.integers(1, 10))
         V = rng.integers(0, 4, (nf, ns)).astype(float)

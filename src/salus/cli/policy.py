@@ -53,29 +53,6 @@ _TASK_DEMOS_HELP = (
 )
 
 
-def _demo_counts(task_list: list[str], demos: int, task_demos: list[str] | None) -> int | dict[str, int]:
-    """``--demos`` and ``--task-demos`` -> the count per task: ``demos`` itself when nothing overrides it
-    (the recording record of datasets written before the option existed), else ``{task: count}``."""
-    from salus.errors import InvalidInputError
-
-    items = split_values(task_demos)
-    if not items:
-        return demos
-    counts = dict.fromkeys(task_list, demos)
-    named: set[str] = set()
-    for item in items:
-        name, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or not name or not (value.isascii() and value.isdigit()) or int(value) < 1:
-            raise InvalidInputError(f"--task-demos takes TASK=N with an integer N >= 1, got {item!r}")
-        if name not in task_list:
-            raise InvalidInputError(f"--task-demos names {name!r}, which is not a training task {task_list}")
-        if name in named:
-            raise InvalidInputError(f"--task-demos names {name!r} twice")
-        named.add(name)
-        counts[name] = int(value)
-    return counts
-
-
 _STATE_FEATURES_HELP = (
     "Salus state groups in observation.state (comma-separated: joint_pos, joint_vel, gripper_opening, "
     "ee_pos, ee_quat, or all); default: all but joint_vel, as the built-in policy."
@@ -113,7 +90,6 @@ def demos_command(
     from salus.jobs.policy_train import PolicyTrainJob, export, record
     from salus.policies.demonstrations import check_demo_noise
     from salus.policies.smolvla.lerobot_dataset import DEFAULT_STATE_FEATURES, state_layout
-    from salus.sim import TASKS
 
     if fmt != "lerobot":
         raise InvalidNameError("demonstration format", fmt, ("lerobot",))
@@ -122,9 +98,14 @@ def demos_command(
     state_layout(features)  # bad names fail before anything is recorded
     if Path(out).exists() and not overwrite:
         raise InvalidInputError(f"{out} already exists; pass --overwrite to replace it")
-    task_list = _check_tasks(split_values(tasks) or list(TASKS))
     job = PolicyTrainJob(
-        out, "smolvla", tuple(task_list), _demo_counts(task_list, demos, task_demos), seed, demo_noise
+        out,
+        "smolvla",
+        tuple(split_values(tasks)),
+        demos,
+        seed,
+        demo_noise,
+        task_demos=tuple(split_values(task_demos)),
     )
     with progress_bar() as bar:
         data, record_s = record(bar, job, image_size)
@@ -134,7 +115,7 @@ def demos_command(
         "format": fmt,
         "episodes": data.num_episodes,
         "frames": data.num_frames,
-        "tasks": task_list,
+        "tasks": list(job.tasks),
         "record_seconds": round(record_s, 1),
         "export_seconds": round(export_s, 1),
     }
@@ -244,17 +225,16 @@ def train(
     import torch
 
     from salus.jobs.policy_train import PolicyTrainJob, run_policy_train
-    from salus.sim import TASKS
 
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden_size": hidden_size,
               "text_layers": text_layers, "vision_layers": vision_layers, "image_size": image_size,
               "patch_size": patch_size, "chunk_size": chunk_size, "n_action_steps": n_action_steps,
               "num_steps": num_steps, "checkpoint_every": checkpoint_every}  # fmt: skip
-    task_list = _check_tasks(split_values(tasks) or list(TASKS))
     job = PolicyTrainJob(
-        out, arch, tuple(task_list), _demo_counts(task_list, demos, task_demos), seed, demo_noise, image_shift,
+        out, arch, tuple(split_values(tasks)), demos, seed, demo_noise, image_shift,
         {k: v for k, v in recipe.items() if v is not None}, dataset,
         tuple(split_values([state_features])) if state_features else None, init_from,
+        task_demos=tuple(split_values(task_demos)),
     )  # fmt: skip
     torch.set_num_threads(threads)
     with progress_bar() as bar:

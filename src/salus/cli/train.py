@@ -189,10 +189,13 @@ def register(app: typer.Typer) -> None:
         with Progress(*columns, console=stderr_console) as bar:
             tasks: dict[str, Any] = {}
 
-            def progress(key: str, done: int, total: int, info: str) -> None:
+            def progress(key: str, done: int, total: int, info: str | None) -> None:
                 if key not in tasks:
                     tasks[key] = bar.add_task(key, total=total, info="")
-                bar.update(tasks[key], completed=done, total=total, info=info)
+                if info is None:
+                    bar.update(tasks[key], completed=done, total=total)
+                else:
+                    bar.update(tasks[key], completed=done, total=total, info=info)
 
             result = run_train(job, progress=progress)
         if as_json:

@@ -1,8 +1,9 @@
 """salus.jobs: the long-running jobs as typed specs and results, above every part and below the CLI.
 
 A job takes a validated dataclass spec and returns a result object; the CLI commands are thin
-wrappers that build the spec from their options, and ``salus demo`` / ``salus benchmark`` and the
-tests call the jobs directly. :mod:`salus.jobs.train` (``salus train``), :mod:`salus.jobs.evaluate`
+wrappers that build the spec from their options, and the tests call the jobs directly (``salus
+benchmark`` runs its evaluate stage as a job; ``salus demo`` and its other stages still chain the
+commands). :mod:`salus.jobs.train` (``salus train``), :mod:`salus.jobs.evaluate`
 (``salus evaluate``, ``salus report`` and the benchmark's evaluate stage) and
 :mod:`salus.jobs.policy_train` (``salus policy train``, by architecture).
 """

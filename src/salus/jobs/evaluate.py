@@ -128,7 +128,9 @@ def run_evaluate(
         agg = aggregate_seeds([e.report for e in evals], [e.samples for e in evals])
     commands = [p.get("command") for e in evals for p in e.report.get("predictors", []) if p.get("command")]
     meta = {
-        "checkpoints": ", ".join(str(d) for d in checkpoint_dirs(job.model_dir)),
+        ("checkpoints (the first seed's)" if seeds else "checkpoints"): ", ".join(
+            str(d) for d in checkpoint_dirs(job.model_dir)
+        ),
         "dataset": f"{job.data} ({len(episodes)} episodes, fingerprint {episodes.fingerprint()})",
     }
     if seeds:

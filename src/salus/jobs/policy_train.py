@@ -12,20 +12,44 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from salus.errors import InvalidInputError, InvalidNameError
 
-__all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log"]
+__all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log", "demo_counts"]
 
-#: Options that only the SmolVLA trainer reads (the job refuses them for another architecture).
-SMOLVLA_ONLY = ("dataset", "state_features", "init_from")
-SMOLVLA_RECIPE = ("hidden_size", "text_layers", "vision_layers", "image_size", "patch_size", "chunk_size",
-                  "n_action_steps", "num_steps", "checkpoint_every")  # fmt: skip
+#: Options that only the SmolVLA trainer reads, in the order the refusal lists them: job fields
+#: (``dataset``, ``state_features``, ``init_from``) and recipe fields (the rest).
+SMOLVLA_ONLY = ("dataset", "state_features", "checkpoint_every", "init_from", "hidden_size", "text_layers",
+                "vision_layers", "image_size", "patch_size", "chunk_size", "n_action_steps", "num_steps")  # fmt: skip
+SMOLVLA_RECIPE = tuple(k for k in SMOLVLA_ONLY if k not in ("dataset", "state_features", "init_from"))
 RECIPE = ("steps", "batch_size", "lr")
+
+
+def demo_counts(tasks: Sequence[str], demos: int, task_demos: Sequence[str]) -> int | dict[str, int]:
+    """``--demos`` and ``--task-demos`` (``TASK=N`` items) -> the count per task: ``demos`` itself when
+    nothing overrides it (the recording record of datasets written before the option existed), else
+    ``{task: count}``."""
+    if not task_demos:
+        return demos
+    counts = dict.fromkeys(tasks, demos)
+    named: set[str] = set()
+    for item in task_demos:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise InvalidInputError(f"--task-demos takes TASK=N with an integer N >= 1, got {item!r}")
+        if name not in tasks:
+            raise InvalidInputError(
+                f"--task-demos names {name!r}, which is not a training task {list(tasks)}"
+            )
+        if name in named:
+            raise InvalidInputError(f"--task-demos names {name!r} twice")
+        named.add(name)
+        counts[name] = int(value)
+    return counts
 
 
 class ProgressBar(Protocol):
@@ -54,8 +78,10 @@ def plain_log(message: str) -> None:
 class PolicyTrainJob:
     """A policy to train into ``out`` (see ``salus policy train --help`` for each option).
 
-    ``demos``: one count per task or ``{task: count}``; ``recipe``: ``steps``, ``batch_size``, ``lr``
-    and, for ``smolvla``, the model size and ``checkpoint_every`` (absent: the trainer's default).
+    ``tasks``: empty for every task; ``demos``: one count per task or ``{task: count}``, overridden per
+    task by ``task_demos`` (``TASK=N`` items); ``recipe``: ``steps``, ``batch_size``, ``lr`` and, for
+    ``smolvla``, the model size and ``checkpoint_every`` (absent: the trainer's default). Checked in
+    the order the command's options were: architecture, SmolVLA-only options, noise, tasks, counts.
     """
 
     out: Path
@@ -69,6 +95,7 @@ class PolicyTrainJob:
     dataset: Path | None = None
     state_features: tuple[str, ...] | None = None
     init_from: Path | None = None
+    task_demos: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from salus.policies.demonstrations import check_demo_noise, resolve_demo_counts
@@ -77,17 +104,23 @@ class PolicyTrainJob:
 
         if self.arch not in POLICY_TRAINERS:
             raise InvalidNameError("policy architecture", self.arch, tuple(POLICY_TRAINERS))
+        if self.arch != "smolvla":
+            given = [k for k in SMOLVLA_ONLY if getattr(self, k, None) is not None or k in self.recipe]
+            if given:
+                flags = ["--" + k.replace("_", "-") for k in given]
+                raise InvalidInputError(f"{flags} apply to --arch smolvla only")
         known = (*RECIPE, *SMOLVLA_RECIPE) if self.arch == "smolvla" else RECIPE
         unknown = sorted(set(self.recipe) - set(known))
-        given = [k for k in SMOLVLA_ONLY if getattr(self, k) is not None]
-        if self.arch != "smolvla" and (given or unknown):
-            flags = [f"--{k.replace('_', '-')}" for k in (*given, *unknown)]
-            raise InvalidInputError(f"{flags} apply to --arch smolvla only")
         if unknown:
             raise InvalidInputError(f"unknown recipe fields {unknown}; allowed: {list(known)}")
         object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "tasks", tuple(check_tasks(list(self.tasks) or list(TASKS))))
         object.__setattr__(self, "demo_noise", check_demo_noise(self.demo_noise))
+        object.__setattr__(self, "tasks", tuple(check_tasks(list(self.tasks) or list(TASKS))))
+        if self.task_demos:
+            if not isinstance(self.demos, int):
+                raise InvalidInputError("task_demos overrides one count for every task: give demos as an int")
+            object.__setattr__(self, "demos", demo_counts(self.tasks, self.demos, self.task_demos))
+            object.__setattr__(self, "task_demos", ())
         resolve_demo_counts(self.tasks, self.demos)
 
     def recording(self) -> dict[str, Any]:
@@ -140,9 +173,9 @@ def export(
 
 
 def _step_reporter(
-    bar: ProgressBar, total: int, log: Callable[[str], None]
+    bar: ProgressBar, total: int, log: Callable[[str], None], t0: float
 ) -> Callable[[int, int, float], None]:
-    t0 = time.perf_counter()
+    """Training progress: the bar, and a plain log line every 100 steps timed from ``t0`` (the job's start)."""
     fit = bar.add_task("training", total=total, info="")
 
     def on_step(step: int, steps: int, loss: float) -> None:
@@ -159,11 +192,12 @@ def train_builtin(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str], No
     from salus.policies.builtin.modeling_builtin import save_pretrained
     from salus.policies.builtin.training import TrainConfig, train_policy
 
+    t0 = time.perf_counter()
     train_cfg = TrainConfig(image_shift=job.image_shift, seed=job.seed, **dict(job.recipe))
     model_cfg = BuiltinConfig()
     data, record_s = record(bar, job, model_cfg.image_size, tuple(model_cfg.cameras), log)
     model, stats, out_log = train_policy(
-        data, model_cfg, train_cfg, progress=_step_reporter(bar, train_cfg.steps, log)
+        data, model_cfg, train_cfg, progress=_step_reporter(bar, train_cfg.steps, log, t0)
     )
     demos = dict(job.demos) if isinstance(job.demos, Mapping) else job.demos
     out_log.update(record_seconds=round(record_s, 1), tasks=list(job.tasks), demos_per_task=demos,
@@ -184,6 +218,7 @@ def train_smolvla_job(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str]
     )
     from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
 
+    t0 = time.perf_counter()
     cfg = SmolVLATrainConfig(seed=job.seed, image_shift=job.image_shift, **dict(job.recipe))
     features = list(job.state_features) if job.state_features else list(DEFAULT_STATE_FEATURES)
     state_layout(features)
@@ -216,7 +251,7 @@ def train_smolvla_job(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str]
         cfg,
         init_from=job.init_from,
         extra_log=extra,
-        progress=_step_reporter(bar, cfg.steps, log),
+        progress=_step_reporter(bar, cfg.steps, log, t0),
     )
 
 

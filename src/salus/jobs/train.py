@@ -23,8 +23,9 @@ __all__ = ["TrainJob", "TrainResult", "run_train", "parse_split_seeds", "DEFAULT
 
 DEFAULT_HORIZONS_TEXT = "6,10,13,16"
 _SEED_MAX = 2**32 - 1
-#: ``progress(key, epochs done, epochs total, info)`` per model and split seed (key "name (seed s)")
-Progress = Callable[[str, int, int, str], None]
+#: ``progress(key, epochs done, epochs total, info)`` per model and split seed (key "name (seed s)");
+#: ``info`` None: keep the last text
+Progress = Callable[[str, int, int, str | None], None]
 
 
 def parse_split_seeds(spec: str | None, default: int) -> list[int]:
@@ -87,10 +88,13 @@ class TrainJob:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "holdout_tasks", tuple(self.holdout_tasks))
         self.model_names()  # an unknown model fails now, naming the registered ones
-        self.seeds()
+        seeds = self.seeds()
         selection_rule(self.select, 0)  # an unknown rule fails now, naming the rules
         if self.horizons is not None and self.horizons_s is not None:
             raise InvalidInputError("give --horizons (control steps) or --horizons-s (seconds), not both")
+        self.model_configs()  # unknown feature groups or objectives fail before the data is read
+        if self.horizons_s is None:  # (seconds need the dataset's control rate: checked in run_train)
+            _train_config(self, _horizon_steps(self), seeds[0])  # fractions, score horizon, ...
 
     def model_names(self) -> list[str]:
         from salus.predictor.config import MODEL_NAMES, check_model_name
@@ -104,6 +108,20 @@ class TrainJob:
 
     def groups(self) -> tuple[str, ...]:
         return tuple(g.strip() for g in (self.feature_groups or "").split(",") if g.strip())
+
+    def model_configs(self) -> dict[str, Any]:
+        """Every model's ``ModelConfig`` as asked (``run_train`` then drops what the data cannot feed)."""
+        from salus.predictor import ModelConfig
+
+        groups, objective = self.groups(), self.objective or ""
+
+        def config_for(n: str) -> Any:
+            features = ModelConfig(name=n).input_kind == "features"
+            return ModelConfig(
+                name=n, feature_groups=groups if features else (), objective=objective if features else ""
+            )
+
+        return {n: config_for(n) for n in self.model_names()}
 
 
 @dataclass
@@ -186,15 +204,7 @@ def _model_configs(job: TrainJob, episodes: Any) -> dict[str, Any]:
     privileged state, the hidden group without recorded hidden states)."""
     from salus.predictor import ModelConfig
 
-    groups, objective = job.groups(), job.objective or ""
-
-    def config_for(n: str) -> Any:
-        features = ModelConfig(name=n).input_kind == "features"
-        return ModelConfig(
-            name=n, feature_groups=groups if features else (), objective=objective if features else ""
-        )
-
-    configs = {n: config_for(n) for n in job.model_names()}
+    configs = job.model_configs()
     readers = [n for n, c in configs.items() if c.input_kind in ("embedding", "features")]
     if readers and not episodes.has_embedding:
         raise DatasetError(
@@ -307,7 +317,7 @@ def run_train(job: TrainJob, *, progress: Progress | None = None) -> TrainResult
                 done_text = (
                     "fitted (training-free)"
                     if ran == 0
-                    else (f"stopped early at epoch {ran} of {job.epochs}" if ran < job.epochs else "")
+                    else (f"stopped early at epoch {ran} of {job.epochs}" if ran < job.epochs else None)
                 )
                 progress(key, max(ran, 1), max(ran, 1), done_text)  # fmt: skip
             trained.meta["command"] = job.command

@@ -180,7 +180,7 @@ class PolicySpec:
             if factories:
                 self._check_factory()
         elif self.path is not None and not Path(self.path).expanduser().exists():
-            raise InvalidInputError(f"policy spec {self.text or self}: the path {self.path!r} does not exist")
+            raise InvalidInputError(f"policy spec {str(self)!r}: the path {self.path!r} does not exist")
         return self
 
     def _check_factory(self) -> None:
@@ -188,7 +188,7 @@ class PolicySpec:
 
         if not self.path:
             raise InvalidInputError(
-                f"policy spec {self} needs a factory: python:FILE.py:FACTORY or python:MODULE:FACTORY"
+                f"policy spec {str(self)!r} needs a factory: python:FILE.py:FACTORY or python:MODULE:FACTORY"
             )
         if not callable(load_object(self.path, "policy factory")):
             raise InvalidInputError(f"policy factory {self.path!r} is not callable")
@@ -201,7 +201,9 @@ class PolicySpec:
             raise InvalidNameError("policy", self.name, POLICY_LOADERS)
         both = sorted(set(self.options) & set(kwargs))
         if both:
-            raise InvalidInputError(f"policy option(s) {both} given both in the spec {self} and as arguments")
+            raise InvalidInputError(
+                f"policy option(s) {both} given both in the spec {str(self)!r} and as arguments"
+            )
         if isinstance(loader, str):
             module_name, _, attr = loader.partition(":")
             loader = getattr(importlib.import_module(module_name), attr)

@@ -177,10 +177,10 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     float64, same shape; a row holding a NaN is all NaN (scipy's ``nan_policy="propagate"``).
     Numpy only: scipy's per-call overhead dominated the evaluation's many small rankings."""
     arr = np.asarray(x, dtype=np.float64)
+    if arr.size == 0:
+        return arr.copy()
     rows = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
     r, n = rows.shape
-    if n == 0:
-        return arr.copy()
     order = np.argsort(rows, axis=1, kind="mergesort")
     xs = np.take_along_axis(rows, order, axis=1)
     pos = np.broadcast_to(np.arange(n), (r, n))
