@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "FrameEpisodes",
     "Demonstrations",
     "record_demonstrations",
     "check_demo_noise",
@@ -37,8 +38,25 @@ DEMO_SEED_OFFSET = 1_000_000
 Progress = Callable[[str, int, int], None]
 
 
+class FrameEpisodes:
+    """What every in-memory demonstration set has: frames ``state`` (N, D) over episodes that end at
+    ``episode_ends`` (cumulative); a base of :class:`Demonstrations` and the SmolVLA trainer's
+    ``LeRobotDemos``."""
+
+    state: np.ndarray
+    episode_ends: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.state.shape[0])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.shape[0])
+
+
 @dataclass
-class Demonstrations:
+class Demonstrations(FrameEpisodes):
     """Successful expert episodes, concatenated: N frames over episodes ``episode_ends`` (cumulative)."""
 
     images: dict[str, np.ndarray]  # camera -> (N, S, S, 3) uint8
@@ -48,14 +66,6 @@ class Demonstrations:
     task_name: list[str]  # (episodes,) task name of each episode
     episode_ends: np.ndarray  # (episodes,) int64
     attempts: dict[str, int] = field(default_factory=dict)  # task -> episodes run (incl. failed ones)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.state.shape[0])
-
-    @property
-    def num_episodes(self) -> int:
-        return int(self.episode_ends.shape[0])
 
 
 def check_demo_noise(demo_noise: float) -> float:

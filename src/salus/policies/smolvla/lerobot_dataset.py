@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from salus.errors import DatasetError, InvalidInputError, InvalidNameError
-from salus.policies.demonstrations import Demonstrations
+from salus.policies.demonstrations import Demonstrations, FrameEpisodes
 from salus.policies.smolvla._compat import ensure_torchvision_importable
 from salus.sim.spec import ACTION_NAMES, CONTROL_HZ, STATE_SLICES
 
@@ -64,7 +64,7 @@ def state_layout(features: Sequence[str]) -> tuple[tuple[int, ...], tuple[str, .
 
 
 @dataclass
-class LeRobotDemos:
+class LeRobotDemos(FrameEpisodes):
     """A LeRobot dataset of salus demonstrations, in memory (what the SmolVLA trainer reads)."""
 
     images: dict[str, np.ndarray]  # LeRobot image key -> (N, H, W, 3) uint8
@@ -75,14 +75,6 @@ class LeRobotDemos:
     stats: dict[str, dict[str, np.ndarray]]  # LeRobot's meta/stats.json (observation.state, action, ...)
     fps: int
     salus: dict[str, Any] = field(default_factory=dict)  # meta/salus.json (empty for foreign datasets)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.state.shape[0])
-
-    @property
-    def num_episodes(self) -> int:
-        return int(self.episode_ends.shape[0])
 
     @property
     def state_indices(self) -> tuple[int, ...] | None:
