@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from salus._checks import SEED_MAX, check_range
 
 __all__ = [
     "invoked_command",
@@ -21,61 +22,12 @@ __all__ = [
     "positive_int",
 ]
 
-#: The largest seed a command takes (every seeded generator salus uses accepts it).
-SEED_MAX = 2**32 - 1
-
 # The --policy help of every command that takes a policy spec (the default is salus.policies.DEFAULT_POLICY).
 POLICY_SPEC_HELP = (
     "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), "
     "builtin:DIR, smolvla:PATH, python:FILE.py:FUNC or python:MODULE:FUNC (a function of yours "
     "that builds your own PyTorch policy, docs/byo-robot.md), ..."
 )
-
-
-def _num(x: float) -> str:
-    return str(x) if isinstance(x, int) else f"{x:g}"
-
-
-def range_text(
-    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
-) -> str:
-    """The allowed range in words: ``in [0, 1)``, ``>= 1``, ``> 0``."""
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {_num(lo)}"
-    if hi is not None:
-        return f"{'<' if hi_open else '<='} {_num(hi)}"
-    return ""
-
-
-def check_range(
-    value: Any,
-    what: str,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> Any:
-    """``value`` if it is a finite number in the range, else an ``InvalidInputError`` naming
-    ``what`` (e.g. ``--lr``), the range and the value. ``None`` (an option not given) passes."""
-    from salus.errors import InvalidInputError
-
-    if value is None:
-        return None
-    kind = "an integer" if isinstance(value, int) else "a finite number"
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (lo is None or (value > lo if lo_open else value >= lo))
-        and (hi is None or (value < hi if hi_open else value <= hi))
-    )
-    if not ok:
-        rng = range_text(lo, hi, lo_open=lo_open, hi_open=hi_open)
-        raise InvalidInputError(f"{what} must be {kind}{' ' + rng if rng else ''}, got {value!r}")
-    return value
 
 
 def in_range(

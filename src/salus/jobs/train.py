@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from salus._checks import SEED_MAX, check_range
 from salus.errors import DatasetError, InvalidInputError
 from salus.predictor.config import SCORE_RAMP_S
 
 __all__ = ["TrainJob", "TrainResult", "run_train", "parse_split_seeds", "DEFAULT_HORIZONS_TEXT"]
 
 DEFAULT_HORIZONS_TEXT = "6,10,13,16"
-_SEED_MAX = 2**32 - 1
 #: ``progress(key, epochs done, epochs total, info)`` per model and split seed (key "name (seed s)");
 #: ``info`` None: keep the last text
 Progress = Callable[[str, int, int, str | None], None]
@@ -38,11 +38,8 @@ def parse_split_seeds(spec: str | None, default: int) -> list[int]:
         raise InvalidInputError(f"--split-seeds must be a comma list of integers, got {spec!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise InvalidInputError(f"--split-seeds must list distinct integers, got {spec!r}")
-    bad = [s for s in seeds if not 0 <= s <= _SEED_MAX]
-    if bad:
-        raise InvalidInputError(
-            f"every --split-seeds seed must be an integer in [0, {_SEED_MAX}], got {bad[0]!r}"
-        )
+    for s in seeds:
+        check_range(s, "every --split-seeds seed", 0, SEED_MAX)
     return seeds
 
 
@@ -268,9 +265,8 @@ def run_train(job: TrainJob, *, progress: Progress | None = None) -> TrainResult
 
     seeds = job.seeds()
     horizons = _horizon_steps(job)
-    _train_config(
-        job, horizons, seeds[0]
-    )  # a bad combination (--score-horizon, fractions) fails before reading
+    if job.horizons_s is not None:  # the job checked the rest; seconds needed the dataset's control rate
+        _train_config(job, horizons, seeds[0])
     dataset = SalusDataset(job.data)
     # the embedding also refits ood_distance's statistics on each split's training episodes
     episodes = episodes_from_dataset(dataset, embeddings="obs_embedding" in dataset.keys)

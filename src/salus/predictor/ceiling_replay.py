@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from salus._checks import SEED_MAX
 from salus.errors import DatasetError, InvalidInputError
 
 from . import protocol
@@ -75,7 +76,6 @@ DEFAULT_K = 8
 DEFAULT_SAMPLE = 200
 _CONTINUATION_TAG = 0xCE11  # separates the continuation seed streams from every other use of a seed
 _SAMPLE_TAG = 0x5A3E
-_SEED_MAX = 2**32 - 1
 
 SAMPLE_RULE = (
     "per time: the episodes at risk at that step (still running, no failure event yet; "
@@ -134,13 +134,13 @@ class CeilingConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < lo:
                 raise InvalidInputError(f"{name} must be an integer >= {lo}, got {value!r}")
-        if not _is_int(self.seed) or not 0 <= self.seed <= _SEED_MAX:
-            raise InvalidInputError(f"seed must be an integer in [0, {_SEED_MAX}], got {self.seed!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX:
+            raise InvalidInputError(f"seed must be an integer in [0, {SEED_MAX}], got {self.seed!r}")
         if self.split_seed is not None and (
-            not _is_int(self.split_seed) or not 0 <= self.split_seed <= _SEED_MAX
+            not _is_int(self.split_seed) or not 0 <= self.split_seed <= SEED_MAX
         ):
             raise InvalidInputError(
-                f"split_seed must be None or an integer in [0, {_SEED_MAX}], got {self.split_seed!r}"
+                f"split_seed must be None or an integer in [0, {SEED_MAX}], got {self.split_seed!r}"
             )
         if self.holdout_tasks and self.split_seed is None:
             raise InvalidInputError("holdout tasks define the unseen part of a split: give a split seed too")
