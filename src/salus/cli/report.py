@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
 
         torch.set_num_threads(threads)
         console = Console(stderr=True)
-        alphas = tuple(sorted({*DEFAULT_ALPHAS, float(alpha)})) if alpha is not None else DEFAULT_ALPHAS
+        alphas = (
+            DEFAULT_ALPHAS if alpha is None else (*DEFAULT_ALPHAS, alpha)
+        )  # the job sorts them, once each
         job = EvaluateJob(model_dir, data, alphas, first_seed_only=True)  # the first seed's, drawn
         with console.status("evaluating") as status:
             result = run_evaluate(job, progress=lambda m: status.update(m))

@@ -406,17 +406,21 @@ def _lead_matrix(
 
 
 def _lead_auc(
-    A: np.ndarray, V: np.ndarray, wf: np.ndarray | None = None, ws: np.ndarray | None = None
-) -> float:
-    """Time-matched AUC from the comparison matrices: the mean over failures (weights ``wf``) of
-    each failure's credit against the successes (weights ``ws``)."""
-    wf = np.ones(A.shape[0]) if wf is None else wf
-    ws = np.ones(A.shape[1]) if ws is None else ws
-    num, den = A @ ws, V @ ws
+    A: np.ndarray, V: np.ndarray, WF: np.ndarray | None = None, WS: np.ndarray | None = None
+) -> np.ndarray:
+    """Time-matched AUCs ``(B,)`` from the comparison matrices, one per weighting: the mean over
+    failures (weights ``WF`` (B, failures)) of each failure's credit against the successes (weights
+    ``WS`` (B, successes)); NaN where no weighted failure has a comparison. Without weights: the
+    point estimate, ``(1,)``."""
+    WF = np.ones((1, A.shape[0])) if WF is None else WF
+    WS = np.ones((1, A.shape[1])) if WS is None else WS
+    num, den = A @ WS.T, V @ WS.T  # (failures, B)
     ok = den > 0
-    if not ok.any() or wf[ok].sum() == 0:
-        return math.nan
-    return float((wf[ok] * num[ok] / den[ok]).sum() / wf[ok].sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+        weight = (WF * ok.T).sum(axis=1)
+        auc = (WF * ratio.T).sum(axis=1) / weight
+    return np.where(weight > 0, auc, np.nan)
 
 
 def time_matched_auroc(
@@ -433,7 +437,7 @@ def time_matched_auroc(
     the same elapsed time; each failure weighs the same. ``n_boot`` > 0 adds a 95% bootstrap
     interval over failure and success episodes."""
     A, V = _lead_matrix(episodes, running, lo, hi, event_types)
-    auc = _lead_auc(A, V)
+    auc = float(_lead_auc(A, V)[0])
     out: dict[str, Any] = {"auroc": auc, "n_failed": int((V.sum(axis=1) > 0).sum()), "ci95": [math.nan] * 2}
     if n_boot and A.size:
         rng = np.random.default_rng(seed)
@@ -442,19 +446,8 @@ def time_matched_auroc(
         for b in range(n_boot):  # the draws in the order of one resample at a time
             WF[b] = np.bincount(rng.integers(0, nf, nf), minlength=nf)
             WS[b] = np.bincount(rng.integers(0, ns, ns), minlength=ns)
-        out["ci95"] = list(ci95(_lead_auc_boot(A, V, WF, WS)))
+        out["ci95"] = list(ci95(_lead_auc(A, V, WF, WS)))
     return out
-
-
-def _lead_auc_boot(A: np.ndarray, V: np.ndarray, WF: np.ndarray, WS: np.ndarray) -> np.ndarray:
-    """:func:`_lead_auc` of every resample at once: weights ``WF`` (B, failures), ``WS`` (B, successes)."""
-    num, den = A @ WS.T, V @ WS.T  # (failures, B)
-    ok = den > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
-        weight = (WF * ok.T).sum(axis=1)
-        auc = (WF * ratio.T).sum(axis=1) / weight
-    return np.where(weight > 0, auc, np.nan)
 
 
 def type_metrics(
