@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from salus.errors import InvalidInputError, InvalidNameError
 
-__all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log", "demo_counts"]
+__all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log"]
 
 #: Options that only the SmolVLA trainer reads, in the order the refusal lists them: job fields
 #: (``dataset``, ``state_features``, ``init_from``) and recipe fields (the rest).
@@ -27,29 +27,6 @@ SMOLVLA_ONLY = ("dataset", "state_features", "checkpoint_every", "init_from", "h
                 "vision_layers", "image_size", "patch_size", "chunk_size", "n_action_steps", "num_steps")  # fmt: skip
 SMOLVLA_RECIPE = tuple(k for k in SMOLVLA_ONLY if k not in ("dataset", "state_features", "init_from"))
 RECIPE = ("steps", "batch_size", "lr")
-
-
-def demo_counts(tasks: Sequence[str], demos: int, task_demos: Sequence[str]) -> int | dict[str, int]:
-    """``--demos`` and ``--task-demos`` (``TASK=N`` items) -> the count per task: ``demos`` itself when
-    nothing overrides it (the recording record of datasets written before the option existed), else
-    ``{task: count}``."""
-    if not task_demos:
-        return demos
-    counts = dict.fromkeys(tasks, demos)
-    named: set[str] = set()
-    for item in task_demos:
-        name, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or not name or not (value.isascii() and value.isdigit()) or int(value) < 1:
-            raise InvalidInputError(f"--task-demos takes TASK=N with an integer N >= 1, got {item!r}")
-        if name not in tasks:
-            raise InvalidInputError(
-                f"--task-demos names {name!r}, which is not a training task {list(tasks)}"
-            )
-        if name in named:
-            raise InvalidInputError(f"--task-demos names {name!r} twice")
-        named.add(name)
-        counts[name] = int(value)
-    return counts
 
 
 class ProgressBar(Protocol):
@@ -98,7 +75,7 @@ class PolicyTrainJob:
     task_demos: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from salus.policies.demonstrations import check_demo_noise, resolve_demo_counts
+        from salus.policies.demonstrations import check_demo_noise, resolve_demo_counts, task_demo_counts
         from salus.sim import TASKS
         from salus.sim.tasks import check_tasks
 
@@ -119,7 +96,7 @@ class PolicyTrainJob:
         if self.task_demos:
             if not isinstance(self.demos, int):
                 raise InvalidInputError("task_demos overrides one count for every task: give demos as an int")
-            object.__setattr__(self, "demos", demo_counts(self.tasks, self.demos, self.task_demos))
+            object.__setattr__(self, "demos", task_demo_counts(self.tasks, self.demos, self.task_demos))
             object.__setattr__(self, "task_demos", ())
         resolve_demo_counts(self.tasks, self.demos)
 

@@ -27,6 +27,7 @@ __all__ = [
     "record_demonstrations",
     "check_demo_noise",
     "resolve_demo_counts",
+    "task_demo_counts",
     "chunk_indices",
     "random_shift",
     "DEMO_SEED_OFFSET",
@@ -97,6 +98,29 @@ def resolve_demo_counts(tasks: Sequence[str], demos_per_task: int | Mapping[str,
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
             raise InvalidInputError(f"demos_per_task must be >= 1 for every task, got {n!r} for {task!r}")
     return {t: int(n) for t, n in counts.items()}
+
+
+def task_demo_counts(tasks: Sequence[str], demos: int, task_demos: Sequence[str]) -> int | dict[str, int]:
+    """``--demos`` and ``--task-demos`` (``TASK=N`` items) -> the count per task: ``demos`` itself when
+    nothing overrides it (the recording record of datasets written before the option existed), else
+    ``{task: count}``."""
+    if not task_demos:
+        return demos
+    counts = dict.fromkeys(tasks, demos)
+    named: set[str] = set()
+    for item in task_demos:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise InvalidInputError(f"--task-demos takes TASK=N with an integer N >= 1, got {item!r}")
+        if name not in tasks:
+            raise InvalidInputError(
+                f"--task-demos names {name!r}, which is not a training task {list(tasks)}"
+            )
+        if name in named:
+            raise InvalidInputError(f"--task-demos names {name!r} twice")
+        named.add(name)
+        counts[name] = int(value)
+    return counts
 
 
 def record_demonstrations(
