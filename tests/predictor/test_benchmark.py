@@ -8,57 +8,43 @@ import json
 
 from typer.testing import CliRunner
 
-from salus.cli.benchmark import ABLATIONS, benchmark_stages, results_path
 from salus.cli.main import app
+from salus.jobs.benchmark import ABLATIONS, BenchmarkJob, results_path
 from salus.predictor import synthetic_episodes
 
 from .helpers import write_dataset
 
 
+def _stages(tmp_path, **kw):
+    """(name, salus arguments) of each stage of a benchmark job."""
+    return [(st.name, st.job.argv()) for st in BenchmarkJob(out=tmp_path, **kw).stages()]
+
+
 def test_stages_are_the_commands_a_person_types(tmp_path):
-    stages = benchmark_stages(
-        tmp_path,
-        episodes=3200,
-        seed=2026,
-        workers=2,
-        holdout_task="pick_color",
-        split_seeds="0,1,2",
-        epochs=20,
-    )
+    stages = _stages(
+        tmp_path, episodes=3200, seed=2026, workers=2, holdout_task="pick_color", split_seeds="0,1,2",
+        epochs=20, fresh_episodes=0, ceiling_sample=0, efficiency="",
+    )  # fmt: skip
     names = [n for n, _ in stages]
     assert names[:2] == ["collect", "train"] and len(names) == 2 + len(ABLATIONS)
     collect = stages[0][1]
     assert collect[:2] == ["collect", "--policy"] and "--save-hidden" in collect and "3200" in collect
     assert collect[collect.index("--samples") + 1] == "10"  # STAC / action variance as published (K = 10)
     assert "--split-seeds" in stages[1][1] and "--resume" in stages[1][1]
-    own = benchmark_stages(
-        tmp_path,
-        episodes=1,
-        seed=0,
-        workers=1,
-        holdout_task="t",
-        split_seeds="0",
-        epochs=1,
-        data=tmp_path / "d",
-    )
+    own = _stages(tmp_path, episodes=1, seed=0, workers=1, holdout_task="t", split_seeds="0", epochs=1,
+                  data=tmp_path / "d", efficiency="")  # fmt: skip
     assert own[0][0] == "train"  # a user's dataset: no collection
-    closed = benchmark_stages(
-        tmp_path,
-        episodes=10,
-        seed=1,
-        workers=2,
-        holdout_task="t",
-        split_seeds="3,4",
-        epochs=1,
-        fresh_episodes=8,
-    )
+    closed = _stages(
+        tmp_path, episodes=10, seed=1, workers=2, holdout_task="t", split_seeds="3,4", epochs=1,
+        fresh_episodes=8, ceiling_sample=0, efficiency="",
+    )  # fmt: skip
     assert [n for n, _ in closed][-2:] == ["collect fresh", "assist"]
     fresh_collect, assist = closed[-2][1], closed[-1][1]
     assert fresh_collect[fresh_collect.index("--seed") + 1] == "7001" and "8" in fresh_collect
     assert assist[0] == "assist" and assist[assist.index("--models") + 1].endswith("seed3")
-    own_closed = benchmark_stages(
+    own_closed = _stages(
         tmp_path, episodes=1, seed=0, workers=1, holdout_task="t", split_seeds="0", epochs=1,
-        data=tmp_path / "d", fresh_episodes=8,
+        data=tmp_path / "d", efficiency="",
     )  # fmt: skip
     assert "assist" not in [n for n, _ in own_closed]  # the closed loop needs our simulator
 
@@ -110,26 +96,26 @@ def test_benchmark_on_an_existing_dataset(tmp_path):
 def test_the_ceiling_stage_draws_from_every_episode_at_1_2_3_s_and_T(tmp_path):
     """The ceiling runs after training, drawn from every episode (each is a test episode of some
     seed under rotation; the table pairs them, ``test_ceiling_pairing``), at 1, 2, 3 s and T."""
-    stages = benchmark_stages(
+    stages = _stages(
         tmp_path, episodes=10, seed=1, workers=2, holdout_task="stack", split_seeds="3,4", epochs=1,
         ceiling_sample=40,
     )  # fmt: skip
     names = [n for n, _ in stages]
     assert names[:3] == ["collect", "train", "ceiling"]
     args = stages[2][1]
-    for opt, value in (("--sample", "40"), ("--times", "1,2,3,T"), ("--k", "8")):
+    for opt, value in (("--sample", "40"), ("--times", "1,2,3,T")):
         assert args[args.index(opt) + 1] == value
+    ceiling = BenchmarkJob(out=tmp_path, ceiling_sample=40).stages()[2].job
+    assert ceiling.k == 8 and ceiling.sample == 40 and "--k" not in args  # 8: the command's default
     assert "--split-seed" not in args and "--holdout-task" not in args
-    own = benchmark_stages(
-        tmp_path, episodes=1, seed=0, workers=1, holdout_task="t", split_seeds="0", epochs=1,
-        data=tmp_path / "d", ceiling_sample=40,
-    )  # fmt: skip
+    own = _stages(tmp_path, episodes=1, seed=0, workers=1, holdout_task="t", split_seeds="0", epochs=1,
+                  data=tmp_path / "d")  # fmt: skip
     assert "ceiling" not in [n for n, _ in own]  # the ceiling needs our simulator
 
 
 def test_a_resumed_ceiling_stage_shows_the_work_its_records_hold(tmp_path):
     """The ceiling's stage time is its simulation time over its workers when resuming only checks."""
-    from salus.cli.benchmark import _recorded_seconds
+    from salus.jobs.benchmark import _recorded_seconds
 
     (tmp_path / "ceiling").mkdir()
     (tmp_path / "ceiling" / "ceiling.json").write_text(
@@ -143,7 +129,7 @@ def test_a_resumed_ceiling_stage_shows_the_work_its_records_hold(tmp_path):
 def test_stage_times_keep_the_work_of_resumed_stages_and_the_last_evaluation(tmp_path):
     """A resumed stage keeps the time of the run that did its work; evaluate and report always do
     all of it, so their time is this run's."""
-    from salus.cli.benchmark import _stage_seconds
+    from salus.jobs.benchmark import _stage_seconds
 
     assert _stage_seconds(tmp_path, {"collect": 100.0, "evaluate": 500.0}) == {
         "collect": 100.0,

@@ -293,7 +293,7 @@ def test_world_noise_is_reseeded_from_the_fork_on():
 def test_the_ceiling_at_T_continues_from_the_step_the_prediction_view_reads(tiny, first, tmp_path):
     """``at_T``: key "T", step T - 2 (T the shortest rollout), whose score the SAFE-prediction
     view reads; the seconds' times are unchanged and resumed from the first run's records."""
-    from salus.cli.ceiling import _times
+    from salus.jobs.ceiling import parse_times as _times
     from salus.predictor.ceiling import time_key, view_metric
     from salus.predictor.episodes import episodes_from_dataset
 

@@ -102,7 +102,7 @@ def test_evaluate_puts_every_method_in_one_table(trained, dataset, tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "| salus-tcn |" in md and "alpha = 0.05" in md and "against each fixed comparator" in md
     # Reproduce: the real command, built from the parsed arguments (not "salus evaluate ...")
-    assert f"salus evaluate {out} {dataset} --json --out {tmp_path}" in md and "evaluate ..." not in md
+    assert f"salus evaluate {out} {dataset} --out {tmp_path}" in md and "evaluate ..." not in md
     assert json.loads((tmp_path / "results.json").read_text())["split"] == report["split"]
 
 

@@ -71,9 +71,9 @@ class Reached(Exception):
 def no_work(monkeypatch):
     """Every long-running stage a command could reach raises Reached, so a check that fails to
     refuse an option ends the test at once instead of starting a demo, a collection or a training."""
-    import salus.cli.benchmark
-    import salus.cli.demo
     import salus.collect.collector
+    import salus.jobs.benchmark
+    import salus.jobs.demo
     import salus.policies.builtin.training
     import salus.policies.demonstrations
     import salus.policies.evaluation
@@ -84,8 +84,8 @@ def no_work(monkeypatch):
         raise Reached(args, kwargs)
 
     for module, name in (
-        (salus.cli.demo, "demo_stages"),
-        (salus.cli.benchmark, "benchmark_stages"),
+        (salus.jobs.demo, "run_demo"),
+        (salus.jobs.benchmark, "run_benchmark"),
         (salus.collect.collector, "collect"),
         (salus.policies.demonstrations, "record_demonstrations"),
         (salus.policies.builtin.training, "train_policy"),
@@ -693,12 +693,12 @@ def test_3_assist_on_a_checkpoint_folder_named_unlike_its_model(trained, monkeyp
 
 # --------------------------------------------------------------------------- benchmark --data
 def test_3_benchmark_with_data_refuses_fresh_episode_options(tmp_path, capsys, monkeypatch) -> None:
-    from salus.cli import benchmark
+    from salus.jobs import benchmark
 
     def stages(*args: Any, **kwargs: Any) -> Any:
-        raise Reached(kwargs)
+        raise Reached(*args)
 
-    monkeypatch.setattr(benchmark, "benchmark_stages", stages)
+    monkeypatch.setattr(benchmark, "run_benchmark", stages)
     argv = ["benchmark", "--data", str(tmp_path / "mine.zarr"), "--out", str(tmp_path / "b")]
     for extra in (["--fresh-episodes", "10"], ["--fresh-seed", "9"]):
         code, text = run([*argv, *extra], capsys)
@@ -706,11 +706,13 @@ def test_3_benchmark_with_data_refuses_fresh_episode_options(tmp_path, capsys, m
         assert "--fresh-episodes / --fresh-seed run the closed loop" in text and "needs our simulator" in text
     with pytest.raises(Reached) as got:  # without them (or with 0) --data goes ahead, without a closed loop
         salus([*argv, "--fresh-episodes", "0"])
-    assert got.value.args[0]["fresh_episodes"] == 0
+    assert got.value.args[0].fresh_count() == 0
+    assert "assist" not in [s.name for s in got.value.args[0].stages()]
     with pytest.raises(Reached) as got:
         salus(["benchmark", "--out", str(tmp_path / "b")])  # our simulator: the default closed loop
-    assert got.value.args[0]["fresh_episodes"] == benchmark.FRESH_EPISODES
-    assert got.value.args[0]["fresh_seed"] == benchmark.FRESH_SEED
+    assert got.value.args[0].fresh_count() == benchmark.FRESH_EPISODES
+    fresh = next(s.job for s in got.value.args[0].stages() if s.name == "collect fresh")
+    assert fresh.seed == benchmark.FRESH_SEED
 
 
 # --------------------------------------------------------------------------- small items

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 from salus._checks import SEED_MAX, check_range
 
 __all__ = [
-    "invoked_command",
+    "RichReporter",
+    "run_pipeline",
     "split_values",
     "progress_bar",
     "POLICY_SPEC_HELP",
@@ -93,24 +93,47 @@ def progress_bar() -> Any:
     )
 
 
-def invoked_command(ctx: Any) -> str:
-    """The command line that reproduces this invocation (``salus <command> ARGS --option VALUE``),
-    built from the parsed values, so a command chained by ``salus demo`` prints its real arguments;
-    options left at their defaults are omitted."""
-    words = ["salus", *ctx.command_path.split()[1:]]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if param.param_type_name == "argument":
-            words += [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-            continue
-        if value is None or value == param.default or value in ((), []) or value is False:
-            continue
-        flag = param.opts[0]
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                words += [flag, str(v)]
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
+class RichReporter:
+    """A job reporter (:class:`salus.jobs.stages.Reporter`) on stderr: one rich progress bar per
+    key, messages printed above the bars. Use as a context manager around the job."""
+
+    def __init__(self, eta: bool = False) -> None:
+        from rich.progress import TimeRemainingColumn
+
+        self.bar = progress_bar()
+        if eta:
+            self.bar.columns = (*self.bar.columns, TimeRemainingColumn())
+        self.console = self.bar.console
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> RichReporter:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def say(self, text: str) -> None:
+        self.console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+    def progress(self, key: str, done: int, total: int | None, info: str | None = None) -> None:
+        if key not in self._tasks:
+            self._tasks[key] = self.bar.add_task(key, total=total, info="")
+        fields = {} if info is None else {"info": info}
+        self.bar.update(self._tasks[key], completed=done, total=total, **fields)
+
+
+def run_pipeline(run: Callable[[Any, Any], Any], job: Any) -> tuple[Any, Any]:
+    """``run(job, reporter)`` of a pipeline job (``run_demo``, ``run_benchmark``) in a
+    :class:`RichReporter`: ``(result, console)``; an interrupted stage exits 130 (rerun to resume)."""
+    import typer
+
+    from salus.jobs.stages import StageInterrupted
+
+    with RichReporter(eta=True) as reporter:
+        try:
+            result = run(job, reporter)
+        except StageInterrupted as exc:
+            reporter.say(str(exc))
+            raise typer.Exit(130) from None
+    return result, reporter.console

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from salus.cli._common import check_range, out_dir, positive_int, seed_option
+from salus.cli._common import out_dir, positive_int, seed_option
 
 __all__ = ["register"]
 
@@ -58,55 +58,20 @@ def register(app: typer.Typer) -> None:
         """Closed-loop evaluation: success with handover, stops, help requests; resumable."""
         import json
 
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from salus.cli._common import RichReporter
+        from salus.jobs.assist import CLOSED_LOOP_MD, AssistJob
+        from salus.monitor.assist import RESULT_FILE
 
-        from salus.errors import InvalidInputError
-        from salus.monitor.assist import RESULT_FILE, run_assist
-        from salus.predictor.tables import closed_loop_lines
-
-        try:
-            parsed = tuple(float(a) for a in alphas.split(",") if a.strip()) or None
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"--alphas must be comma-separated numbers in (0, 1), got {alphas!r}"
-            ) from exc
-        for a in parsed or ():
-            check_range(a, "every --alphas value", 0, 1, lo_open=True, hi_open=True)
-        try:
-            rates = tuple(float(q) for q in sweep_rates.split(",") if q.strip()) or None
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"--sweep-rates must be comma-separated numbers in (0, 1], got {sweep_rates!r}"
-            ) from exc
-        for q in rates or ():
-            check_range(q, "every --sweep-rates value", 0, 1, lo_open=True)
-        console = Console(stderr=True)
-        with Progress(
-            TextColumn("counterfactual episodes"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            task = bar.add_task("episodes", total=None)
-            result = run_assist(
-                data,
-                models,
-                fresh,
-                out,
-                alphas=parsed,
-                sweep_rates=rates,
-                workers=workers,
-                seed=seed,
-                say=lambda m: console.print(m),
-                progress=lambda k, n: bar.update(task, completed=k, total=n),
-            )
-        md = "\n".join(closed_loop_lines(result)) + "\n"
-        (out / "closed_loop.md").write_text(md)
+        job = AssistJob(
+            data=data, models=models, fresh=fresh, out=out, alphas=alphas, sweep_rates=sweep_rates,
+            workers=workers, seed=seed,
+        )  # fmt: skip
+        with RichReporter() as reporter:
+            result = job.run(reporter)
+        md = (out / CLOSED_LOOP_MD).read_text()
         if json_out:
             keep = ("selected", "policy_alone", "ceiling", "replay_mismatches", "total_s")
             typer.echo(json.dumps({k: result[k] for k in keep}, indent=1, default=str))
         else:
             typer.echo(md)
-        console.print(f"results: {out / RESULT_FILE}, {out / 'closed_loop.md'}")
+        reporter.console.print(f"results: {out / RESULT_FILE}, {out / CLOSED_LOOP_MD}")

@@ -11,30 +11,9 @@ from pathlib import Path
 
 import typer
 
-from salus.cli._common import check_range, in_range, out_dir, positive_int, seed_option, split_values
+from salus.cli._common import in_range, out_dir, positive_int, seed_option, split_values
 
 __all__ = ["register"]
-
-
-def _times(text: str) -> tuple[tuple[float, ...], bool]:
-    """``--times``: seconds > 0 and optionally ``T`` (the SAFE-prediction step) -> (seconds, at T)."""
-    from salus.errors import InvalidInputError
-
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    at_T = "T" in items
-    try:
-        values = tuple(float(t) for t in items if t != "T")
-    except ValueError as exc:
-        raise InvalidInputError(
-            f"--times must be comma-separated seconds > 0 or T (e.g. 1,2,3,T), got {text!r}"
-        ) from exc
-    if not values:
-        raise InvalidInputError(
-            f"--times must list at least one time in seconds > 0 (e.g. 1,2,3 or 1,2,3,T), got {text!r}"
-        )
-    for t in values:
-        check_range(t, "every --times value", 0, lo_open=True)
-    return values, at_T
 
 
 def register(app: typer.Typer) -> None:
@@ -87,37 +66,22 @@ def register(app: typer.Typer) -> None:
         """Monte-Carlo ceiling of the at-risk ROC-AUC (resumable, parallel)."""
         import json
 
-        from salus.cli._common import progress_bar
-        from salus.predictor.ceiling_replay import CEILING_FILE, CeilingConfig, run_ceiling
+        from salus.cli._common import RichReporter
+        from salus.jobs.ceiling import MonteCarloCeilingJob
+        from salus.predictor.ceiling_replay import CEILING_FILE
 
-        seconds, at_T = _times(times)
-        config = CeilingConfig(
-            times_s=seconds,
-            at_T=at_T,
-            k=k,
-            sample=sample,
-            seed=seed,
-            workers=workers,
-            policy=policy,
-            split_seed=split_seed,
-            holdout_tasks=tuple(split_values(holdout_tasks)),
-            n_boot=n_boot,
-        )
-        with progress_bar() as bar:
-            task = bar.add_task("episodes continued", total=None, info="")
-            result = run_ceiling(
-                data,
-                out,
-                config,
-                say=lambda m: bar.console.print(m),
-                progress=lambda n, total: bar.update(task, completed=n, total=total),
-            )
+        job = MonteCarloCeilingJob(
+            data=data, out=out, policy=policy, times=times, k=k, sample=sample, seed=seed, workers=workers,
+            split_seed=split_seed, holdout_tasks=tuple(split_values(holdout_tasks)), n_boot=n_boot,
+        )  # fmt: skip
+        with RichReporter() as reporter:
+            result = job.run(reporter)
         if json_out:
             typer.echo(json.dumps(json.loads((out / CEILING_FILE).read_text()), indent=1))
         else:
             typer.echo("\n".join(result.table_lines()))
         stage = result.to_dict()["stage"]
-        bar.console.print(
+        reporter.console.print(
             f"results: {out / CEILING_FILE} ({result.continuations} continuations, "
             f"{stage['job_s']:g} s of simulation, {stage['wall_s']:g} s this run)"
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -23,34 +22,6 @@ def normalize_ray_argv(argv: list[str]) -> list[str]:
         if arg == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
             out[i] = "--ray=local"
     return out
-
-
-def _fmt_failures(counter: Any) -> str:
-    if not counter:
-        return "-"
-    return " ".join(f"{k}:{v}" for k, v in sorted(counter.items()))
-
-
-def _warn_unfitted(config: Any, console: Any) -> None:
-    """Warn (stderr) when no fitted signal statistics will be used, and say how to fit them."""
-    from salus.collect.collector import resolve_signal_stats
-    from salus.errors import SalusError
-
-    if config.signal_stats is not None or resolve_signal_stats(config).signal_stats is not None:
-        return  # statistics given, found beside the weights, or explicitly 'none'
-    try:
-        from salus.signals import signal_stats_path
-
-        where = f" (looked for {signal_stats_path(config.policy)}.json / .safetensors)"
-    except SalusError:
-        where = ""
-    console.print(
-        f"[yellow]warning: policy {config.policy!r} has no fitted signal statistics{where}: the OOD signal "
-        "and the sample signals without a cluster radius are recorded as invalid. Fit them first with "
-        f"`salus signals fit --policy '{config.policy}'` (writes them beside the weights), or pass "
-        "--signal-stats PATH; --signal-stats none collects without and silences this warning.",
-        soft_wrap=True,
-    )
 
 
 def collect_command(
@@ -167,129 +138,28 @@ def collect_command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
 ) -> None:
     """Collect episodes (resumable: rerun the same command after a crash or Ctrl-C)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from salus.cli._common import RichReporter
+    from salus.jobs.collect import CollectJob, failure_text
 
-    from salus.collect import CollectConfig, PerturbationMix, parse_perturb_arg
-    from salus.collect.collector import CollectStats, collect
-    from salus.errors import InvalidInputError
-
-    if perturb and perturb_mix is not None:
-        raise InvalidInputError("use either --perturb NAME=STRENGTH or --perturb-mix FILE, not both")
-    mix = None
-    if perturb:
-        mix = PerturbationMix.fixed([parse_perturb_arg(p) for p in split_values(perturb)])
-    elif perturb_mix is not None:
-        mix = PerturbationMix.load(perturb_mix)
-    env_options: dict[str, Any] = {}
-    if env is not None:
-        from salus.collect.envs import ObservationMap
-
-        kwargs_obj: Any = {}
-        if env_kwargs:
-            try:
-                kwargs_obj = json.loads(env_kwargs)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"--env-kwargs is not valid JSON: {exc}") from None
-            if not isinstance(kwargs_obj, dict):
-                raise InvalidInputError(f"--env-kwargs must be a JSON object, got {env_kwargs!r}")
-        env_options = {
-            "env": env,
-            "env_kwargs": kwargs_obj,
-            "observation": ObservationMap.parse(list(obs or []), task_text),
-            "success": success,
-            "failure": failure,
-        }
-        if robot is not None:
-            from salus.data.robot import load_robot
-
-            try:
-                env_options["robot"] = load_robot(robot)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"--robot {robot}: {exc}") from None
-        if perturb or perturb_mix is not None:
-            raise InvalidInputError(
-                "--perturb / --perturb-mix are salus.sim wrappers; an --env environment runs unperturbed"
-            )
-    elif obs or task_text or env_kwargs or failure or success != "is_success" or robot is not None:
-        raise InvalidInputError(
-            "--obs, --task-text, --env-kwargs, --success, --failure and --robot go with --env"
-        )
-    config = CollectConfig(
-        **env_options,
-        policy=policy,
-        episodes=episodes,
-        tasks=tuple(split_values(tasks)),
-        seed=seed,
-        max_steps=max_steps,
-        mix=mix,
-        save_images=save_images,
-        save_hidden=save_hidden,
-        num_samples=samples,
-        signal_stats=signal_stats,
-    )
-    if workers < 1:
-        raise InvalidInputError(f"--workers must be >= 1, got {workers}")
-    from salus.policies import PolicySpec
-
-    PolicySpec.parse(config.policy).check()  # before the dataset exists: a typo must leave nothing behind
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]collect"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} steps/s"),
-        TextColumn("success {task.fields[success]}"),
-        TextColumn("failures {task.fields[failures]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    task_id = progress.add_task("collect", total=episodes, rate="-", success="-", failures="-")
-
-    def on_start(stats: CollectStats) -> None:
-        progress.update(task_id, completed=stats.committed)
-
-    def on_progress(stats: CollectStats) -> None:
-        rate = stats.success_rate
-        progress.update(
-            task_id,
-            completed=stats.committed,
-            rate=f"{stats.steps_per_second:.0f}",
-            success="-" if rate is None else f"{rate:.0%}",
-            failures=_fmt_failures(stats.failure_types),
-        )
-
-    _warn_unfitted(config, console)
-    with progress:
-        result = collect(
-            config,
-            out,
-            workers=workers,
-            batch_size=batch_size,
-            use_ray=ray is not None,
-            ray_address=ray,
-            overwrite=overwrite,
-            on_progress=on_progress,
-            on_start=on_start,
-        )
-    summary = result.as_dict()
+    job = CollectJob(
+        out=out, policy=policy, episodes=episodes, tasks=tuple(split_values(tasks)), seed=seed,
+        max_steps=max_steps, perturb=tuple(split_values(perturb)), perturb_mix=perturb_mix,
+        workers=workers, batch_size=batch_size, ray=ray, save_images=save_images,
+        save_hidden=save_hidden, samples=samples, signal_stats=signal_stats, env=env,
+        env_kwargs=env_kwargs, obs=tuple(obs or ()), task_text=task_text, success=success,
+        failure=failure, robot=robot, overwrite=overwrite,
+    )  # fmt: skip
+    with RichReporter(eta=True) as reporter:
+        result = job.run(reporter)
+    console = reporter.console
     if json_out:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(result.as_dict()))
     else:
         rate = "-" if result.success_rate is None else f"{result.success_rate:.0%}"
         console.print(
             f"{result.path}: {result.episodes} episodes ({result.new_episodes} new, {result.steps} steps in "
             f"{result.seconds:.1f} s, backend {result.backend}); success {rate}; failures "
-            f"{_fmt_failures(result.failure_types)}"
+            f"{failure_text(result.failure_types)}"
         )
     if result.interrupted:
         console.print(

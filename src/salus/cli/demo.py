@@ -1,61 +1,16 @@
-"""`salus demo`: the main job, end to end on the embedded default policy.
-
-collect (the embedded default policy, the packaged SmolVLA, under the perturbation mix) -> train every predictor with one task held out ->
-calibrate and evaluate seen and unseen -> HTML report. Each stage is the same command a user would
-run by hand; the demo only chains them with one output folder, so rerunning it resumes collection
-and every number comes from the seeded commands.
-"""
+"""`salus demo`: the main job, end to end on the embedded default policy (the demo job,
+:mod:`salus.jobs.demo`)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
 
 from salus.cli._common import in_range, out_dir, positive_int, seed_option
-from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.policies import DEFAULT_POLICY
 
-__all__ = ["register", "demo_stages"]
-
-
-def demo_stages(
-    out: Path,
-    *,
-    episodes: int,
-    workers: int,
-    seed: int,
-    holdout_task: str,
-    models: str,
-    epochs: int,
-    alpha: float,
-    max_steps: int | None,
-    policy: str = DEFAULT_POLICY,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> list[tuple[str, list[str]]]:
-    """The demo as a list of (stage name, salus CLI arguments): what a person would type."""
-    data = out / "data.zarr"
-    model_dir = out / "models"
-    collect = ["collect", "--policy", policy, "--episodes", str(episodes), "--seed", str(seed)]
-    collect += [
-        "--workers",
-        str(workers),
-        "--batch-size",
-        str(batch_size),
-        "--save-hidden",
-        "--out",
-        str(data),
-    ]
-    if max_steps is not None:
-        collect += ["--max-steps", str(max_steps)]
-    train = ["train", str(data), "--model", models, "--out", str(model_dir), "--holdout-task", holdout_task]
-    # A larger calibration share than the default: the policy's successes are what the
-    # conformal band is calibrated on, and alpha = 0.05 needs about 20 of them in the scoring half.
-    train += ["--seed", str(seed), "--epochs", str(epochs), "--alpha", str(alpha), "--calib-fraction", "0.3"]
-    evaluate = ["evaluate", str(model_dir), str(data), "--out", str(out / "evaluation")]
-    report = ["report", str(model_dir), str(data), "--out", str(out / "report"), "--alpha", str(alpha)]
-    return [("collect", collect), ("train", train), ("evaluate", evaluate), ("report", report)]
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -106,34 +61,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the whole pipeline on the embedded default policy and print the results table."""
-        from rich.console import Console
+        from salus.cli._common import run_pipeline
+        from salus.jobs.demo import DemoJob, run_demo
 
-        from salus.cli.main import app as root_app
-
-        console = Console(stderr=True)
-        command = typer.main.get_command(root_app)
-        out.mkdir(parents=True, exist_ok=True)
-        stages = demo_stages(
-            out,
-            episodes=episodes,
-            workers=workers,
-            seed=seed,
-            holdout_task=holdout_task,
-            models=models,
-            epochs=epochs,
-            alpha=alpha,
-            max_steps=max_steps,
-            policy=policy,
-        )
-        started = time.perf_counter()
-        for name, args in stages:
-            console.rule(f"[bold]{name}[/bold]: salus {' '.join(args)}")
-            stage_start = time.perf_counter()
-            exit_code = command.main(args=args, prog_name="salus", standalone_mode=False)
-            if isinstance(exit_code, int) and exit_code:
-                raise typer.Exit(exit_code)
-            console.print(f"[dim]{name} took {time.perf_counter() - stage_start:.0f} s[/dim]")
+        job = DemoJob(
+            out=out, episodes=episodes, workers=workers, seed=seed, holdout_task=holdout_task, models=models,
+            epochs=epochs, alpha=alpha, max_steps=max_steps, policy=policy,
+        )  # fmt: skip
+        result, console = run_pipeline(run_demo, job)
         console.rule("[bold]done")
-        console.print(f"total {time.perf_counter() - started:.0f} s")
-        console.print(f"results table: {out / 'evaluation' / 'results.md'}")
-        console.print(f"report: {(out / 'report' / 'index.html').resolve()}")
+        console.print(f"total {result.seconds:.0f} s")
+        console.print(f"results table: {result.results}")
+        console.print(f"report: {result.report.resolve()}")

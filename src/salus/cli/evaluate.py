@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from salus.cli._common import in_range, invoked_command, out_dir, positive_int
+from salus.cli._common import in_range, out_dir, positive_int
 
 __all__ = ["register"]
 
@@ -16,7 +16,6 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
-        ctx: typer.Context,
         model_dir: Path = typer.Argument(
             ...,
             help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
@@ -61,21 +60,26 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """SAFE-comparable, at-risk and time-matched ROC-AUC, and conformal alarms, for every method."""
         import torch
-        from rich.console import Console
 
-        from salus.jobs.evaluate import EvaluateJob, run_evaluate
+        from salus.cli._common import RichReporter
+        from salus.jobs.evaluate import EvaluateJob
+        from salus.jobs.stages import command_line
         from salus.predictor import DEFAULT_ALPHAS
 
         torch.set_num_threads(threads)
         alphas = tuple(alpha) if alpha else DEFAULT_ALPHAS
         job = EvaluateJob(
-            model_dir, data, alphas, workers, transfer_from=transfer_from, transfer_label=transfer_label
+            model_dir,
+            data,
+            alphas,
+            workers,
+            transfer_from=transfer_from,
+            transfer_label=transfer_label,
+            out=out,
         )
-        with Console(stderr=True).status("evaluating") as status:
-            result = run_evaluate(job, progress=lambda m: status.update(m))
-        me = [invoked_command(ctx)]
-        if out is not None:
-            result.write(out, me)
+        with RichReporter() as reporter:
+            result = job.run(reporter)
+        me = [command_line(job)]
         if as_json:
             typer.echo(json.dumps(result.payload(me)))
         else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import in_range, invoked_command, out_dir, positive_int
+from salus.cli._common import in_range, out_dir, positive_int
 
 __all__ = ["register"]
 
@@ -47,23 +47,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """An HTML page with the evaluation's tables, calibration, lead-time, score-curve, ROC and signal figures."""
         import torch
-        from rich.console import Console
 
-        from salus.jobs.evaluate import EvaluateJob, run_evaluate
-        from salus.monitor.report import render_report
-        from salus.predictor import DEFAULT_ALPHAS
+        from salus.cli._common import RichReporter
+        from salus.jobs.report import ReportJob
 
         torch.set_num_threads(threads)
-        console = Console(stderr=True)
-        alphas = (
-            DEFAULT_ALPHAS if alpha is None else (*DEFAULT_ALPHAS, alpha)
-        )  # the job sorts them, once each
-        job = EvaluateJob(model_dir, data, alphas, first_seed_only=True)  # the first seed's, drawn
-        with console.status("evaluating") as status:
-            result = run_evaluate(job, progress=lambda m: status.update(m))
-            status.update("drawing figures")
-            ev, commands = result.evaluations[0], [*result.commands, invoked_command(ctx)]
-            index = render_report(ev, out, primary=primary, alpha=alpha, meta=result.meta, commands=commands)
+        job = ReportJob(model_dir, data, out, alpha=alpha, primary=primary)
+        with RichReporter() as reporter:
+            drawn = job.run(reporter)
+        console, index = reporter.console, drawn.index
         summary = json.loads((index.parent / "report.json").read_text())
         if as_json:
             typer.echo(json.dumps({"index": str(index), **summary}))
@@ -92,7 +84,8 @@ def register(app: typer.Typer) -> None:
                 )
         from salus.predictor.tables import band_state_lines
 
-        entry = next((m for m in ev.report["methods"] if m["name"] == summary["primary_method"]), None)
+        methods = drawn.evaluation.report["methods"]
+        entry = next((m for m in methods if m["name"] == summary["primary_method"]), None)
         for line in band_state_lines(entry) if entry else []:  # per alpha: can the threshold fire
             console.print(f"  {line}")
 

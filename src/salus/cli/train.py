@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from salus.cli._common import (
     in_range,
-    invoked_command,
     out_dir,
     positive_int,
     seed_option,
@@ -35,7 +33,6 @@ def _model_help() -> str:
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        ctx: typer.Context,
         data: Path = typer.Argument(..., help="A salus zarr dataset (from `salus collect`)."),
         model: str = typer.Option(
             "salus-tcn",
@@ -160,9 +157,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train predictors with an episode-level split, early stopping and conformal calibration."""
         import torch
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from salus.jobs.train import TrainJob, run_train
+        from salus.cli._common import RichReporter
+        from salus.jobs.train import TrainJob
 
         torch.set_num_threads(threads)
         job = TrainJob(
@@ -172,32 +169,9 @@ def register(app: typer.Typer) -> None:
             test_fraction=test_fraction, horizons=horizons, horizons_s=horizons_s,
             score_horizon=score_horizon, split_seeds=split_seeds, feature_groups=feature_groups,
             objective=objective, score_ramp=score_ramp, label=label, resume=resume, select=select,
-            command=invoked_command(ctx),  # also when salus demo / benchmark run this stage
         )  # fmt: skip
-        stderr_console = None
-        if as_json:
-            from rich.console import Console
-
-            stderr_console = Console(stderr=True)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        with Progress(*columns, console=stderr_console) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(key: str, done: int, total: int, info: str | None) -> None:
-                if key not in tasks:
-                    tasks[key] = bar.add_task(key, total=total, info="")
-                if info is None:
-                    bar.update(tasks[key], completed=done, total=total)
-                else:
-                    bar.update(tasks[key], completed=done, total=total, info=info)
-
-            result = run_train(job, progress=progress)
+        with RichReporter() as reporter:
+            result = job.run(reporter)
         if as_json:
             typer.echo(json.dumps(result.summary()))
             return

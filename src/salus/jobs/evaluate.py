@@ -22,6 +22,7 @@ from salus.errors import InvalidInputError
 from salus.predictor.config import DEFAULT_ALPHAS
 
 if TYPE_CHECKING:
+    from salus.jobs.stages import Reporter
     from salus.predictor.episodes import EpisodeSet
     from salus.predictor.evaluate import Evaluation
 
@@ -35,7 +36,9 @@ class EvaluateJob:
     """What to evaluate: ``model_dir`` on the dataset ``data`` at the conformal ``alphas``.
 
     ``workers`` > 1 evaluates split seeds in forked processes (the same numbers as one process);
-    ``first_seed_only`` evaluates only the first ``seed<S>/`` directory (what the report draws).
+    ``first_seed_only`` evaluates only the first ``seed<S>/`` directory (what the report draws; not
+    an option of ``salus evaluate``). ``out``: where :meth:`run` writes ``results.json`` and
+    ``results.md``.
     ``transfer_from``: the models trained on another policy's episodes (the same layout as
     ``model_dir``: seed ``<S>``'s are matched with seed ``<S>``'s); their signal models are scored on
     these episodes as ``transfer:<transfer_label>:<model>`` (the cross-policy check).
@@ -48,9 +51,12 @@ class EvaluateJob:
     first_seed_only: bool = False
     transfer_from: Path | None = None
     transfer_label: str = "transfer"
+    out: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.out is not None:
+            object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "data", Path(self.data))
         if self.transfer_from is not None:
             object.__setattr__(self, "transfer_from", Path(self.transfer_from))
@@ -65,6 +71,31 @@ class EvaluateJob:
         object.__setattr__(self, "alphas", alphas)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidInputError(f"workers must be an int >= 1, got {self.workers!r}")
+
+    def argv(self) -> list[str]:
+        """The ``salus evaluate`` arguments that run this job (``first_seed_only`` has none)."""
+        from salus.jobs.stages import option_words
+
+        return ["evaluate", str(self.model_dir), str(self.data), *option_words(self, _FLAGS)]
+
+    def run(self, reporter: Reporter) -> EvaluateResult:
+        """Evaluate; with ``out``, write the results there (headed by this job's command line)."""
+        from salus.jobs.stages import command_line
+
+        result = run_evaluate(self, progress=lambda m: reporter.progress("evaluate", 0, None, m))
+        if self.out is not None:
+            result.write(self.out, [command_line(self)])
+        return result
+
+
+# EvaluateJob field -> salus evaluate option (the checkpoints and the data are the arguments)
+_FLAGS = {
+    "alphas": "--alpha",
+    "out": "--out",
+    "workers": "--workers",
+    "transfer_from": "--transfer-from",
+    "transfer_label": "--transfer-label",
+}
 
 
 @dataclass

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salus._checks import SEED_MAX, check_range
 from salus.errors import DatasetError, InvalidInputError
 from salus.predictor.config import SCORE_RAMP_S
+
+if TYPE_CHECKING:
+    from salus.jobs.stages import Reporter
 
 __all__ = ["TrainJob", "TrainResult", "run_train", "parse_split_seeds", "DEFAULT_HORIZONS_TEXT"]
 
@@ -49,7 +52,8 @@ class TrainJob:
 
     ``models``: a registered name, a comma list or ``all``; ``horizons`` / ``horizons_s``: comma lists
     in control steps / seconds (not both); ``split_seeds``: a comma list (one training per seed, into
-    ``out/seed<S>/``); ``command``: the command line recorded in every checkpoint.
+    ``out/seed<S>/``); ``command``: the command line recorded in every checkpoint (default: the
+    ``salus train`` line of :meth:`argv`).
     """
 
     data: Path
@@ -93,6 +97,15 @@ class TrainJob:
         if self.horizons_s is None:  # (seconds need the dataset's control rate: checked in run_train)
             _train_config(self, _horizon_steps(self), seeds[0])  # fractions, score horizon, ...
 
+    def argv(self) -> list[str]:
+        """The ``salus train`` arguments that run this job."""
+        from salus.jobs.stages import option_words
+
+        return ["train", str(self.data), *option_words(self, _FLAGS)]
+
+    def run(self, reporter: Reporter) -> TrainResult:
+        return run_train(self, progress=reporter.progress)
+
     def model_names(self) -> list[str]:
         from salus.predictor.config import MODEL_NAMES, check_model_name
 
@@ -119,6 +132,34 @@ class TrainJob:
             )
 
         return {n: config_for(n) for n in self.model_names()}
+
+
+# TrainJob field -> salus train option (the data is the argument)
+_FLAGS = {
+    "models": "--model",
+    "out": "--out",
+    "holdout_tasks": "--holdout-task",
+    "epochs": "--epochs",
+    "patience": "--patience",
+    "batch_episodes": "--batch-episodes",
+    "lr": "--lr",
+    "seed": "--seed",
+    "alpha": "--alpha",
+    "max_train": "--max-train-episodes",
+    "val_fraction": "--val-fraction",
+    "calib_fraction": "--calib-fraction",
+    "test_fraction": "--test-fraction",
+    "horizons": "--horizons",
+    "horizons_s": "--horizons-s",
+    "score_horizon": "--score-horizon",
+    "split_seeds": "--split-seeds",
+    "feature_groups": "--feature-groups",
+    "objective": "--objective",
+    "score_ramp": "--score-ramp",
+    "label": "--label",
+    "resume": "--resume",
+    "select": "--select",
+}
 
 
 @dataclass
@@ -263,6 +304,10 @@ def run_train(job: TrainJob, *, progress: Progress | None = None) -> TrainResult
     from salus.predictor import episodes_from_dataset, split_episodes, train_model
     from salus.predictor.config import holdout_for_seed
 
+    if not job.command:
+        from salus.jobs.stages import command_line
+
+        job = replace(job, command=command_line(job))
     seeds = job.seeds()
     horizons = _horizon_steps(job)
     if job.horizons_s is not None:  # the job checked the rest; seconds needed the dataset's control rate

@@ -1,0 +1,112 @@
+"""The demo job: the main job, end to end on the embedded default policy (``salus demo``).
+
+collect (the packaged SmolVLA under the perturbation mix) -> train every predictor with one task held
+out -> calibrate and evaluate seen and unseen -> HTML report. Each stage is the job of the command a
+user would run by hand, into one output folder, so rerunning resumes collection and every number
+comes from the seeded jobs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from salus.collect.config import DEFAULT_BATCH_SIZE
+from salus.jobs.collect import CollectJob
+from salus.jobs.evaluate import EvaluateJob
+from salus.jobs.report import ReportJob
+from salus.jobs.stages import Stage, run_stages
+from salus.jobs.train import TrainJob
+from salus.policies.spec import DEFAULT_POLICY
+
+if TYPE_CHECKING:
+    from salus.jobs.stages import Reporter
+
+__all__ = ["DemoJob", "DemoResult", "run_demo"]
+
+_FLAGS = {
+    "out": "--out",
+    "episodes": "--episodes",
+    "workers": "--workers",
+    "seed": "--seed",
+    "holdout_task": "--holdout-task",
+    "models": "--models",
+    "epochs": "--epochs",
+    "alpha": "--alpha",
+    "max_steps": "--max-steps",
+    "policy": "--policy",
+}
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """What ``salus demo`` runs (each field is the option of the same name; see ``salus demo --help``)."""
+
+    out: Path = Path("runs/demo")
+    episodes: int = 400
+    workers: int = 2
+    seed: int = 0
+    holdout_task: str = "pick_color"
+    models: str = "all"
+    epochs: int = 30
+    alpha: float = 0.1
+    max_steps: int | None = None
+    policy: str = DEFAULT_POLICY
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        self.stages()  # every stage's options are checked now, before the collection
+
+    def argv(self) -> list[str]:
+        """The ``salus demo`` arguments that run this job (the batch size is not an option)."""
+        from salus.jobs.stages import option_words
+
+        return ["demo", *option_words(self, _FLAGS)]
+
+    def stages(self) -> list[Stage]:
+        data, models = self.out / "data.zarr", self.out / "models"
+        collect = CollectJob(
+            out=data, policy=self.policy, episodes=self.episodes, seed=self.seed, workers=self.workers,
+            batch_size=self.batch_size, save_hidden=True, max_steps=self.max_steps,
+        )  # fmt: skip
+        # A larger calibration share than the default: the policy's successes are what the
+        # conformal band is calibrated on, and alpha = 0.05 needs about 20 of them in the scoring half.
+        train = TrainJob(
+            data, models, models=self.models, holdout_tasks=(self.holdout_task,), seed=self.seed,
+            epochs=self.epochs, alpha=self.alpha, calib_fraction=0.3,
+        )  # fmt: skip
+        evaluate = EvaluateJob(models, data, out=self.out / "evaluation")
+        report = ReportJob(models, data, self.out / "report", alpha=self.alpha)
+        return [
+            Stage("collect", collect),
+            Stage("train", train),
+            Stage("evaluate", evaluate),
+            Stage("report", report),
+        ]
+
+    def run(self, reporter: Reporter) -> DemoResult:
+        return run_demo(self, reporter)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo's results went, and the time of this run."""
+
+    results: Path
+    report: Path
+    seconds: float
+
+
+def run_demo(job: DemoJob, reporter: Reporter) -> DemoResult:
+    """Run the demo's stages (collection resumes)."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    run_stages(job.stages(), reporter)
+    return DemoResult(
+        job.out / "evaluation" / "results.md",
+        job.out / "report" / "index.html",
+        time.perf_counter() - started,
+    )

@@ -1,0 +1,80 @@
+"""The demo and the benchmark are lists of jobs, and each stage's printed command is that job.
+
+The results header and the report print ``stage.command()`` for each stage, so that a person can
+rerun one stage by hand. Here every stage's command line is parsed by the real CLI (the job's
+``run`` replaced by a probe that returns the job the command built), and must build the very job
+the pipeline runs; the demo's and the benchmark's own command lines too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salus.cli.main import main
+from salus.jobs.assist import AssistJob
+from salus.jobs.benchmark import BenchmarkJob
+from salus.jobs.ceiling import MonteCarloCeilingJob
+from salus.jobs.collect import CollectJob
+from salus.jobs.demo import DemoJob
+from salus.jobs.evaluate import EvaluateJob
+from salus.jobs.report import ReportJob
+from salus.jobs.stages import Stage, option_words
+from salus.jobs.train import TrainJob
+
+STAGE_JOBS = (TrainJob, CollectJob, EvaluateJob, ReportJob, MonteCarloCeilingJob, AssistJob)
+
+
+class Built(Exception):
+    """Raised by the probe in place of a job's run: carries the job the command built."""
+
+
+@pytest.fixture
+def parse(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``parse(argv)``: the job that ``salus ARGV`` builds (nothing runs)."""
+    import salus.jobs.benchmark
+    import salus.jobs.demo
+
+    def probe(job: Any, *args: Any, **kwargs: Any) -> Any:
+        raise Built(job)
+
+    for cls in STAGE_JOBS:
+        monkeypatch.setattr(cls, "run", probe)
+    monkeypatch.setattr(salus.jobs.demo, "run_demo", probe)
+    monkeypatch.setattr(salus.jobs.benchmark, "run_benchmark", probe)
+
+    def built(argv: list[str]) -> Any:
+        with pytest.raises(Built) as got:
+            main(argv)
+        return got.value.args[0]
+
+    return built
+
+
+def _pipelines(tmp: Path) -> list[tuple[Any, list[Stage]]]:
+    demo = DemoJob(out=tmp / "demo", episodes=12, policy="builtin", max_steps=30, holdout_task="stack")
+    full = BenchmarkJob(out=tmp / "bench", policy="builtin", split_seeds="0,1", ceiling_sample=7)
+    own = BenchmarkJob(out=tmp / "own", data=tmp / "mine.zarr", efficiency="24,48", select="validation")
+    return [(job, job.stages()) for job in (demo, full, own)]
+
+
+def test_every_stage_command_builds_the_job_the_pipeline_runs(tmp_path: Path, parse: Any) -> None:
+    kinds = set()
+    for pipeline, stages in _pipelines(tmp_path):
+        assert parse(pipeline.argv()) == pipeline, pipeline.argv()
+        for stage in stages:
+            assert stage.command().startswith("salus " + stage.job.argv()[0])
+            assert parse(stage.job.argv()) == stage.job, stage.command()
+            kinds.add(type(stage.job))
+    assert kinds == set(STAGE_JOBS)  # every kind of stage was checked
+    names = [s.name for s in _pipelines(tmp_path)[1][1]]
+    assert names[:3] == ["collect", "train", "ceiling"] and names[-2:] == ["collect fresh", "assist"]
+
+
+def test_option_words_leave_out_defaults_and_repeat_tuples(tmp_path: Path) -> None:
+    job = TrainJob(tmp_path / "d", tmp_path / "m", holdout_tasks=("a", "b"), resume=True, epochs=60)
+    assert job.argv() == ["train", str(tmp_path / "d"), "--out", str(tmp_path / "m"),
+                          "--holdout-task", "a", "--holdout-task", "b", "--resume"]  # fmt: skip
+    assert option_words(job, {"resume": "--resume", "label": "--label"}) == ["--resume"]
