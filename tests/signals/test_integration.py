@@ -138,7 +138,21 @@ def test_lockstep_fit_rollouts_keep_each_live_envs_chunks(builtin_spec):
         np.testing.assert_allclose(many.embeddings[i][0], one.embeddings[i][0], rtol=1e-5, atol=1e-6)
         assert many.embeddings[i].shape[0] == -(-many.lengths[i] // n)
         assert one.embeddings[i].shape[0] == -(-one.lengths[i] // n)
-    with pytest.raises(InvalidInputError, match="fitting only"):
-        run_policy_rollouts(builtin_spec, 2, seed=1, actor="expert", batch_size=2)
+    with pytest.raises(InvalidInputError, match="batch_size must both be 1"):
+        run_policy_rollouts(builtin_spec, 2, seed=1, batch_size=2, extractor=SignalExtractor(2))
     with pytest.raises(InvalidInputError, match="batch_size"):
         run_policy_rollouts(builtin_spec, 2, seed=1, batch_size=0)
+
+
+def test_expert_rollouts_run_in_lockstep_with_the_policy_watching(builtin_spec):
+    """actor="expert" at B = 2 through the episode harness: the scripted expert acts (it succeeds
+    where the built-in policy often does not), the policy's embeddings are kept for every chunk."""
+    from salus.policies import load_policy
+    from salus.signals.analysis import run_policy_rollouts
+
+    n = load_policy(builtin_spec).n_action_steps
+    run = run_policy_rollouts(builtin_spec, 3, tasks=("pick_place",), seed=3, keep_internals=True,
+                              actor="expert", batch_size=2)  # fmt: skip
+    assert run.success == [True, True, True]  # the expert, not the policy
+    for emb, length in zip(run.embeddings, run.lengths, strict=True):
+        assert emb.shape[0] == -(-length // n)

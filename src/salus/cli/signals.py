@@ -241,8 +241,7 @@ def fit(
         1,
         "--batch-size",
         callback=positive_int,
-        help="Policy rollouts run in lockstep per batched policy call (faster for a large policy; "
-        "--source policy only).",
+        help="Rollouts run in lockstep per batched policy call (faster for a large policy).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

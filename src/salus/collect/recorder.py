@@ -162,7 +162,7 @@ class StepCapture:
     ) -> np.ndarray:
         """One batched policy call on the B observations; records the slots in ``record`` (the
         others are finished and wait); returns the (B, A) float32 actions."""
-        from salus.policies.evaluation import stack_observations
+        from salus.policies.harness import stack_observations
 
         action = np.asarray(self.policy.act(stack_observations(obs)), dtype=np.float32)
         if action.ndim != 2 or action.shape[0] != len(obs):

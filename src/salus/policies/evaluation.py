@@ -1,9 +1,9 @@
 """Success rates of a policy adapter in the simulator, per task and per perturbation condition.
 
-The environments of one task run in lockstep and the policy acts on all of them in one batched call;
-an environment that has finished keeps feeding its last observation and its actions are ignored.
-Episode i of every task and condition uses env seed ``seed + i`` (the same scenes across conditions),
-and the policy's noise for it is seeded with ``seed + i`` too, so results do not depend on the order.
+The episodes run through the episode harness (:mod:`salus.policies.harness`): B environments of
+one task in lockstep, one batched policy call per step. Episode i of every task and condition uses
+env seed ``seed + i`` (the same scenes across conditions), and the policy's noise for it is seeded
+with ``seed + i`` too, so results do not depend on the order.
 """
 
 from __future__ import annotations
@@ -17,20 +17,9 @@ import numpy as np
 
 from salus.errors import InvalidInputError
 from salus.policies.base import PolicyAdapter
+from salus.policies.harness import EpisodePlan, run_policy_episodes
 
-__all__ = ["evaluate_policy", "evaluate_conditions", "stack_observations"]
-
-
-def _reset(policy: PolicyAdapter, seed: int) -> None:
-    """Reset with a seed (env b's policy noise then uses seed + b)."""
-    policy.reset(seed=seed)
-
-
-def stack_observations(obs: list[dict[str, Any]]) -> dict[str, Any]:
-    """B single observations -> one batched observation (``task`` a list of B strings)."""
-    batched: dict[str, Any] = {k: np.stack([o[k] for o in obs]) for k in obs[0] if k != "task"}
-    batched["task"] = [o["task"] for o in obs]
-    return batched
+__all__ = ["evaluate_policy", "evaluate_conditions"]
 
 
 def evaluate_policy(
@@ -46,33 +35,17 @@ def evaluate_policy(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``task``; returns success rate, failure types and episode lengths."""
-    from salus.sim import make_env
-    from salus.sim.rollout import run_lockstep
-
     if episodes < 1:
         raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
-    results: list[dict[str, Any]] = []
-    for start in range(0, episodes, batch_size):
-        b = min(batch_size, episodes - start)
-        envs = [
-            make_env(
-                task, image_size=image_size, max_steps=max_steps, perturbations=list(perturbations) or None
-            )
-            for _ in range(b)
-        ]
-        try:
-            ends = run_lockstep(
-                envs,
-                lambda obs: policy.act(stack_observations(obs)),
-                [seed + start + i for i in range(b)],
-                on_reset=lambda _obs, s0=seed + start: _reset(policy, s0),  # type: ignore[misc]
-                on_done=None if progress is None else (lambda _b, _end: progress(1)),
-            )
-            for i, end in enumerate(ends):
-                results.append({"seed": seed + start + i, "steps": end.steps, **end.info["label"]})
-        finally:
-            for env in envs:
-                env.close()
+    plans = [EpisodePlan(task, seed + i, tuple(perturbations), max_steps) for i in range(episodes)]
+    outcomes = run_policy_episodes(
+        policy,
+        plans,
+        batch_size=batch_size,
+        env_kwargs={"image_size": image_size},
+        progress=None if progress is None else (lambda _o: progress(1)),
+    )
+    results = [{"seed": o.plan.seed, "steps": o.steps, **o.label} for o in outcomes]
     successes = sum(bool(r["success"]) for r in results)
     return {
         "episodes": len(results),

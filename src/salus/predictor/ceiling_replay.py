@@ -228,7 +228,7 @@ def _source(image_size: int, cameras: tuple[str, ...], max_steps: int | None) ->
 def _continue(job: CeilingJob, envs: list[Any], policy: Any, t: int) -> dict[str, Any]:
     """The K continuations of ``job`` from step ``t``: lockstep replay of the recorded actions up to
     t, then the policy with fresh noise (policy and world) in every environment."""
-    from salus.policies.evaluation import stack_observations
+    from salus.policies.harness import stack_observations
     from salus.sim.handover import episode_outcome
     from salus.sim.perturbations import reseed_noise
     from salus.sim.rollout import run_lockstep

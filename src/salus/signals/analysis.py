@@ -2,8 +2,9 @@
 
 - :func:`signal_stats_path` / :func:`load_extractor_for_policy`: where a policy's fitted statistics
   live (``extractor_stats.safetensors`` + ``.json`` beside its weights) and loading them.
-- :func:`run_policy_rollouts`: single-environment rollouts of a policy in the simulator that stream
-  the internals through an optional extractor and keep what fitting and checking need.
+- :func:`run_policy_rollouts`: rollouts of a policy in the simulator (through the episode harness,
+  :mod:`salus.policies.harness`) that stream the internals through an optional extractor and keep
+  what fitting and checking need.
 - :func:`fit_extractor_from_rollouts`, :func:`fit_extractor_from_dataset`.
 - :func:`summarize_signals`, :func:`check_dataset_signals`: per-signal statistics and the checks
   (finite everywhere, non-zero variance, no two signals identical).
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from salus.errors import CheckpointError, InvalidInputError, InvalidNameError
+from salus.policies.harness import EpisodeTap
 from salus.signals.definitions import SIGNAL_NAMES, SignalConfig
 from salus.signals.extractor import SignalExtractor
 from salus.signals.stats import GaussianStats
@@ -151,175 +153,100 @@ def run_policy_rollouts(
     progress: Callable[[int, bool], None] | None = None,
     batch_size: int = 1,
 ) -> RolloutSignals:
-    """Run ``episodes`` single-environment rollouts (tasks cycled, seeds ``seed + i``).
-
-    ``batch_size`` B > 1 runs B environments in lockstep with one batched policy call per step
-    (much faster for a large policy; the policy noise then differs from B = 1): only for fitting
-    (``keep_internals``, policy actor, no extractor, no perturbations).
+    """Run ``episodes`` rollouts of a policy in the simulator through the episode harness
+    (:func:`salus.policies.harness.run_policy_episodes`): episode i runs task ``tasks[i % len(tasks)]``
+    with env and policy-noise seed ``seed + i``, B = ``batch_size`` environments per batched policy
+    call.
 
     ``actor="expert"`` executes the scripted expert's actions (the training distribution) while the
     policy still runs on every observation, so its internals are recorded for the same states.
 
     With an ``extractor`` (batch size 1) every step's signals are kept; with ``keep_internals`` the
-    observation embedding (and the K samples) of every computed chunk are kept for fitting.
+    observation embedding (and the K samples) of every chunk an episode computed are kept for fitting.
     ``perturbations(i, rng)`` gives the (name, strength) list of episode i. ``progress(i, success)``
     is called after each episode.
     """
     from salus.policies import load_policy
-    from salus.sim import ScriptedExpert, make_env
-    from salus.sim.rollout import run_loop
+    from salus.policies.harness import ACTORS, EpisodePlan, run_policy_episodes
 
-    if actor not in ("policy", "expert"):
-        raise InvalidNameError("actor", actor, ("policy", "expert"))
+    if actor not in ACTORS:
+        raise InvalidNameError("actor", actor, ACTORS)
     if episodes < 1:
         raise InvalidInputError(f"episodes must be >= 1, got {episodes}")
-    if extractor is not None and extractor.batch_size != 1:
-        raise InvalidInputError("run_policy_rollouts runs one environment: the extractor needs batch_size 1")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if batch_size > 1 and (extractor is not None or perturbations is not None or actor != "policy"):
+    if extractor is not None and (extractor.batch_size != 1 or batch_size != 1):
         raise InvalidInputError(
-            "batch_size > 1 is for fitting only: the policy's own unperturbed rollouts, no extractor"
-        )
-    policy = load_policy(policy_spec, num_samples=num_samples, seed=seed)
-    policy_config = getattr(policy, "config", None)
-    env_kwargs: dict[str, Any] = {}
-    if getattr(policy_config, "image_size", None):
-        env_kwargs["image_size"] = int(policy_config.image_size)  # type: ignore[union-attr]
-    if getattr(policy_config, "cameras", None):
-        env_kwargs["cameras"] = tuple(policy_config.cameras)  # type: ignore[union-attr]
-    if batch_size > 1:
-        return _lockstep_rollouts(
-            policy, episodes, tasks, seed, batch_size, env_kwargs, keep_internals, progress
+            "signals are streamed one environment at a time: the extractor and batch_size must both be 1"
         )
     rng = np.random.default_rng(seed)
+    plans = [
+        EpisodePlan(
+            tasks[i % len(tasks)],
+            seed + i,
+            tuple(perturbations(i, rng)) if perturbations is not None else (),
+        )
+        for i in range(episodes)
+    ]
+    policy = load_policy(policy_spec, num_samples=num_samples, seed=seed)
+    tap = _RolloutTap(policy_spec, extractor, keep_internals)
+    index = {id(p): i for i, p in enumerate(plans)}
+    outcomes = run_policy_episodes(
+        policy,
+        plans,
+        batch_size=batch_size,
+        taps=[tap],
+        actor=actor,
+        progress=None if progress is None else (lambda o: progress(index[id(o.plan)], o.success)),
+    )
     out = RolloutSignals()
-    envs: dict[str, Any] = {}
-    for i in range(episodes):
-        task = tasks[i % len(tasks)]
-        perts = perturbations(i, rng) if perturbations is not None else []
-        env: Any
-        if perts:
-            env = make_env(task, perturbations=perts, **env_kwargs)
-        else:
-            env = envs.get(task)
-            if env is None:
-                env = envs[task] = make_env(task, **env_kwargs)
-        sig: list[np.ndarray] = []
-        val: list[np.ndarray] = []
-        emb: list[np.ndarray] = []
-        smp: list[np.ndarray] = []
-        experts: list[Any] = []
-
-        def on_reset(_obs: Any, env: Any = env, experts: list[Any] = experts) -> None:
-            policy.reset()
-            if actor == "expert":
-                experts.append(ScriptedExpert(env))
-                experts[0].reset()
-            if extractor is not None:
-                extractor.reset()
-
-        def act(
-            obs: dict[str, Any],
-            sig: list[np.ndarray] = sig,
-            val: list[np.ndarray] = val,
-            emb: list[np.ndarray] = emb,
-            smp: list[np.ndarray] = smp,
-            experts: list[Any] = experts,
-        ) -> Any:
-            action = policy.act(obs)
-            internals = policy.last_internals
-            if internals is None:
-                raise InvalidInputError(f"policy {policy_spec!r} reported no internals after act()")
-            if extractor is not None:
-                step = extractor.step(internals, np.asarray(obs["state"], dtype=np.float32)[None])
-                sig.append(step.values[0])
-                val.append(step.valid[0])
-            if keep_internals and bool(internals.new_chunk[0]):
-                emb.append(np.asarray(internals.obs_embedding[0], dtype=np.float32))
-                if internals.samples is not None and internals.samples.shape[1] >= 2:
-                    smp.append(np.asarray(internals.samples[0], dtype=np.float32))
-            return experts[0].act(obs) if experts else action
-
-        end = run_loop(env, act, seed=seed + i, on_reset=on_reset)
-        info, steps = end.info, end.steps
-        label = info.get("label", {})
-        success = bool(label.get("success", info.get("success", False)))
-        out.success.append(success)
-        out.perturbations.append(perts)
-        out.lengths.append(steps)
+    for i, outcome in enumerate(outcomes):
+        out.success.append(outcome.success)
+        out.perturbations.append(list(outcome.plan.perturbations))
+        out.lengths.append(outcome.steps)
         if extractor is not None:
-            out.signals.append(np.stack(sig))
-            out.valid.append(np.stack(val))
+            out.signals.append(np.stack(tap.signals[i]))
+            out.valid.append(np.stack(tap.valid[i]))
         if keep_internals:
-            out.embeddings.append(np.stack(emb))  # every episode computes at least one chunk
-            out.samples.append(np.stack(smp) if smp else None)
-        if perts:
-            env.close()
-        if progress is not None:
-            progress(i, success)
-    for env in envs.values():
-        env.close()
+            out.embeddings.append(np.stack(tap.embeddings[i]))  # every episode computes at least one chunk
+            out.samples.append(np.stack(tap.samples[i]) if tap.samples[i] else None)
     return out
 
 
-def _lockstep_rollouts(
-    policy: Any,
-    episodes: int,
-    tasks: Sequence[str],
-    seed: int,
-    batch_size: int,
-    env_kwargs: dict[str, Any],
-    keep_internals: bool,
-    progress: Callable[[int, bool], None] | None,
-) -> RolloutSignals:
-    """:func:`run_policy_rollouts` with B environments per batched policy call (episode i: task
-    ``tasks[i % len(tasks)]``, seed ``seed + i``); a finished environment's chunks are not kept."""
-    from salus.policies.evaluation import stack_observations
-    from salus.sim import make_env
-    from salus.sim.rollout import run_lockstep
+class _RolloutTap(EpisodeTap):
+    """What :func:`run_policy_rollouts` keeps of each episode (indexed by plan), live rows only."""
 
-    out = RolloutSignals()
-    for start in range(0, episodes, batch_size):
-        ids = list(range(start, min(episodes, start + batch_size)))
-        envs = [make_env(tasks[i % len(tasks)], **env_kwargs) for i in ids]
-        live = [True] * len(ids)
-        emb: list[list[np.ndarray]] = [[] for _ in ids]
-        smp: list[list[np.ndarray]] = [[] for _ in ids]
+    def __init__(self, policy_spec: str, extractor: SignalExtractor | None, keep_internals: bool) -> None:
+        self.policy_spec, self.extractor, self.keep_internals = policy_spec, extractor, keep_internals
+        self.signals: list[list[np.ndarray]] = []
+        self.valid: list[list[np.ndarray]] = []
+        self.embeddings: list[list[np.ndarray]] = []
+        self.samples: list[list[np.ndarray]] = []
+        self._base = 0
 
-        def act(obs: list[dict[str, Any]], live: list[bool] = live, emb: Any = emb, smp: Any = smp) -> Any:
-            actions = policy.act(stack_observations(obs))
-            rec = policy.last_internals
-            for b in range(len(obs)):
-                if keep_internals and live[b] and bool(rec.new_chunk[b]):
-                    emb[b].append(np.asarray(rec.obs_embedding[b], dtype=np.float32))
-                    if rec.samples is not None and rec.samples.shape[1] >= 2:
-                        smp[b].append(np.asarray(rec.samples[b], dtype=np.float32))
-            return actions
+    def start(self, plans: Sequence[Any]) -> None:
+        self._base = len(self.signals)
+        for rows in (self.signals, self.valid, self.embeddings, self.samples):
+            rows.extend([] for _ in plans)
+        if self.extractor is not None:
+            self.extractor.reset()
 
-        def done(b: int, _end: Any, live: list[bool] = live) -> None:
-            live[b] = False
-
-        def reset(_obs: list[Any], s0: int = seed + start) -> None:
-            policy.reset(seed=s0)  # env b's policy noise uses s0 + b
-
-        try:
-            ends = run_lockstep(envs, act, [seed + i for i in ids], on_reset=reset, on_done=done)
-        finally:
-            for env in envs:
-                env.close()
-        for b, end in enumerate(ends):
-            label = end.info.get("label", {})
-            success = bool(label.get("success", end.info.get("success", False)))
-            out.success.append(success)
-            out.perturbations.append([])
-            out.lengths.append(end.steps)
-            if keep_internals:
-                out.embeddings.append(np.stack(emb[b]))
-                out.samples.append(np.stack(smp[b]) if smp[b] else None)
-            if progress is not None:
-                progress(ids[b], success)
-    return out
+    def step(self, obs: dict[str, Any], actions: np.ndarray, internals: Any, live: Sequence[bool]) -> None:
+        if internals is None:
+            raise InvalidInputError(f"policy {self.policy_spec!r} reported no internals after act()")
+        if self.extractor is not None:
+            step = self.extractor.step(internals, np.asarray(obs["state"], dtype=np.float32))
+        for b, running in enumerate(live):
+            if not running:
+                continue
+            i = self._base + b
+            if self.extractor is not None:
+                self.signals[i].append(step.values[b])
+                self.valid[i].append(step.valid[b])
+            if self.keep_internals and bool(internals.new_chunk[b]):
+                self.embeddings[i].append(np.asarray(internals.obs_embedding[b], dtype=np.float32))
+                if internals.samples is not None and internals.samples.shape[1] >= 2:
+                    self.samples[i].append(np.asarray(internals.samples[b], dtype=np.float32))
 
 
 def fit_extractor_from_rollouts(
