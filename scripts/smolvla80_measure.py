@@ -86,7 +86,7 @@ def expert(args: argparse.Namespace) -> None:
 
 def _drive(task: str, args: argparse.Namespace, log: Any) -> list[Any]:
     """The policy drives ``args.episodes`` episodes of ``task`` in lockstep; ``log(b, env)`` per step."""
-    from salus.policies.evaluation import stack_observations
+    from salus.policies.harness import stack_observations
 
     policy = _load(args.policy, args.seed)
     envs = [make_env(task) for _ in range(args.episodes)]
@@ -174,7 +174,7 @@ def pick_color(args: argparse.Namespace) -> None:
 
 
 def gap(args: argparse.Namespace) -> None:
-    from salus.policies.evaluation import stack_observations
+    from salus.policies.harness import stack_observations
 
     policy = _load(args.policy, args.seed)
     for task in args.tasks.split(","):

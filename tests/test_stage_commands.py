@@ -8,6 +8,7 @@ the pipeline runs; the demo's and the benchmark's own command lines too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from salus.jobs.collect import CollectJob
 from salus.jobs.demo import DemoJob
 from salus.jobs.evaluate import EvaluateJob
 from salus.jobs.report import ReportJob
-from salus.jobs.stages import Stage, option_words
+from salus.jobs.stages import SilentReporter, Stage, option_words, run_stages
 from salus.jobs.train import TrainJob
 
 STAGE_JOBS = (TrainJob, CollectJob, EvaluateJob, ReportJob, MonteCarloCeilingJob, AssistJob)
@@ -78,3 +79,31 @@ def test_option_words_leave_out_defaults_and_repeat_tuples(tmp_path: Path) -> No
     assert job.argv() == ["train", str(tmp_path / "d"), "--out", str(tmp_path / "m"),
                           "--holdout-task", "a", "--holdout-task", "b", "--resume"]  # fmt: skip
     assert option_words(job, {"resume": "--resume", "label": "--label"}) == ["--resume"]
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A stage job that writes one file (the runner's own test: no command line of its own)."""
+
+    path: Path
+
+    def argv(self) -> list[str]:
+        return ["touch", str(self.path)]
+
+    def run(self, reporter: Any) -> None:
+        self.path.write_text("done")
+
+
+def test_a_stage_is_prepared_when_the_stages_before_it_are_done(tmp_path: Path) -> None:
+    """``prepare`` sees what earlier stages made (the benchmark skips an efficiency size only once
+    the training shows the split, and reads the groups a collected dataset records)."""
+    first, second, third = (Stage(n, Touch(tmp_path / n)) for n in ("a", "b", "c"))
+    seen: list[tuple[str, bool]] = []
+
+    def prepare(stage: Stage) -> Stage | None:
+        seen.append((stage.name, (tmp_path / "a").exists()))
+        return None if stage.name == "c" else stage
+
+    timings = run_stages([first, second, third], SilentReporter(), prepare)
+    assert seen == [("a", False), ("b", True), ("c", True)]
+    assert list(timings) == ["a", "b"] and not (tmp_path / "c").exists()

@@ -79,6 +79,7 @@ def test_benchmark_on_an_existing_dataset(tmp_path):
     ]
     n_train = json.loads(results.with_suffix(".json").read_text())["seeds"][0]["split"]["train"]
     assert sizes[1:] == ["24", str(n_train)], sizes  # sizes[0] is the header
+    assert not (out / "efficiency" / "n5000").exists()  # skipped once training showed its split is smaller
     meta = json.loads((out / "efficiency" / "n24" / "salus-risk" / "predictor.json").read_text())
     assert len(meta["split"]["train"]) <= 24 and meta["train_config"]["split"]["max_train"] == 24
     payload = json.loads(results.with_suffix(".json").read_text())

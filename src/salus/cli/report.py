@@ -16,7 +16,6 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        ctx: typer.Context,
         model_dir: Path = typer.Argument(
             ...,
             help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "

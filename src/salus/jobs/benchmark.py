@@ -189,7 +189,13 @@ class BenchmarkJob:
             stages.append(Stage("ceiling", ceiling))
         for n in self.efficiency_sizes():  # the data-efficiency curve: every model on n training episodes
             job = TrainJob(
-                data, out / "efficiency" / f"n{n}", models="all", max_train=n, seed=first, **common
+                data,
+                out / "efficiency" / f"n{n}",
+                models="all",
+                max_train=n,
+                seed=first,
+                select=self.select,
+                **common,
             )
             stages.append(Stage(f"efficiency {n}", job))
         for label, groups, extra in ABLATIONS:
@@ -243,17 +249,28 @@ def _runnable(job: BenchmarkJob, stage: Stage) -> Stage | None:
 
 def run_benchmark(job: BenchmarkJob, reporter: Reporter) -> BenchmarkResult:
     """Run every stage (each resumes), evaluate, write the results file (and the report)."""
+    import torch
+
     from salus._json import to_json
     from salus.data import SalusDataset
     from salus.jobs.evaluate import EvaluateJob, run_evaluate
     from salus.predictor import DEFAULT_ALPHAS, episodes_from_dataset
     from salus.predictor.tables import format_benchmark
 
+    torch.set_num_threads(1)  # every stage on one thread, as each command's --threads default
     out, data_file = job.out, job.data_path()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    stages = [s for s in (_runnable(job, s) for s in job.stages()) if s is not None]
-    timings = run_stages(stages, reporter)
+    ran: dict[str, Stage] = {}
+
+    def prepare(stage: Stage) -> Stage | None:  # asked when the stages before it are done
+        runnable = _runnable(job, stage)
+        if runnable is not None:
+            ran[stage.name] = runnable
+        return runnable
+
+    timings = run_stages(job.stages(), reporter, prepare)
+    stages = list(ran.values())
     reporter.say("== evaluate")
     t0 = time.perf_counter()
     data = episodes_from_dataset(SalusDataset(data_file))

@@ -173,6 +173,9 @@ class CollectJob:
             )
             reporter.progress("collect", stats.committed, self.episodes, info)
 
+        from salus.policies import PolicySpec
+
+        PolicySpec.parse(self.policy).check()  # a typo fails before any warning about its statistics
         warning = unfitted_warning(self.config())
         if warning:
             reporter.say(warning)

@@ -101,7 +101,10 @@ class DemoResult:
 
 
 def run_demo(job: DemoJob, reporter: Reporter) -> DemoResult:
-    """Run the demo's stages (collection resumes)."""
+    """Run the demo's stages (collection resumes), each on one torch thread (the commands' default)."""
+    import torch
+
+    torch.set_num_threads(1)
     job.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run_stages(job.stages(), reporter)

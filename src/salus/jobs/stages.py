@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,11 +80,20 @@ class StageInterrupted(Exception):
         self.stage = stage
 
 
-def run_stages(stages: list[Stage], reporter: Reporter) -> dict[str, float]:
-    """Run ``stages`` in order; returns the seconds each took. Raises :class:`StageInterrupted` when
-    a stage reports that it stopped early (a collection's ``interrupted``)."""
+def run_stages(
+    stages: list[Stage],
+    reporter: Reporter,
+    prepare: Callable[[Stage], Stage | None] | None = None,
+) -> dict[str, float]:
+    """Run ``stages`` in order; returns the seconds each stage that ran took. ``prepare(stage)``,
+    asked just before a stage runs (so it sees what the stages before it made), returns the stage
+    to run (possibly adjusted) or None to skip it. Raises :class:`StageInterrupted` when a stage
+    reports that it stopped early (a collection's ``interrupted``)."""
     timings: dict[str, float] = {}
-    for stage in stages:
+    for planned in stages:
+        stage = planned if prepare is None else prepare(planned)
+        if stage is None:
+            continue
         reporter.say(f"== {stage.name}: {stage.command()}")
         t0 = time.perf_counter()
         result = stage.job.run(reporter)

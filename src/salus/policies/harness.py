@@ -41,7 +41,8 @@ ACTORS = ("policy", "expert")
 @dataclass(frozen=True)
 class EpisodePlan:
     """One episode: the task, the environment seed, the perturbations ((name, strength) pairs) and
-    the step limit (None: the task's)."""
+    the step limit (None: the task's). The policy's noise follows the group's first seed (see
+    :func:`run_policy_episodes`): give consecutive seeds for one noise seed per episode."""
 
     task: str
     seed: int
@@ -103,11 +104,14 @@ def run_policy_episodes(
     taps: Sequence[EpisodeTap] = (),
     actor: str = "policy",
     progress: Callable[[EpisodeOutcome], None] | None = None,
+    seed_policy: bool = True,
 ) -> list[EpisodeOutcome]:
     """Run ``plans`` in groups of ``batch_size`` lockstep environments; outcomes in plan order.
 
     ``env_kwargs``: ``make_env`` options for every environment (default: :func:`policy_env_kwargs`).
-    ``progress(outcome)`` after each episode.
+    ``progress(outcome)`` after each episode. ``seed_policy``: reset the policy with each group's
+    first plan seed (row b's noise: that seed + b, so plans seeded ``seed + i`` give each episode
+    its own seed's noise); False resets it without a seed (its noise continues from where it is).
     """
     if actor not in ACTORS:
         raise InvalidNameError("actor", actor, ACTORS)
@@ -119,7 +123,7 @@ def run_policy_episodes(
     outcomes: list[EpisodeOutcome] = []
     for start in range(0, len(plans), batch_size):
         group = list(plans[start : start + batch_size])
-        outcomes += _run_group(policy, group, kwargs, taps, actor, progress)
+        outcomes += _run_group(policy, group, kwargs, taps, actor, progress, seed_policy)
     return outcomes
 
 
@@ -130,6 +134,7 @@ def _run_group(
     taps: Sequence[EpisodeTap],
     actor: str,
     progress: Callable[[EpisodeOutcome], None] | None,
+    seed_policy: bool,
 ) -> list[EpisodeOutcome]:
     from salus.sim import ScriptedExpert, make_env
     from salus.sim.rollout import LoopEnd, run_lockstep
@@ -144,7 +149,10 @@ def _run_group(
         tap.start(group)
 
     def on_reset(_obs: list[Any]) -> None:
-        policy.reset(seed=group[0].seed)  # row b's policy noise uses this seed + b
+        if seed_policy:
+            policy.reset(seed=group[0].seed)  # row b's policy noise uses this seed + b
+        else:
+            policy.reset()
         for expert in experts:
             expert.reset()
 

@@ -156,7 +156,8 @@ def run_policy_rollouts(
     """Run ``episodes`` rollouts of a policy in the simulator through the episode harness
     (:func:`salus.policies.harness.run_policy_episodes`): episode i runs task ``tasks[i % len(tasks)]``
     with env and policy-noise seed ``seed + i``, B = ``batch_size`` environments per batched policy
-    call.
+    call. At B = 1 the policy's noise continues from ``load_policy(..., seed=seed)`` across episodes
+    (the shipped statistics were fitted so); at B > 1 each group of B is reset with its first seed.
 
     ``actor="expert"`` executes the scripted expert's actions (the training distribution) while the
     policy still runs on every observation, so its internals are recorded for the same states.
@@ -198,6 +199,7 @@ def run_policy_rollouts(
         taps=[tap],
         actor=actor,
         progress=None if progress is None else (lambda o: progress(index[id(o.plan)], o.success)),
+        seed_policy=batch_size > 1,  # one at a time: the noise continues from the load seed, as fitted
     )
     out = RolloutSignals()
     for i, outcome in enumerate(outcomes):
