@@ -145,6 +145,15 @@ def test_1_missing_signal_names_are_refused(checkpoint: Path, tmp_path: Path) ->
     _refused(d, "signal_names")
 
 
+def test_1_a_horizon_model_without_horizons_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    """salus-mlp's objective scores a horizon's probability (the objectives table says so, not a
+    list of model names): a checkpoint whose horizons were emptied cannot load."""
+    d, meta = _copy(checkpoint, tmp_path)
+    meta["horizons"] = []
+    _write(d, meta)
+    _refused(d, "horizons are empty")
+
+
 @pytest.mark.parametrize("record", ["no_files_key", "no_weights_entry"])
 def test_1_changed_weights_without_their_hash_are_refused(
     checkpoint: Path, tmp_path: Path, record: str

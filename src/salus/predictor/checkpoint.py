@@ -35,6 +35,7 @@ from salus.errors import CheckpointError, InvalidInputError
 from .config import ModelConfig
 from .conformal import FunctionalBand, band_status
 from .episodes import Episode
+from .objectives import get_objective
 
 __all__ = [
     "TrainedPredictor",
@@ -277,8 +278,8 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
         isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in horizons
     ):
         raise CheckpointError(f"{where}: horizons must be a list of positive step counts, got {horizons!r}")
-    if not horizons and config.name in ("salus-mlp", "salus-tcn"):
-        raise CheckpointError(f"{where}: horizons are empty")
+    if not horizons and get_objective(config.objective_name).horizon_score:
+        raise CheckpointError(f"{where}: horizons are empty ({config.name} scores a horizon's probability)")
     types = meta["failure_types"]
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         raise CheckpointError(f"{where}: failure_types must be a list of strings, got {types!r}")
