@@ -5,6 +5,7 @@ with the commands and is resumable."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -23,7 +24,7 @@ def _stages(tmp_path, **kw):
 def test_stages_are_the_commands_a_person_types(tmp_path):
     stages = _stages(
         tmp_path, episodes=3200, seed=2026, workers=2, holdout_task="pick_color", split_seeds="0,1,2",
-        epochs=20, fresh_episodes=0, ceiling_sample=0, efficiency="",
+        epochs=20, fresh_episodes=0, ceiling_sample=0, efficiency="", policy="builtin",
     )  # fmt: skip
     names = [n for n, _ in stages]
     assert names[:2] == ["collect", "train"] and len(names) == 2 + len(ABLATIONS)
@@ -47,6 +48,26 @@ def test_stages_are_the_commands_a_person_types(tmp_path):
         data=tmp_path / "d", efficiency="",
     )  # fmt: skip
     assert "assist" not in [n for n, _ in own_closed]  # the closed loop needs our simulator
+
+
+def test_each_policy_has_its_own_sizes_fixed_before_its_data():
+    """The SmolVLA's benchmark is smaller than the built-in policy's (its step costs more: the sizes
+    were fixed from that cost), options override them, and any other policy gets the built-in's."""
+    from salus.jobs.benchmark import BENCHMARK_SIZES
+
+    for policy in ("builtin", "smolvla", "builtin:/some/dir"):
+        size = BENCHMARK_SIZES[policy.split(":")[0]]
+        job = BenchmarkJob(out=Path("b"), policy=policy)
+        collect = job.stages()[0].job
+        assert (collect.episodes, collect.samples) == (size.episodes, size.samples)
+        assert job.ceiling_count() == size.ceiling_sample and job.fresh_count() == size.fresh_episodes
+        assert next(st.job for st in job.stages() if st.name == "collect fresh").samples == size.samples
+    small, big = BENCHMARK_SIZES["smolvla"], BENCHMARK_SIZES["builtin"]
+    assert small.episodes < big.episodes and small.ceiling_sample < big.ceiling_sample and big.samples == 10
+    mine = BenchmarkJob(out=Path("b"), episodes=40, samples=2, ceiling_sample=3, fresh_episodes=5)
+    assert mine.size() == type(small)(40, 2, 3, 5) and mine.argv()[1:3] == ["--out", "b"]
+    assert BenchmarkJob(out=Path("b"), policy="python:mine.py:make").size() == big
+    assert BenchmarkJob(out=Path("b"), data=Path("d")).size().ceiling_sample == 0  # needs our simulator
 
 
 def test_each_policy_has_its_own_results_file():

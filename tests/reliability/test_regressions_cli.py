@@ -710,7 +710,7 @@ def test_3_benchmark_with_data_refuses_fresh_episode_options(tmp_path, capsys, m
     assert "assist" not in [s.name for s in got.value.args[0].stages()]
     with pytest.raises(Reached) as got:
         salus(["benchmark", "--out", str(tmp_path / "b")])  # our simulator: the default closed loop
-    assert got.value.args[0].fresh_count() == benchmark.FRESH_EPISODES
+    assert got.value.args[0].fresh_count() == benchmark.benchmark_size("smolvla").fresh_episodes
     fresh = next(s.job for s in got.value.args[0].stages() if s.name == "collect fresh")
     assert fresh.seed == benchmark.FRESH_SEED
 

@@ -10,10 +10,15 @@ from pathlib import Path
 import typer
 
 from salus.cli._common import in_range, out_dir, positive_int, seed_option
-from salus.jobs.benchmark import CEILING_SAMPLE, EFFICIENCY_SIZES, EPISODES, FRESH_EPISODES, FRESH_SEED
+from salus.jobs.benchmark import BENCHMARK_SIZES, EFFICIENCY_SIZES, FRESH_SEED
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
+
+
+def _sizes(field: str) -> str:
+    """``builtin 1200, smolvla 600``: a field of every policy's benchmark size, for the help."""
+    return ", ".join(f"{name} {getattr(size, field)}" for name, size in BENCHMARK_SIZES.items())
 
 
 def register(app: typer.Typer) -> None:
@@ -25,12 +30,19 @@ def register(app: typer.Typer) -> None:
             callback=out_dir,
             help="Folder for data, models, evaluation, report.",
         ),
-        episodes: int = typer.Option(
-            EPISODES,
+        episodes: int | None = typer.Option(
+            None,
             "--episodes",
             "-n",
             callback=positive_int,
-            help="Episodes of the fixed dataset (resumed).",
+            help=f"Episodes of the fixed dataset (resumed); default: the policy's ({_sizes('episodes')}).",
+        ),
+        samples: int | None = typer.Option(
+            None,
+            "--samples",
+            callback=positive_int,
+            help="K chunks sampled per computed chunk in the collections (STAC, action total variance and "
+            f"the sample signals read them); default: the policy's ({_sizes('samples')}).",
         ),
         seed: int = typer.Option(
             2026, "--seed", callback=seed_option, help="Collection seed of the fixed dataset."
@@ -76,7 +88,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--fresh-episodes",
             callback=in_range(0),
-            help=f"Fresh episodes for the closed loop (`salus assist`; default {FRESH_EPISODES}); 0: none. "
+            help=f"Fresh episodes for the closed loop (`salus assist`; default: the policy's, {_sizes('fresh_episodes')}); 0: none. "
             "Not with --data: the closed loop needs our simulator.",
         ),
         fresh_seed: int | None = typer.Option(
@@ -90,7 +102,7 @@ def register(app: typer.Typer) -> None:
             "--ceiling-sample",
             callback=in_range(0),
             help=f"At-risk episodes per time (1, 2, 3 s) of the Monte-Carlo ceiling (`salus ceiling`; "
-            f"default {CEILING_SAMPLE}); 0: none. Not with --data: the ceiling needs our simulator.",
+            f"default: the policy's, {_sizes('ceiling_sample')}); 0: none. Not with --data: the ceiling needs our simulator.",
         ),
         efficiency: str = typer.Option(
             ",".join(str(n) for n in EFFICIENCY_SIZES),
@@ -115,7 +127,7 @@ def register(app: typer.Typer) -> None:
         from salus.jobs.benchmark import BenchmarkJob, run_benchmark
 
         job = BenchmarkJob(
-            out=out, episodes=episodes, seed=seed, workers=workers, holdout_task=holdout_task,
+            out=out, episodes=episodes, samples=samples, seed=seed, workers=workers, holdout_task=holdout_task,
             split_seeds=split_seeds, epochs=epochs, results=results, skip_report=skip_report, data=data_path,
             fresh_episodes=fresh_episodes, fresh_seed=fresh_seed, ceiling_sample=ceiling_sample,
             efficiency=efficiency, select=select, policy=policy,

@@ -31,17 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABLATIONS",
-    "BENCHMARK_SAMPLES",
+    "BENCHMARK_SIZES",
+    "BenchmarkSize",
+    "benchmark_size",
     "BenchmarkJob",
     "BenchmarkResult",
     "run_benchmark",
     "results_path",
 ]
 
-# K chunks sampled per computed chunk in the benchmark's collections: the papers' count for STAC and
-# action total variance (10; collection's default is 4). Measured on the built-in policy, 24 episodes
-# with K = 4 and K = 10 took 38 s and 33 s (one batched sampling pass; within the machine's noise).
-BENCHMARK_SAMPLES = 10
 
 # (label, feature groups, other TrainJob fields) of the ablation variants of salus-risk, fixed in advance.
 _ALL_GROUPS = "signals,baselines,state,embedding,hidden,knn"
@@ -55,15 +53,47 @@ ABLATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 
 STAGE_TIMES = "stage_seconds.json"
-# The defaults fit the benchmark in 90 minutes on a 2-core machine (the issue's budget); larger
-# values narrow the intervals at proportional cost (stage times are in the results header).
-EPISODES = 1200  # episodes of the fixed dataset (300 per task)
-CEILING_SAMPLE = 50  # default at-risk episodes per time of the benchmark's Monte-Carlo ceiling
+
+
+@dataclass(frozen=True)
+class BenchmarkSize:
+    """The sizes of one policy's benchmark: episodes of the fixed dataset, K chunks sampled per
+    computed chunk in its collections (STAC, action total variance and the sample signals read
+    them), at-risk episodes per time of the Monte-Carlo ceiling, fresh episodes of the closed loop."""
+
+    episodes: int
+    samples: int
+    ceiling_sample: int
+    fresh_episodes: int
+
+
+# Each policy's sizes, fixed from its measured cost before its benchmark data existed, so that the
+# benchmark fits 90 minutes on a 2-core machine (the issue's budget; larger values narrow the
+# intervals at proportional cost, stage times are in the results header). builtin: the papers' K = 10
+# for STAC and action total variance (measured on it, 24 episodes with K = 4 and K = 10 took 38 s and
+# 33 s), 5,331 s of stage work in its run. smolvla: a control step costs 3.4 times the built-in
+# policy's per episode at K = 10 and 1.75 times at K = 4 (docs/policies.md, "What the SmolVLA
+# benchmark will cost"), so the built-in policy's sizes would take about 4 hours; K = 4
+# (collection's default: STAC and action total variance then read 4 samples, not the papers' 10),
+# half the episodes, 40% of the ceiling's sample and half the fresh episodes: about 72 minutes.
+BENCHMARK_SIZES: dict[str, BenchmarkSize] = {
+    "builtin": BenchmarkSize(episodes=1200, samples=10, ceiling_sample=50, fresh_episodes=240),
+    "smolvla": BenchmarkSize(episodes=600, samples=4, ceiling_sample=20, fresh_episodes=120),
+}
+OTHER_POLICY_SIZE = BENCHMARK_SIZES["builtin"]  # any other policy spec (python:..., ensemble:...)
+
+
+def benchmark_size(policy: str) -> BenchmarkSize:
+    """The sizes of ``policy``'s benchmark (by its spec name; another policy gets the built-in's)."""
+    from salus.policies import PolicySpec
+
+    return BENCHMARK_SIZES.get(PolicySpec.parse(policy).name, OTHER_POLICY_SIZE)
+
+
 ALWAYS_RUN = ("evaluate", "report")  # stages that do all their work in every run (no resume)
 CEILING_TIMES = "1,2,3,T"  # the at-risk times and the SAFE-prediction step (T - 2)
 CEILING_K = 8  # continuations per episode and time
 EFFICIENCY_SIZES = (50, 100, 200, 400, 800, 1600)  # training episodes of the data-efficiency curve
-FRESH_EPISODES = 240  # default closed-loop episodes of `salus benchmark` (not with --data)
 FRESH_SEED = 7001
 
 # BenchmarkJob field -> salus benchmark option
@@ -71,6 +101,7 @@ _FLAGS = {
     "policy": "--policy",
     "out": "--out",
     "episodes": "--episodes",
+    "samples": "--samples",
     "seed": "--seed",
     "workers": "--workers",
     "holdout_task": "--holdout-task",
@@ -91,11 +122,13 @@ _FLAGS = {
 class BenchmarkJob:
     """What ``salus benchmark`` runs (each field is the option of the same name; see ``salus
     benchmark --help``). ``data``: a dataset the user already has (no collection, no ceiling and
-    no closed loop: they need our simulator); ``fresh_episodes``, ``fresh_seed``, ``ceiling_sample``
-    None: the defaults (none with ``data``); ``results`` None: :func:`results_path`."""
+    no closed loop: they need our simulator); ``episodes``, ``samples``, ``fresh_episodes``,
+    ``ceiling_sample`` None: the policy's :data:`BENCHMARK_SIZES` (no ceiling and no fresh episodes
+    with ``data``); ``fresh_seed`` None: :data:`FRESH_SEED`; ``results`` None: :func:`results_path`."""
 
     out: Path = Path("runs/benchmark")
-    episodes: int = EPISODES
+    episodes: int | None = None
+    samples: int | None = None
     seed: int = 2026
     workers: int = 2
     holdout_task: str = "rotate"
@@ -133,17 +166,28 @@ class BenchmarkJob:
         """``efficiency`` as increasing distinct ints >= 2 (``''``: none)."""
         return _efficiency_sizes(self.efficiency)
 
+    def size(self) -> BenchmarkSize:
+        """The sizes this run uses: the options given, the policy's :data:`BENCHMARK_SIZES` for the
+        rest (no ceiling and no fresh episodes with ``data``)."""
+        own = benchmark_size(self.policy)
+        return BenchmarkSize(
+            episodes=own.episodes if self.episodes is None else self.episodes,
+            samples=own.samples if self.samples is None else self.samples,
+            ceiling_sample=0
+            if self.data is not None
+            else (own.ceiling_sample if self.ceiling_sample is None else self.ceiling_sample),
+            fresh_episodes=0
+            if self.data is not None
+            else (own.fresh_episodes if self.fresh_episodes is None else self.fresh_episodes),
+        )
+
     def fresh_count(self) -> int:
         """Fresh episodes of the closed loop (0: none; never with ``data``)."""
-        if self.data is not None:
-            return 0
-        return FRESH_EPISODES if self.fresh_episodes is None else self.fresh_episodes
+        return self.size().fresh_episodes
 
     def ceiling_count(self) -> int:
         """At-risk episodes per time of the Monte-Carlo ceiling (0: none; never with ``data``)."""
-        if self.data is not None:
-            return 0
-        return CEILING_SAMPLE if self.ceiling_sample is None else self.ceiling_sample
+        return self.size().ceiling_sample
 
     def data_path(self) -> Path:
         return self.data if self.data is not None else self.out / "data.zarr"
@@ -167,7 +211,7 @@ class BenchmarkJob:
         out, data, first = self.out, self.data_path(), self.first_seed()
         stages: list[Stage] = []
         if self.data is None:
-            collect = self._collect(data, self.episodes, self.seed)
+            collect = self._collect(data, self.size().episodes, self.seed)
             stages.append(Stage("collect", collect))
         common: dict[str, Any] = {
             "holdout_tasks": (self.holdout_task,),
@@ -216,10 +260,10 @@ class BenchmarkJob:
         return stages
 
     def _collect(self, out: Path, episodes: int, seed: int) -> CollectJob:
-        """A collection of the benchmark's policy with the hidden states and K samples its methods read."""
+        """A collection of the benchmark's policy with the hidden states and the K samples its methods read."""
         return CollectJob(
             out=out, policy=self.policy, episodes=episodes, seed=seed, workers=self.workers,
-            save_hidden=True, samples=BENCHMARK_SAMPLES,
+            save_hidden=True, samples=self.size().samples,
         )  # fmt: skip
 
     def run(self, reporter: Reporter) -> BenchmarkResult:
