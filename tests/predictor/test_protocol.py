@@ -340,6 +340,23 @@ def test_bootstrap_auroc_is_paired_and_centred():
     assert np.nanmean(boot[2]) == pytest.approx(0.5, abs=0.08)
 
 
+def test_bootstrap_auroc_is_the_roc_auc_of_each_resample():
+    """The definition: resample b draws episodes idx[b] (the generator's draws, in order) and its
+    value is roc_auc (ranks, ties averaged) of those labels and scores; the counting formula gives
+    the very same numbers, also with ties, a NaN score and single-class resamples."""
+    rng = np.random.default_rng(7)
+    n, n_boot = 23, 60
+    labels = rng.random(n) < 0.3
+    scores = np.stack([rng.integers(0, 4, n) / 3.0, rng.random(n), rng.random(n)])
+    scores[2, 5] = np.nan
+    boot = bootstrap_auroc(labels, scores, n_boot=n_boot, seed=11)
+    idx = np.random.default_rng(11).integers(0, n, size=(n_boot, n))
+    for m in range(3):
+        want = [roc_auc(labels[i], scores[m][i]) for i in idx]
+        np.testing.assert_array_equal(boot[m], want)
+    assert np.isnan(boot[2]).any() and not np.isnan(boot[2]).all()
+
+
 def test_average_ranks_equal_scipy_and_the_vectorised_bootstrap_equals_the_loop():
     """The numpy ranking (ties averaged, a NaN row stays NaN) is scipy's rankdata; the time-matched
     bootstrap scores every resample at once with the values of one resample at a time."""

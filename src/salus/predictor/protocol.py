@@ -230,22 +230,40 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """Paired bootstrap ROC-AUCs ``(M, n_boot)`` of M score vectors ``(M, n)`` on the same episode
-    resamples (rank formula, ties averaged); NaN for resamples with a single class."""
+    resamples (ties count one half); NaN for resamples with a single class or a NaN score.
+
+    Each resample is a count per episode; with the episodes sorted by score once per method, its
+    Mann-Whitney U is the sum over distinct scores of (positives there) x (negatives below + half
+    the negatives there): the same half-integer sum as the rank formula (ranks of the resampled
+    scores, ties averaged), so the same numbers, without sorting every resample."""
     labels = np.asarray(labels).astype(bool)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     n = labels.shape[0]
     if n == 0 or n_boot == 0:
         return np.full((scores.shape[0], n_boot), np.nan)
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    lab = labels[idx]  # (B, n)
-    n_pos = lab.sum(axis=1)
+    counts = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    counts = counts.reshape(n_boot, n).astype(np.float64)  # (B, n) times each episode is drawn
+    pos, neg = counts * labels, counts * ~labels
+    n_pos = pos.sum(axis=1)
     n_neg = n - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
     out = np.empty((scores.shape[0], n_boot))
     with np.errstate(invalid="ignore", divide="ignore"):
         for m in range(scores.shape[0]):
-            ranks = average_ranks(scores[m][idx])
-            u = (ranks * lab).sum(axis=1) - n_pos * (n_pos + 1) / 2.0
-            out[m] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+            s = scores[m]
+            order = np.argsort(s, kind="mergesort")
+            xs = s[order]
+            starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first position of each distinct score
+            pos_at = np.add.reduceat(pos[:, order], starts, axis=1)  # (B, G) positives per distinct score
+            neg_at = np.add.reduceat(neg[:, order], starts, axis=1)
+            below = np.cumsum(neg_at, axis=1) - neg_at
+            u = (pos_at * (below + 0.5 * neg_at)).sum(axis=1)
+            auc = np.where(both, u / (n_pos * n_neg), np.nan)
+            nan = np.isnan(s)
+            if nan.any():  # a resample that drew a NaN-scored episode has no ROC-AUC (as the ranks)
+                auc[(counts[:, nan] > 0).any(axis=1)] = np.nan
+            out[m] = auc
     return out
 
 
