@@ -340,6 +340,23 @@ def test_bootstrap_auroc_is_paired_and_centred():
     assert np.nanmean(boot[2]) == pytest.approx(0.5, abs=0.08)
 
 
+def test_average_precision_is_scikit_learns():
+    """The numpy average precision gives scikit-learn's numbers (ties, many or few positives), and
+    NaN where it has none to give (one class, a NaN score)."""
+    from sklearn.metrics import average_precision_score
+
+    from salus.predictor.protocol import average_precision
+
+    rng = np.random.default_rng(3)
+    for k in range(60):
+        n = int(rng.integers(2, 80))
+        y = np.r_[True, False, rng.random(n) < rng.random()]
+        s = rng.integers(0, 5, y.size) / 4.0 if k % 2 else rng.random(y.size)
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y.astype(int), s), abs=1e-12)
+    assert np.isnan(average_precision(np.ones(4, bool), np.arange(4.0)))
+    assert np.isnan(average_precision(np.array([1, 0, 1], bool), np.array([0.2, np.nan, 0.4])))
+
+
 def test_bootstrap_auroc_is_the_roc_auc_of_each_resample():
     """The definition: resample b draws episodes idx[b] (the generator's draws, in order) and its
     value is roc_auc (ranks, ties averaged) of those labels and scores; the counting formula gives

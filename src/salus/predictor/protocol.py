@@ -208,13 +208,22 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (failure = positive); NaN if only one class is present."""
-    from sklearn.metrics import average_precision_score
-
-    labels = np.asarray(labels).astype(int)
-    if len(np.unique(labels)) < 2:
+    """Average precision (failure = positive; scikit-learn's ``average_precision_score``: the step
+    integral of precision over recall at every distinct score); NaN if only one class is present
+    or a score is NaN. Numpy only: scikit-learn's per-call checks dominated the evaluation."""
+    y = np.asarray(labels).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.all() or not y.any() or np.isnan(s).any():
         return math.nan
-    return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
+    order = np.argsort(-s, kind="mergesort")  # descending; ties are grouped below
+    s, hit = s[order], y[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # the last position of each distinct score
+    tps = np.cumsum(hit)[last]
+    fps = 1.0 + last - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    precision, recall = np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
