@@ -107,3 +107,35 @@ def test_a_stage_is_prepared_when_the_stages_before_it_are_done(tmp_path: Path) 
     timings = run_stages([first, second, third], SilentReporter(), prepare)
     assert seen == [("a", False), ("b", True), ("c", True)]
     assert list(timings) == ["a", "b"] and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "job_cls",
+    [TrainJob, CollectJob, EvaluateJob, ReportJob, MonteCarloCeilingJob, AssistJob, DemoJob, BenchmarkJob],
+)
+def test_each_command_option_has_its_job_fields_default(job_cls: Any) -> None:
+    """Every option a job writes in its command line is an option of that command, with the job
+    field's default or unset (so a default left out of ``argv`` is the one the command takes)."""
+    import dataclasses
+    import importlib
+
+    import typer
+
+    from salus.cli.main import app
+
+    module = importlib.import_module(job_cls.__module__)
+    fields = {f.name: f.default for f in dataclasses.fields(job_cls)}
+    name = {"MonteCarloCeilingJob": "ceiling"}.get(job_cls.__name__, job_cls.__name__[:-3].lower())
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    options = {opt: p for p in command.params for opt in p.opts}
+    for field_name, flag in module._FLAGS.items():
+        assert flag in options, f"salus {name} has no {flag}"
+        default, want = options[flag].default, fields[field_name]
+        if want is dataclasses.MISSING:
+            continue
+        if isinstance(want, tuple):
+            want = list(want) if want else None
+        got = list(default) if isinstance(default, tuple) and default else default
+        if got is None or got == []:  # unset: the command passes the job's own default (or None)
+            continue
+        assert got == want or str(got) == str(want), (name, flag, got, want)
