@@ -2,9 +2,9 @@
 
 Above the one control loop (:func:`salus.sim.rollout.run_lockstep`): B environments act through one
 batched policy call per step; a finished environment keeps feeding its last observation and its
-actions are ignored. Each group of B episodes resets the policy with its first plan's seed (row b's
-noise then uses that seed + b), so with plans seeded ``seed + i`` an episode's result does not
-depend on B's grouping beyond the policy's batched arithmetic. Taps see every step (the batched
+actions are ignored. Each row's policy noise is seeded with its own plan's seed (as collection
+seeds its slots), so an episode's result does not depend on B's grouping beyond the policy's
+batched arithmetic. Taps see every step (the batched
 observation, the actions, the policy's internals) and every episode's end: the signal extractor,
 the embeddings for fitting, anything a caller records. ``actor="expert"`` executes the scripted
 expert's actions while the policy still runs on every observation (its internals on the training
@@ -41,8 +41,7 @@ ACTORS = ("policy", "expert")
 @dataclass(frozen=True)
 class EpisodePlan:
     """One episode: the task, the environment seed, the perturbations ((name, strength) pairs) and
-    the step limit (None: the task's). The policy's noise follows the group's first seed (see
-    :func:`run_policy_episodes`): give consecutive seeds for one noise seed per episode."""
+    the step limit (None: the task's); the seed also seeds the policy's noise for the episode."""
 
     task: str
     seed: int
@@ -109,9 +108,9 @@ def run_policy_episodes(
     """Run ``plans`` in groups of ``batch_size`` lockstep environments; outcomes in plan order.
 
     ``env_kwargs``: ``make_env`` options for every environment (default: :func:`policy_env_kwargs`).
-    ``progress(outcome)`` after each episode. ``seed_policy``: reset the policy with each group's
-    first plan seed (row b's noise: that seed + b, so plans seeded ``seed + i`` give each episode
-    its own seed's noise); False resets it without a seed (its noise continues from where it is).
+    ``progress(outcome)`` after each episode. ``seed_policy``: seed each row's policy noise with its
+    plan's seed (``reset(env_index=b, seed=...)``, as collection does); False resets the policy
+    without a seed (its noise continues from where it is).
     """
     if actor not in ACTORS:
         raise InvalidNameError("actor", actor, ACTORS)
@@ -149,10 +148,10 @@ def _run_group(
         tap.start(group)
 
     def on_reset(_obs: list[Any]) -> None:
-        if seed_policy:
-            policy.reset(seed=group[0].seed)  # row b's policy noise uses this seed + b
-        else:
-            policy.reset()
+        policy.reset()
+        if seed_policy:  # row b's policy noise: its own plan's seed
+            for b, plan in enumerate(group):
+                policy.reset(env_index=b, seed=plan.seed)
         for expert in experts:
             expert.reset()
 

@@ -157,7 +157,7 @@ def run_policy_rollouts(
     (:func:`salus.policies.harness.run_policy_episodes`): episode i runs task ``tasks[i % len(tasks)]``
     with env and policy-noise seed ``seed + i``, B = ``batch_size`` environments per batched policy
     call. At B = 1 the policy's noise continues from ``load_policy(..., seed=seed)`` across episodes
-    (the shipped statistics were fitted so); at B > 1 each group of B is reset with its first seed.
+    (the shipped statistics were fitted so); at B > 1 episode i's noise is seeded with ``seed + i``.
 
     ``actor="expert"`` executes the scripted expert's actions (the training distribution) while the
     policy still runs on every observation, so its internals are recorded for the same states.
