@@ -115,6 +115,23 @@ def test_label_peeking_is_near_perfect_on_every_metric(episodes):
     assert time_matched_auroc(episodes, run, 6, 15)["auroc"] > 0.99
 
 
+def test_time_matched_intervals_share_the_resamples_of_a_view(episodes):
+    """Every method of a view gets the same bootstrap resamples (they depend on the counts and the
+    seed only; drawn once): a method's interval is the same whether it is scored first or not, and
+    scoring another method on the view draws nothing new."""
+    from salus.predictor.protocol import _resample_weights
+
+    rng = np.random.default_rng(5)
+    noisy = _run([rng.random(ep.length) for ep in episodes])
+    first = time_matched_auroc(episodes, noisy, 6, 15, n_boot=200, seed=3)
+    _resample_weights.cache_clear()
+    peek = time_matched_auroc(episodes, _peek(episodes), 6, 15, n_boot=200, seed=3)
+    again = time_matched_auroc(episodes, noisy, 6, 15, n_boot=200, seed=3)
+    info = _resample_weights.cache_info()
+    assert again["ci95"] == first["ci95"] and info.misses == 1 and info.hits == 1
+    assert peek["ci95"][0] > 0.95 and first["ci95"][0] < 0.5 < first["ci95"][1]
+
+
 def test_random_noise_is_chance(episodes):
     rng = np.random.default_rng(0)
     run = _run([rng.random(ep.length) for ep in episodes])

@@ -39,6 +39,7 @@ method, so differences are paired). Over split seeds, :func:`resample_counts` an
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -467,14 +468,23 @@ def time_matched_auroc(
     auc = float(_lead_auc(A, V)[0])
     out: dict[str, Any] = {"auroc": auc, "n_failed": int((V.sum(axis=1) > 0).sum()), "ci95": [math.nan] * 2}
     if n_boot and A.size:
-        rng = np.random.default_rng(seed)
-        nf, ns = A.shape
-        WF, WS = np.empty((n_boot, nf)), np.empty((n_boot, ns))
-        for b in range(n_boot):  # the draws in the order of one resample at a time
-            WF[b] = np.bincount(rng.integers(0, nf, nf), minlength=nf)
-            WS[b] = np.bincount(rng.integers(0, ns, ns), minlength=ns)
+        WF, WS = _resample_weights(A.shape[0], A.shape[1], n_boot, seed)
         out["ci95"] = list(ci95(_lead_auc(A, V, WF, WS)))
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _resample_weights(nf: int, ns: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap weights (times drawn) of nf failures ``(n_boot, nf)`` and ns successes
+    ``(n_boot, ns)``, the draws in the order of one resample at a time. They depend only on the
+    counts and the seed, so every method of a view shares them (computed once, read-only)."""
+    rng = np.random.default_rng(seed)
+    WF, WS = np.empty((n_boot, nf)), np.empty((n_boot, ns))
+    for b in range(n_boot):
+        WF[b] = np.bincount(rng.integers(0, nf, nf), minlength=nf)
+        WS[b] = np.bincount(rng.integers(0, ns, ns), minlength=ns)
+    WF.flags.writeable = WS.flags.writeable = False
+    return WF, WS
 
 
 def type_metrics(
