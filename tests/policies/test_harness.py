@@ -51,7 +51,8 @@ def test_taps_see_every_live_step_and_outcomes_keep_the_plan_order() -> None:
     out = run_policy_episodes(
         policy, plans, batch_size=2, taps=[tap], progress=lambda o: seen.append(o.plan.seed)
     )
-    assert [o.plan for o in out] == plans and tap.groups == [[40, 57], [42]]
+    assert [o.plan for o in out] == plans and [o.index for o in out] == [0, 1, 2]
+    assert tap.groups == [[40, 57], [42]]
     assert tap.steps == [o.steps for o in out] == [12, 15, 18]  # step limits: no policy step after the end
     assert sorted(tap.ended) == sorted(seen) == [40, 42, 57]
     assert all(o.label["failure_type"] in ("none", "timeout", "drop", "miss", "collision") for o in out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +97,8 @@ class CollectJob:
             raise InvalidInputError(
                 "--perturb / --perturb-mix are salus.sim wrappers; an --env environment runs unperturbed"
             )
-        defaults = {"task_text": "", "success": "is_success"}
-        if self.env is None and any(getattr(self, n) not in (None, (), defaults.get(n)) for n in _ENV_ONLY):
+        defaults = {f.name: f.default for f in fields(self)}
+        if self.env is None and any(getattr(self, n) != defaults[n] for n in _ENV_ONLY):
             raise InvalidInputError(
                 "--obs, --task-text, --env-kwargs, --success, --failure and --robot go with --env"
             )
@@ -173,16 +173,11 @@ class CollectJob:
             )
             reporter.progress("collect", stats.committed, self.episodes, info)
 
-        from salus.policies import PolicySpec
-
-        PolicySpec.parse(self.policy).check()  # a typo fails before any warning about its statistics
-        warning = unfitted_warning(self.config())
-        if warning:
-            reporter.say(warning)
         return run_collect(
             self,
             on_start=lambda s: reporter.progress("collect", s.committed, self.episodes, ""),
             on_progress=show,
+            say=reporter.say,
         )
 
 
@@ -219,14 +214,18 @@ def run_collect(
     *,
     on_start: Callable[[CollectStats], None] | None = None,
     on_progress: Callable[[CollectStats], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> CollectResult:
     """Run ``job`` (resumes an existing dataset at ``job.out``); the policy spec is checked before
-    the dataset exists, so a typo leaves nothing behind."""
+    the dataset exists, so a typo leaves nothing behind (and before ``say`` hears whether the
+    policy has fitted signal statistics)."""
     from salus.collect.collector import collect
     from salus.policies import PolicySpec
 
     config = job.config()
     PolicySpec.parse(config.policy).check()
+    if say is not None and (warning := unfitted_warning(config)):
+        say(warning)
     return collect(
         config,
         job.out,

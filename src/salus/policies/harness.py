@@ -51,9 +51,10 @@ class EpisodePlan:
 
 @dataclass(frozen=True)
 class EpisodeOutcome:
-    """How a planned episode ended: success, steps taken and the simulator's label
-    (``success``, ``failure_step``, ``failure_type``)."""
+    """How a planned episode ended: its position in the plans, success, steps taken and the
+    simulator's label (``success``, ``failure_step``, ``failure_type``)."""
 
+    index: int
     plan: EpisodePlan
     success: bool
     steps: int
@@ -122,12 +123,13 @@ def run_policy_episodes(
     outcomes: list[EpisodeOutcome] = []
     for start in range(0, len(plans), batch_size):
         group = list(plans[start : start + batch_size])
-        outcomes += _run_group(policy, group, kwargs, taps, actor, progress, seed_policy)
+        outcomes += _run_group(policy, start, group, kwargs, taps, actor, progress, seed_policy)
     return outcomes
 
 
 def _run_group(
     policy: PolicyAdapter,
+    start: int,
     group: list[EpisodePlan],
     env_kwargs: dict[str, Any],
     taps: Sequence[EpisodeTap],
@@ -176,7 +178,7 @@ def _run_group(
         live[b] = False
         label = dict(end.info.get("label") or {})
         success = bool(label.get("success", end.info.get("success", False)))
-        outcomes[b] = EpisodeOutcome(group[b], success, end.steps, label)
+        outcomes[b] = EpisodeOutcome(start + b, group[b], success, end.steps, label)
         for tap in taps:
             tap.end(b, outcomes[b])
         if progress is not None:

@@ -191,14 +191,13 @@ def run_policy_rollouts(
     ]
     policy = load_policy(policy_spec, num_samples=num_samples, seed=seed)
     tap = _RolloutTap(policy_spec, extractor, keep_internals)
-    index = {id(p): i for i, p in enumerate(plans)}
     outcomes = run_policy_episodes(
         policy,
         plans,
         batch_size=batch_size,
         taps=[tap],
         actor=actor,
-        progress=None if progress is None else (lambda o: progress(index[id(o.plan)], o.success)),
+        progress=None if progress is None else (lambda o: progress(o.index, o.success)),
         seed_policy=batch_size > 1,  # one at a time: the noise continues from the load seed, as fitted
     )
     out = RolloutSignals()
