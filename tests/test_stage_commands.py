@@ -81,6 +81,23 @@ def test_option_words_leave_out_defaults_and_repeat_tuples(tmp_path: Path) -> No
     assert option_words(job, {"resume": "--resume", "label": "--label"}) == ["--resume"]
 
 
+def test_jobs_built_from_strings_and_lists_equal_jobs_built_from_paths_and_tuples(tmp_path: Path) -> None:
+    """A library caller may pass strings and lists; the job holds the annotated types (so it equals
+    the CLI's job and prints the same command line), and None stays None."""
+    d = str(tmp_path / "d")
+    loose = CollectJob(out=d, tasks=["push"], perturb=["object_pose=0.5"], robot=None)  # type: ignore[arg-type]
+    assert loose == CollectJob(out=Path(d), tasks=("push",), perturb=("object_pose=0.5",))
+    assert isinstance(loose.out, Path) and loose.tasks == ("push",) and loose.robot is None
+    evaluate = EvaluateJob(d, d, transfer_from=d)  # type: ignore[arg-type]
+    assert isinstance(evaluate.model_dir, Path) and isinstance(evaluate.transfer_from, Path)
+    assert (
+        evaluate.out is None
+        and evaluate.argv() == EvaluateJob(Path(d), Path(d), transfer_from=Path(d)).argv()
+    )
+    ceiling = MonteCarloCeilingJob(d, split_seed=0, holdout_tasks=["stack"])  # type: ignore[arg-type]
+    assert ceiling.holdout_tasks == ("stack",) and isinstance(ceiling.data, Path)
+
+
 @dataclass(frozen=True)
 class Touch:
     """A stage job that writes one file (the runner's own test: no command line of its own)."""

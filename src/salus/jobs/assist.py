@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._checks import check_range
 from salus.errors import InvalidInputError
+from salus.jobs.stages import coerce_fields
 
 if TYPE_CHECKING:
     from salus.jobs.stages import Reporter
@@ -58,8 +59,7 @@ class AssistJob:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("data", "models", "fresh", "out"):
-            object.__setattr__(self, name, Path(getattr(self, name)))
+        coerce_fields(self)
         self.alpha_values()
         self.rate_values()
 

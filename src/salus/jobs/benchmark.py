@@ -22,7 +22,7 @@ from salus.errors import InvalidInputError
 from salus.jobs.assist import AssistJob
 from salus.jobs.ceiling import MonteCarloCeilingJob
 from salus.jobs.collect import CollectJob
-from salus.jobs.stages import Stage, command_line, run_stages
+from salus.jobs.stages import Stage, coerce_fields, command_line, run_stages
 from salus.jobs.train import TrainJob, parse_split_seeds
 from salus.policies.spec import DEFAULT_POLICY
 
@@ -145,10 +145,7 @@ class BenchmarkJob:
     policy: str = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
-        for name in ("out", "results", "data"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, Path(value))
+        coerce_fields(self)
         parse_split_seeds(self.split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
         self.efficiency_sizes()
         if self.data is not None and self.ceiling_sample:

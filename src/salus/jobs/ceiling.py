@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from salus._checks import check_range
 from salus.errors import InvalidInputError
+from salus.jobs.stages import coerce_fields
 
 if TYPE_CHECKING:
     from salus.jobs.stages import Reporter
@@ -71,9 +72,7 @@ class MonteCarloCeilingJob:
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", Path(self.data))
-        object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "holdout_tasks", tuple(self.holdout_tasks))
+        coerce_fields(self)
         self.config()
 
     def config(self) -> CeilingConfig:

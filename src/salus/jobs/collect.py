@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.errors import InvalidInputError
+from salus.jobs.stages import coerce_fields
 from salus.policies.spec import DEFAULT_POLICY
 
 if TYPE_CHECKING:
@@ -85,12 +86,7 @@ class CollectJob:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("out", "perturb_mix", "robot"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, Path(value))
-        for name in ("tasks", "perturb", "obs"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        coerce_fields(self)
         if self.perturb and self.perturb_mix is not None:
             raise InvalidInputError("use either --perturb NAME=STRENGTH or --perturb-mix FILE, not both")
         if self.env is not None and (self.perturb or self.perturb_mix is not None):

@@ -17,7 +17,7 @@ from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.jobs.collect import CollectJob
 from salus.jobs.evaluate import EvaluateJob
 from salus.jobs.report import ReportJob
-from salus.jobs.stages import Stage, run_stages
+from salus.jobs.stages import Stage, coerce_fields, run_stages
 from salus.jobs.train import TrainJob
 from salus.policies.spec import DEFAULT_POLICY
 
@@ -57,7 +57,7 @@ class DemoJob:
     batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out", Path(self.out))
+        coerce_fields(self)
         self.stages()  # every stage's options are checked now, before the collection
 
     def argv(self) -> list[str]:

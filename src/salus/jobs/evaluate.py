@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._json import to_json
 from salus.errors import InvalidInputError
+from salus.jobs.stages import coerce_fields
 from salus.predictor.config import DEFAULT_ALPHAS
 
 if TYPE_CHECKING:
@@ -54,12 +55,7 @@ class EvaluateJob:
     out: Path | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model_dir", Path(self.model_dir))
-        if self.out is not None:
-            object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "data", Path(self.data))
-        if self.transfer_from is not None:
-            object.__setattr__(self, "transfer_from", Path(self.transfer_from))
+        coerce_fields(self)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.transfer_label):
             raise InvalidInputError(
                 f"the transfer label must be letters, digits, '_', '.' or '-', got {self.transfer_label!r}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from salus.errors import InvalidInputError, InvalidNameError
+from salus.jobs.stages import coerce_fields
 
 __all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log"]
 
@@ -90,7 +91,7 @@ class PolicyTrainJob:
         unknown = sorted(set(self.recipe) - set(known))
         if unknown:
             raise InvalidInputError(f"unknown recipe fields {unknown}; allowed: {list(known)}")
-        object.__setattr__(self, "out", Path(self.out))
+        coerce_fields(self)
         object.__setattr__(self, "demo_noise", check_demo_noise(self.demo_noise))
         object.__setattr__(self, "tasks", tuple(check_tasks(list(self.tasks) or list(TASKS))))
         if self.task_demos:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from salus.jobs.stages import coerce_fields
 from salus.predictor.config import DEFAULT_ALPHAS
 
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ class ReportJob:
     primary: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("model_dir", "data", "out"):
-            object.__setattr__(self, name, Path(getattr(self, name)))
+        coerce_fields(self)
         self.evaluate_job()  # a bad alpha fails now
 
     def evaluate_job(self) -> EvaluateJob:

@@ -14,6 +14,7 @@ import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "run_stages",
     "command_line",
     "option_words",
+    "coerce_fields",
 ]
 
 
@@ -122,3 +124,16 @@ def option_words(job: Any, flags: Mapping[str, str]) -> list[str]:
         else:
             words += [flag, str(value)]
     return words
+
+
+def coerce_fields(job: Any) -> None:
+    """Give a frozen job dataclass's fields the types their annotations name, in ``__post_init__``:
+    a ``Path`` field (or ``Path | None``, not None) from a string, a ``tuple[...]`` field (or
+    ``tuple[...] | None``, not None) from any iterable, so a job built from Python lists and strings
+    equals the one the CLI builds."""
+    for f in dataclasses.fields(job):
+        kind = str(f.type).split(" | ")[0]
+        value = getattr(job, f.name)
+        if value is None or kind not in ("Path",) and not kind.startswith("tuple["):
+            continue
+        object.__setattr__(job, f.name, Path(value) if kind == "Path" else tuple(value))

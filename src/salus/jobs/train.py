@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._checks import SEED_MAX, check_range
 from salus.errors import DatasetError, InvalidInputError
+from salus.jobs.stages import coerce_fields
 from salus.predictor.config import SCORE_RAMP_S
 
 if TYPE_CHECKING:
@@ -85,9 +86,7 @@ class TrainJob:
     def __post_init__(self) -> None:
         from salus.predictor.selection import selection_rule
 
-        object.__setattr__(self, "data", Path(self.data))
-        object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "holdout_tasks", tuple(self.holdout_tasks))
+        coerce_fields(self)
         self.model_names()  # an unknown model fails now, naming the registered ones
         seeds = self.seeds()
         selection_rule(self.select, 0)  # an unknown rule fails now, naming the rules
