@@ -165,18 +165,23 @@ def test_a_reused_simulator_gives_the_same_episode(policy_spec):
         np.testing.assert_array_equal(fresh.steps[key], reused.steps[key], err_msg=key)
 
 
-def test_same_dataset_from_processes_and_ray_at_any_batch_size(reference, policy_spec, tmp_path):
-    """Worker count, backend and lockstep batch size leave every stored bit as the serial B = 1 run."""
+# Worker count, backend and lockstep batch size leave every stored bit as the serial B = 1 run
+# (three tests, so that the parallel suite runs them on different workers).
+def test_same_dataset_in_lockstep(reference, policy_spec, tmp_path):
     out = tmp_path / "lockstep.zarr"
     result = collect(config(policy_spec), out, batch_size=4)
     assert result.backend == "serial" and result.episodes == EPISODES
     assert_same_dataset(reference, out)
 
+
+def test_same_dataset_from_worker_processes(reference, policy_spec, tmp_path):
     out = tmp_path / "procs.zarr"
     result = collect(config(policy_spec), out, workers=2, batch_size=2)
     assert result.backend == "processes" and result.episodes == EPISODES
     assert_same_dataset(reference, out)
 
+
+def test_same_dataset_from_ray(reference, policy_spec, tmp_path):
     pytest.importorskip("ray")
     out_ray = tmp_path / "ray.zarr"
     result = collect(config(policy_spec), out_ray, workers=2, use_ray=True, batch_size=3)

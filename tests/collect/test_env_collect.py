@@ -99,13 +99,18 @@ def test_env_dataset_is_labelled_by_the_environment(reference):
     assert not valid[:, names.index("execution_mismatch")].any()  # not our robot's state layout
 
 
-def test_env_collection_is_the_same_on_processes_and_ray(reference, tmp_path):
+def test_env_collection_is_the_same_on_worker_processes(reference, tmp_path):
     from test_collect import assert_same_dataset  # tests/collect is on sys.path (rootdir imports)
 
     out = tmp_path / "procs.zarr"
     result = collect(config(), out, workers=2)
     assert result.backend == "processes" and result.episodes == EPISODES
     assert_same_dataset(reference, out)
+
+
+def test_env_collection_is_the_same_on_ray(reference, tmp_path):
+    from test_collect import assert_same_dataset
+
     pytest.importorskip("ray")
     out_ray = tmp_path / "ray.zarr"
     result = collect(config(), out_ray, workers=2, use_ray=True)
