@@ -331,3 +331,28 @@ def test_the_type_goal_is_computed_from_the_numbers():
     assert row.endswith("| no |") and "not measured for miss" in row
     assert "## Confound-free views (mean over seeds" in md
     assert "shared by every seed" in md
+
+
+def test_the_goals_table_is_written_when_the_seeds_pick_different_models():
+    """Each seed's pick is "ours" (as in the headline): recall and SAFE are the mean over seeds of
+    each seed's own pick's value, not one model's."""
+    from salus.predictor.tables import _goal_lines
+
+    def row(name: str, safe: list[float], recall: list[float]) -> dict:
+        def v(x: list[float]) -> dict:
+            return {"mean": sum(x) / len(x), "min": min(x), "max": max(x), "values": x}
+
+        return {"name": name, "seen/safe": v(safe), "unseen/safe": v(safe),
+                "seen/band@0.1/event_recall_0.5s": v(recall), "seen/band@0.1/fpr": v([0.1, 0.1])}  # fmt: skip
+
+    delta = {"delta": 0.1, "ci95": [0.02, 0.2]}
+    agg = {
+        "selected": ["salus-trees", "salus-risk"],
+        "methods": [row("salus-trees", [0.9, 0.1], [0.7, 0.0]), row("salus-risk", [0.2, 0.7], [0.0, 0.5])],
+        "comparisons": {"safe-lstm": {k: delta for k in ("seen/safe", "seen/at_risk_2s", "unseen/safe")}},
+    }
+    text = "\n".join(_goal_lines(agg))
+    assert "## Goals" in text and "the validation pick beats every comparator on seen/safe" in text
+    assert "recall 0.60, FPR 0.10" in text  # (0.7 of seed 0's pick + 0.5 of seed 1's) / 2
+    assert "the validation pick 0.800 / 0.800" in text  # (0.9 + 0.7) / 2
+    assert _goal_lines({**agg, "selected": ["salus-trees", None]}) == []

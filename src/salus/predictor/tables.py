@@ -599,16 +599,19 @@ GOAL_RECALL, GOAL_FPR = 0.60, 0.12  # event failures caught >= 0.5 s early at al
 
 
 def _goal_lines(agg: dict[str, Any], reports: Sequence[dict[str, Any]] = ()) -> list[str]:
-    """The predictor goals, each met or missed by how much (numbers from ``agg`` only)."""
-    picks = set(agg["selected"])
-    if len(picks) != 1 or not agg["comparisons"]:
+    """The predictor goals, each met or missed by how much (numbers from ``agg`` only). When the
+    seeds pick different models, "ours" is each seed's own pick (as in the headline)."""
+    picks: list[str | None] = list(agg["selected"])
+    if not picks or any(p is None for p in picks) or not agg["comparisons"]:
         return []
-    ours = next(iter(picks))
+    ours = str(picks[0]) if len(set(picks)) == 1 else "the validation pick"
     rows = {m["name"]: m for m in agg["methods"]}
     lines = ["## Goals", "", "| goal | result | met |", "|---|---|---|"]
     keys = ("seen/safe", "seen/at_risk_2s", "unseen/safe", "unseen/at_risk_2s")
     for key in keys:
         deltas = {n: r[key] for n, r in agg["comparisons"].items() if key in r}  # leaking: left out
+        if not deltas:
+            continue
         misses = {n: d for n, d in deltas.items() if not (d["delta"] >= GOAL_MARGIN and d["ci95"][0] > 0)}
         worst = min(deltas.items(), key=lambda kv: kv[1]["delta"])
         res = (
@@ -626,28 +629,38 @@ def _goal_lines(agg: dict[str, Any], reports: Sequence[dict[str, Any]] = ()) -> 
         v = rows.get(name, {}).get(key)
         return float(v["mean"]) if v else math.nan
 
-    rec, fpr = mean(ours, "seen/band@0.1/event_recall_0.5s"), mean(ours, "seen/band@0.1/fpr")
+    def pick_mean(key: str) -> float:
+        """Mean over seeds of each seed's pick's value (the seeds where it is finite)."""
+        vals = [
+            rows.get(str(p), {}).get(key, {}).get("values", [math.nan] * len(picks))[s]
+            for s, p in enumerate(picks)
+        ]
+        ok = [v for v in vals if math.isfinite(v)]
+        return sum(ok) / len(ok) if ok else math.nan
+
+    rec, fpr = pick_mean("seen/band@0.1/event_recall_0.5s"), pick_mean("seen/band@0.1/fpr")
     ok = rec >= GOAL_RECALL and fpr <= GOAL_FPR
     lines.append(
         f"| >= {GOAL_RECALL:.0%} of event failures caught >= 0.5 s early at alpha 0.1, seen FPR <= {GOAL_FPR} | "
         f"recall {fmt(rec, 2)}, FPR {fmt(fpr, 2)} (oracle: recall {fmt(mean('oracle-risk', 'seen/band@0.1/event_recall_0.5s'), 2)}) | "
         f"{'yes' if ok else 'no'} |"
     )
+    safe_seen, safe_unseen = pick_mean("seen/safe"), pick_mean("unseen/safe")
     lines.append(
         f"| SAFE's simulation averages 82.3 / 77.0 (SAFE-LSTM), 81.4 / 78.0 (SAFE-MLP) seen / unseen; our "
-        f"long-run target 0.92 / 0.85 | {ours} {fmt(mean(ours, 'seen/safe'))} / {fmt(mean(ours, 'unseen/safe'))}; "
+        f"long-run target 0.92 / 0.85 | {ours} {fmt(safe_seen)} / {fmt(safe_unseen)}; "
         f"oracle (not deployable) {fmt(mean('oracle-risk', 'seen/safe'))} / {fmt(mean('oracle-risk', 'unseen/safe'))} "
-        f"| {'yes' if mean(ours, 'seen/safe') >= 0.92 and mean(ours, 'unseen/safe') >= 0.85 else 'no'} |"
+        f"| {'yes' if safe_seen >= 0.92 and safe_unseen >= 0.85 else 'no'} |"
     )
-    lines.append(_type_goal_line(ours, reports))
+    lines.append(_type_goal_line([str(p) for p in picks], reports))
     return [*lines, ""]
 
 
-def _type_goal_line(ours: str, reports: Sequence[dict[str, Any]]) -> str:
+def _type_goal_line(picks: Sequence[str], reports: Sequence[dict[str, Any]]) -> str:
     """The per-type goal, from the numbers: every failure type with seen test failures has a
-    finite ROC-AUC at T for our model in every seed."""
+    finite ROC-AUC at T for each seed's pick (``picks``, one per report) in every seed."""
     found: dict[str, list[float]] = {}
-    for r in reports:
+    for r, ours in zip(reports, picks, strict=False):
         m = next((m for m in r["methods"] if m["name"] == ours), None)
         for t, v in ((m or {}).get("seen", {}).get("types") or {}).items():
             if v.get("n"):
