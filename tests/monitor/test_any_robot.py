@@ -119,7 +119,7 @@ def arm_models(arm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "salus-mlp": ModelConfig(name="salus-mlp", mlp_hidden=(32, 32), dropout=0.0),
         "salus-tcn": ModelConfig(name="salus-tcn", tcn_channels=8, tcn_dilations=(1, 2), dropout=0.0),
         "safe-mlp": ModelConfig(name="safe-mlp", safe_hidden=(32,), dropout=0.0),
-        "safe-lstm": ModelConfig(name="safe-lstm", lstm_hidden=16, dropout=0.0),
+        "safe-lstm": ModelConfig(name="safe-lstm", lstm_hidden=16),  # an LSTM without dropout
         **{name: ModelConfig(name=name) for name in BASELINES},  # nothing to size: fitted, not trained
     }
     base = tmp_path_factory.mktemp("arm_models")

@@ -22,7 +22,7 @@ SMALL = {
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_streaming_matches_sequence_with_reset(name):
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, **SMALL)
+    cfg = ModelConfig.of(name, **SMALL)
     in_dim = 24 if cfg.input_kind == "signals" else 10
     model = build_model(cfg, in_dim, n_horizons=3, n_types=4).eval()
     B, T, cut = 3, 17, 9
@@ -51,9 +51,10 @@ def test_streaming_matches_sequence_with_reset(name):
 
 def test_tcn_receptive_field_is_causal_and_bounded():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="salus-tcn", **SMALL)
+    cfg = ModelConfig.of("salus-tcn", **SMALL)
     model = build_model(cfg, 24, 2, 4).eval()
-    R = cfg.receptive_field
+    R = model.receptive_field
+    assert 1 + (cfg.tcn_kernel - 1) * sum(cfg.tcn_dilations) == R
     x = torch.randn(1, 40, 24)
     y = x.clone()
     y[0, 30] += 5.0  # a change at t=30 affects t in [30, 30 + R - 1] only
@@ -78,6 +79,25 @@ def test_configs_validate():
     assert ModelConfig.from_dict(ModelConfig(name="safe-lstm").to_dict()).name == "safe-lstm"
 
 
+def test_a_model_takes_only_its_own_architecture_options():
+    """Each model reads its registry entry's fields: another one is refused with the model's own
+    list; a checkpoint records only its own; a checkpoint of every field (before) still loads."""
+    from dataclasses import asdict
+
+    with pytest.raises(InvalidInputError, match=r"'salus-mlp' does not read \['trees'\].*mlp_hidden"):
+        ModelConfig(name="salus-mlp", trees=10)
+    with pytest.raises(InvalidInputError, match="safe-lstm.*lstm_hidden"):
+        ModelConfig(name="safe-lstm", dropout=0.3)
+    cfg = ModelConfig.of("salus-trees", **SMALL, trees=7)
+    assert cfg.trees == 7 and cfg.gru_hidden == ModelConfig().gru_hidden  # SMALL's gru_hidden left out
+    saved = cfg.to_dict()
+    assert "trees" in saved and "mlp_hidden" not in saved and "gru_hidden" not in saved
+    assert ModelConfig.from_dict(saved) == cfg
+    old = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}  # every field
+    old["mlp_hidden"] = [7]  # a field the trees never read, set in an old checkpoint
+    assert ModelConfig.from_dict(old) == cfg
+
+
 def test_registry_names_every_model_and_refuses_unknown_ones():
     from salus.predictor import get_model_spec
 
@@ -96,8 +116,8 @@ def test_registry_names_every_model_and_refuses_unknown_ones():
 
 
 def test_risk_model_has_an_episode_row_unless_ablated():
-    full = build_model(ModelConfig(name="salus-risk", **SMALL), 10, n_horizons=3, n_types=4)
-    ablated = build_model(ModelConfig(name="salus-risk", objective="horizons", **SMALL), 10, 3, 4)
+    full = build_model(ModelConfig.of("salus-risk", **SMALL), 10, n_horizons=3, n_types=4)
+    ablated = build_model(ModelConfig.of("salus-risk", objective="horizons", **SMALL), 10, 3, 4)
     x = torch.randn(2, 5, 10)
     assert full(x).shape == (2, 5, 4, 5) and full.probs(x).shape == (2, 5, 4)
     assert ablated(x).shape == (2, 5, 3, 5)

@@ -53,7 +53,7 @@ def risk(data, split):
 
 @pytest.fixture(scope="module")
 def tcn(data, split):
-    return train_model(data, ModelConfig(name="salus-tcn", **SMALL), TCFG, split=split)
+    return train_model(data, ModelConfig.of("salus-tcn", **SMALL), TCFG, split=split)
 
 
 def test_split_is_by_episode_and_holds_out_tasks(data, split):
@@ -99,7 +99,7 @@ def test_temporal_model_learns_failures_before_they_happen(data, split, tcn):
 
 
 def test_same_seed_same_numbers_other_seed_differs(data, split):
-    cfg = ModelConfig(name="salus-mlp", **SMALL)
+    cfg = ModelConfig.of("salus-mlp", **SMALL)
     tc = TrainConfig(max_epochs=2, patience=2, batch_episodes=32)
     a = train_model(data, cfg, tc, split=split)
     b = train_model(data, cfg, tc, split=split)
@@ -113,7 +113,7 @@ def test_same_seed_same_numbers_other_seed_differs(data, split):
 
 @pytest.mark.parametrize("name", ["safe-mlp", "safe-lstm"])
 def test_safe_models_train_on_embeddings(data, split, name):
-    p = train_model(data, ModelConfig(name=name, **SMALL), TrainConfig(max_epochs=3, patience=2), split=split)
+    p = train_model(data, ModelConfig.of(name, **SMALL), TrainConfig(max_epochs=3, patience=2), split=split)
     s = p.episode_scores([data[i] for i in split.test_seen])
     assert all(np.all((x >= 0) & (x <= 1)) for x in s)
     assert p.meta["normalization"]["kind"] == "embedding"
@@ -132,7 +132,7 @@ def test_safe_models_read_hidden_mean_when_recorded(data, split, tmp_path):
         baseline_names=data.baseline_names,
         extractor_statistics=data.extractor_statistics,
     )
-    cfg = ModelConfig(name="safe-mlp", **SMALL)
+    cfg = ModelConfig.of("safe-mlp", **SMALL)
     p = train_model(with_mean, cfg, TrainConfig(max_epochs=1, patience=1), split=split)
     assert p.meta["normalization"]["source"] == "hidden_mean" and p.meta["model"]["in_dim"] == 5
     ep = with_mean[split.test_seen[0]]
@@ -302,8 +302,8 @@ def test_our_models_add_the_time_ramp_and_baselines_do_not(data, split, tmp_path
     from salus.predictor.checkpoint import ramped
 
     tcfg = TrainConfig(max_epochs=1, patience=1, score_ramp_s=0.4)
-    ours = train_model(data, ModelConfig(name="salus-mlp", **SMALL), tcfg, split=split)
-    safe = train_model(data, ModelConfig(name="safe-mlp", **SMALL), tcfg, split=split)
+    ours = train_model(data, ModelConfig.of("salus-mlp", **SMALL), tcfg, split=split)
+    safe = train_model(data, ModelConfig.of("safe-mlp", **SMALL), tcfg, split=split)
     assert ours.score_ramp == pytest.approx(0.4 / data.control_hz) and safe.score_ramp == 0.0
     ep = data[split.test_seen[0]]
     prob = ours.episode_probs([ep])[0][:, int(ours.meta["score_index"])]

@@ -264,6 +264,7 @@ def _as_json(value: Any) -> Any:
 
 def _kept(target: Path, episodes: Any, split: Any, tcfg: Any, cfg: Any) -> Any:
     """The checkpoint at ``target`` when it was trained on this dataset, split and configuration."""
+    from salus.predictor import ModelConfig
     from salus.predictor.checkpoint import TrainedPredictor, is_checkpoint_dir
 
     if not is_checkpoint_dir(target):
@@ -274,7 +275,8 @@ def _kept(target: Path, episodes: Any, split: Any, tcfg: Any, cfg: Any) -> Any:
         and done.meta.get("split") == split.to_dict()  # e.g. another held-out task
         # and trained as asked now (e.g. not with another --score-ramp or --epochs)
         and _as_json(done.meta.get("train_config")) == _as_json(tcfg.to_dict())
-        and _as_json(done.meta["model"].get("config")) == _as_json(cfg.to_dict())
+        and _as_json(ModelConfig.from_dict(done.meta["model"].get("config") or {}).to_dict())
+        == _as_json(cfg.to_dict())
     )
     return done if same else None
 

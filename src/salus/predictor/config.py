@@ -13,7 +13,7 @@ from typing import Any
 from salus.errors import InvalidInputError, InvalidNameError
 from salus.sim.spec import FAILURE_TYPES
 
-from .registry import get_model_spec, model_names
+from .registry import ARCH_FIELDS, get_model_spec, model_names
 
 __all__ = [
     "MODEL_NAMES",
@@ -110,11 +110,13 @@ def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of one predictor.
+    """Architecture of one predictor. Each model reads its own architecture fields (its registry
+    entry's ``params``); setting another one is an error (:meth:`of` leaves them out for a sweep).
 
     ``salus-mlp``: per-step MLP ``mlp_hidden`` over (normalised signals, valid flags) (24,) with
     ``len(horizons) x (1 + n_types)`` sigmoid outputs (any failure, then one per failure type).
-    ``salus-tcn``: causal dilated temporal convolution over the past ``receptive_field`` steps,
+    ``salus-tcn``: causal dilated temporal convolution over the past ``1 + (tcn_kernel - 1) x
+    sum(tcn_dilations)`` steps,
     same outputs. ``safe-mlp``: per-step score MLP ``safe_hidden`` on the observation embedding,
     accumulated by running mean (or sum). ``safe-lstm``: one LSTM layer (``lstm_hidden``) on the
     embedding sequence, one sigmoid score per step. ``salus-trees``: at most ``trees`` boosting
@@ -144,6 +146,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
+        own = get_model_spec(self.name).params
+        defaults = {f.name: f.default for f in fields(self)}
+        stray = [f for f in ARCH_FIELDS if f not in own and getattr(self, f) != defaults[f]]
+        if stray:
+            raise InvalidInputError(
+                f"model {self.name!r} does not read {stray}; its architecture options: {list(own) or 'none'}"
+            )
         for name in ("mlp_hidden", "safe_hidden", "tcn_dilations"):
             value = getattr(self, name)
             if not value or any(int(v) < 1 for v in value):
@@ -172,9 +181,10 @@ class ModelConfig:
             raise InvalidInputError(
                 f"tree_lr must be a finite number > 0 and tree_l2 finite and >= 0; got {self.tree_lr}, {self.tree_l2}"
             )
-        own = get_model_spec(self.name).objective
         if self.objective and (
-            self.objective != "horizons" or self.input_kind != "features" or own == "boosted-trees"
+            self.objective != "horizons"
+            or self.input_kind != "features"
+            or get_model_spec(self.name).objective == "boosted-trees"
         ):
             raise InvalidInputError(
                 f"objective {self.objective!r}: only 'horizons' can replace a 'features' model's own objective"
@@ -183,6 +193,13 @@ class ModelConfig:
             bad = [g for g in self.feature_groups if g not in FEATURE_GROUPS]
             if bad:
                 raise InvalidNameError("feature group", bad[0], FEATURE_GROUPS)
+
+    @classmethod
+    def of(cls, name: str, **shared: Any) -> ModelConfig:
+        """``name``'s config from options shared by several models (one dict of sizes for a sweep):
+        the architecture options ``name`` does not read are left out; any other option is kept."""
+        own = get_model_spec(name).params
+        return cls(name=name, **{k: v for k, v in shared.items() if k not in ARCH_FIELDS or k in own})
 
     @property
     def input_kind(self) -> str:
@@ -199,19 +216,18 @@ class ModelConfig:
         """Feature groups of a ``"features"`` model (the config's, else the model's default)."""
         return self.feature_groups or get_model_spec(self.name).feature_groups
 
-    @property
-    def receptive_field(self) -> int:
-        """Steps of history the temporal convolution sees (1 for the others)."""
-        if self.name != "salus-tcn":
-            return 1
-        return 1 + (self.tcn_kernel - 1) * sum(self.tcn_dilations)
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The name, the feature groups, the objective and the architecture fields this model reads."""
+        own = get_model_spec(self.name).params
+        return {k: v for k, v in asdict(self).items() if k not in ARCH_FIELDS or k in own}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return _from_dict(cls, data)  # type: ignore[no-any-return]
+        """From :meth:`to_dict`, or from a checkpoint written before it kept only the model's own
+        fields (every field: those the model does not read are dropped, as it never read them)."""
+        name = data.get("name", cls.name)
+        own = get_model_spec(name).params if isinstance(name, str) and name in model_names() else ARCH_FIELDS
+        return _from_dict(cls, {k: v for k, v in data.items() if k not in ARCH_FIELDS or k in own})  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -111,9 +111,9 @@ class SalusTCN(PredictorNet):
         self.n_h, self.n_out = n_horizons, 1 + n_types
         self.n_probs = n_horizons
         self.in_dim = in_dim
-        self.receptive_field = cfg.receptive_field
         self.kernel = int(cfg.tcn_kernel)
         self.dilations = tuple(int(d) for d in cfg.tcn_dilations)
+        self.receptive_field = 1 + (self.kernel - 1) * sum(self.dilations)  # steps of history seen
         C = cfg.tcn_channels
         self.inp = nn.Conv1d(in_dim, C, 1)
         self.convs = nn.ModuleList(nn.Conv1d(C, C, cfg.tcn_kernel, dilation=d) for d in cfg.tcn_dilations)

@@ -19,7 +19,15 @@ from typing import Any
 
 from salus.errors import InvalidInputError, InvalidNameError
 
-__all__ = ["ModelSpec", "register_model", "get_model_spec", "model_names", "INPUT_KINDS", "OBJECTIVES"]
+__all__ = [
+    "ModelSpec",
+    "register_model",
+    "get_model_spec",
+    "model_names",
+    "INPUT_KINDS",
+    "OBJECTIVES",
+    "ARCH_FIELDS",
+]
 
 INPUT_KINDS = ("signals", "embedding", "features", "baselines")
 OBJECTIVES = ("horizons", "safe-mlp", "safe-lstm", "outcome-hazard", "boosted-trees", "baseline")
@@ -27,6 +35,14 @@ FAMILIES = ("salus", "safe", "oracle", "baseline", "embedding")
 # The training-free families: the evaluation's method families of the same scores
 # (``salus.predictor.evaluate``: ``baseline:*`` online baselines, ``embedding:*`` embedding baselines).
 BASELINE_FAMILIES = {"baseline": "baselines", "embedding": "embedding"}  # family -> input kind
+# The architecture fields of ``salus.predictor.config.ModelConfig``; each model reads some of them.
+ARCH_FIELDS = (
+    "mlp_hidden", "tcn_channels", "tcn_kernel", "tcn_dilations", "safe_hidden", "safe_accumulate",
+    "safe_threshold", "lstm_hidden", "dropout", "gru_hidden", "pca", "trees", "tree_leaves", "tree_lr",
+    "tree_min_leaf", "tree_l2",
+)  # fmt: skip
+_RISK = ("gru_hidden", "dropout", "pca")
+_TREES = ("trees", "tree_leaves", "tree_lr", "tree_min_leaf", "tree_l2", "pca")
 
 
 @dataclass(frozen=True)
@@ -45,8 +61,14 @@ class ModelSpec:
     note: str
     feature_groups: tuple[str, ...] = ()  # default FeatureSpace groups for input_kind "features"
     method: str = ""  # training-free baselines: the evaluation method whose score this is
+    # The ``ModelConfig`` architecture fields this model reads (``ARCH_FIELDS``); setting another
+    # is an error, and a checkpoint records only these.
+    params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        bad = [p for p in self.params if p not in ARCH_FIELDS]
+        if bad:
+            raise InvalidNameError("architecture field", bad[0], ARCH_FIELDS)
         if self.input_kind not in INPUT_KINDS:
             raise InvalidNameError("input kind", self.input_kind, INPUT_KINDS)
         if self.objective not in OBJECTIVES:
@@ -115,6 +137,7 @@ register_model(
         "models:SalusRisk",
         "P(episode fails), GRU over every policy internal + kNN distances",
         _RICH,
+        params=_RISK,
     )
 )
 register_model(
@@ -126,21 +149,52 @@ register_model(
         "models:SalusTrees",
         "P(episode fails), gradient-boosted trees on one step's policy internals + kNN distances",
         _RICH,
+        params=_TREES,
     )
 )
 register_model(
     ModelSpec(
-        "salus-mlp", "signals", "salus", "horizons", "models:SalusMLP", "P(failure within horizon), seed MLP"
+        "salus-mlp",
+        "signals",
+        "salus",
+        "horizons",
+        "models:SalusMLP",
+        "P(failure within horizon), seed MLP",
+        params=("mlp_hidden", "dropout"),
     )
 )
 register_model(
     ModelSpec(
-        "salus-tcn", "signals", "salus", "horizons", "models:SalusTCN", "P(failure within horizon), TCN"
+        "salus-tcn",
+        "signals",
+        "salus",
+        "horizons",
+        "models:SalusTCN",
+        "P(failure within horizon), TCN",
+        params=("tcn_channels", "tcn_kernel", "tcn_dilations", "dropout"),
     )
 )
-register_model(ModelSpec("safe-mlp", "embedding", "safe", "safe-mlp", "models:SafeMLP", "trajectory score"))
 register_model(
-    ModelSpec("safe-lstm", "embedding", "safe", "safe-lstm", "models:SafeLSTM", "trajectory score")
+    ModelSpec(
+        "safe-mlp",
+        "embedding",
+        "safe",
+        "safe-mlp",
+        "models:SafeMLP",
+        "trajectory score",
+        params=("safe_hidden", "safe_accumulate", "safe_threshold", "dropout"),
+    )
+)
+register_model(
+    ModelSpec(
+        "safe-lstm",
+        "embedding",
+        "safe",
+        "safe-lstm",
+        "models:SafeLSTM",
+        "trajectory score",
+        params=("lstm_hidden",),
+    )
 )
 register_model(
     ModelSpec(
@@ -151,6 +205,7 @@ register_model(
         "models:SalusRisk",
         "NOT DEPLOYABLE: salus-risk + privileged simulator state",
         (*_RICH, "privileged"),
+        params=_RISK,
     )
 )
 
