@@ -207,6 +207,32 @@ def test_checkpoint_missing_field_is_an_error(tmp_path, tcn, key):
         TrainedPredictor.load(d)
 
 
+def test_checkpoint_of_an_unknown_model_is_a_checkpoint_error(tmp_path, tcn):
+    d = tcn.save(tmp_path / "ck")
+    meta = json.loads((d / "predictor.json").read_text())
+    (d / "predictor.json").write_text(
+        json.dumps({**meta, "model": {**meta["model"], "config": {"name": "gpt"}}})
+    )
+    with pytest.raises(CheckpointError, match="bad model config.*gpt"):
+        TrainedPredictor.load(d)
+
+
+def test_without_hidden_states_only_the_hidden_group_is_dropped(data, tmp_path):
+    """``--model all`` on data without hidden states drops that group and keeps the rest of each
+    model's config as asked."""
+    import copy
+    import dataclasses
+
+    from salus.jobs.train import TrainJob, _model_configs
+
+    plain = copy.copy(data)
+    plain.episodes = [dataclasses.replace(ep, hidden=None) for ep in data.episodes]
+    job = TrainJob(tmp_path / "d", tmp_path / "m", models="all")
+    asked, got = job.model_configs()["salus-risk"], _model_configs(job, plain)["salus-risk"]
+    assert "hidden" in asked.groups and "hidden" not in got.groups
+    assert got == dataclasses.replace(asked, feature_groups=tuple(g for g in asked.groups if g != "hidden"))
+
+
 def test_checkpoint_missing_files_are_errors(tmp_path, tcn):
     d = tcn.save(tmp_path / "ck")
     shutil.copytree(d, tmp_path / "no_ext")

@@ -239,7 +239,6 @@ def _train_config(job: TrainJob, horizons: tuple[int, ...], seed: int, holdout: 
 def _model_configs(job: TrainJob, episodes: Any) -> dict[str, Any]:
     """Every model's ``ModelConfig``; ``all`` drops what the data cannot feed (the oracle without
     privileged state, the hidden group without recorded hidden states)."""
-    from salus.predictor import ModelConfig
 
     configs = job.model_configs()
     readers = [n for n, c in configs.items() if c.input_kind in ("embedding", "features")]
@@ -253,7 +252,7 @@ def _model_configs(job: TrainJob, episodes: Any) -> dict[str, Any]:
     if job.models == "all" and any(ep.hidden is None for ep in episodes.episodes):
         for n, c in list(configs.items()):
             if "hidden" in c.groups:
-                configs[n] = ModelConfig(name=n, feature_groups=tuple(g for g in c.groups if g != "hidden"))
+                configs[n] = replace(c, feature_groups=tuple(g for g in c.groups if g != "hidden"))
     return configs
 
 
@@ -264,7 +263,6 @@ def _as_json(value: Any) -> Any:
 
 def _kept(target: Path, episodes: Any, split: Any, tcfg: Any, cfg: Any) -> Any:
     """The checkpoint at ``target`` when it was trained on this dataset, split and configuration."""
-    from salus.predictor import ModelConfig
     from salus.predictor.checkpoint import TrainedPredictor, is_checkpoint_dir
 
     if not is_checkpoint_dir(target):
@@ -275,8 +273,7 @@ def _kept(target: Path, episodes: Any, split: Any, tcfg: Any, cfg: Any) -> Any:
         and done.meta.get("split") == split.to_dict()  # e.g. another held-out task
         # and trained as asked now (e.g. not with another --score-ramp or --epochs)
         and _as_json(done.meta.get("train_config")) == _as_json(tcfg.to_dict())
-        and _as_json(ModelConfig.from_dict(done.meta["model"].get("config") or {}).to_dict())
-        == _as_json(cfg.to_dict())
+        and _as_json(done.config.to_dict()) == _as_json(cfg.to_dict())  # (an old checkpoint's too)
     )
     return done if same else None
 

@@ -204,7 +204,7 @@ def validate_meta(meta: dict[str, Any], where: Path | str = META_FILE) -> None:
         raise CheckpointError(f"{where}: 'model' must be an object with a 'config' object")
     try:
         config = ModelConfig.from_dict(model["config"])
-    except (InvalidInputError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:  # InvalidInputError, InvalidNameError, ...
         raise CheckpointError(f"{where}: bad model config: {exc}") from None
     in_dim = model.get("in_dim")
     if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim < 1:

@@ -230,6 +230,11 @@ class ModelConfig:
         return _from_dict(cls, {k: v for k, v in data.items() if k not in ARCH_FIELDS or k in own})  # type: ignore[no-any-return]
 
 
+_NOT_ARCH = {"name", "feature_groups", "objective"}
+if set(ARCH_FIELDS) != {f.name for f in fields(ModelConfig)} - _NOT_ARCH:  # the registry names them
+    raise AssertionError("registry.ARCH_FIELDS must list ModelConfig's architecture fields")
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Episode-level split. Episodes of ``holdout_tasks`` are only ever test ("unseen").
