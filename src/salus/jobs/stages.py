@@ -134,6 +134,6 @@ def coerce_fields(job: Any) -> None:
     for f in dataclasses.fields(job):
         kind = str(f.type).split(" | ")[0]
         value = getattr(job, f.name)
-        if value is None or kind not in ("Path",) and not kind.startswith("tuple["):
+        if value is None or (kind != "Path" and not kind.startswith("tuple[")):
             continue
         object.__setattr__(job, f.name, Path(value) if kind == "Path" else tuple(value))

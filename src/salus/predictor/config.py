@@ -108,6 +108,11 @@ def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _own_fields(own: Sequence[str], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the architecture fields (``ARCH_FIELDS``) that are not in ``own``."""
+    return {k: v for k, v in values.items() if k not in ARCH_FIELDS or k in own}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one predictor. Each model reads its own architecture fields (its registry
@@ -198,8 +203,7 @@ class ModelConfig:
     def of(cls, name: str, **shared: Any) -> ModelConfig:
         """``name``'s config from options shared by several models (one dict of sizes for a sweep):
         the architecture options ``name`` does not read are left out; any other option is kept."""
-        own = get_model_spec(name).params
-        return cls(name=name, **{k: v for k, v in shared.items() if k not in ARCH_FIELDS or k in own})
+        return cls(name=name, **_own_fields(get_model_spec(name).params, shared))
 
     @property
     def input_kind(self) -> str:
@@ -218,8 +222,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The name, the feature groups, the objective and the architecture fields this model reads."""
-        own = get_model_spec(self.name).params
-        return {k: v for k, v in asdict(self).items() if k not in ARCH_FIELDS or k in own}
+        return _own_fields(get_model_spec(self.name).params, asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -227,7 +230,7 @@ class ModelConfig:
         fields (every field: those the model does not read are dropped, as it never read them)."""
         name = data.get("name", cls.name)
         own = get_model_spec(name).params if isinstance(name, str) and name in model_names() else ARCH_FIELDS
-        return _from_dict(cls, {k: v for k, v in data.items() if k not in ARCH_FIELDS or k in own})  # type: ignore[no-any-return]
+        return _from_dict(cls, _own_fields(own, data))  # type: ignore[no-any-return]
 
 
 _NOT_ARCH = {"name", "feature_groups", "objective"}

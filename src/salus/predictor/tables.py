@@ -598,13 +598,19 @@ GOAL_MARGIN = 0.05  # the predictor goal: +0.05 ROC-AUC over every comparator, i
 GOAL_RECALL, GOAL_FPR = 0.60, 0.12  # event failures caught >= 0.5 s early at alpha 0.1, seen FPR
 
 
+def _pick_label(agg: dict[str, Any]) -> str:
+    """How the tables name our model: the model every seed picked, else "the validation pick"."""
+    picks = agg["selected"]
+    return str(picks[0]) if len(set(picks)) == 1 else "the validation pick"
+
+
 def _goal_lines(agg: dict[str, Any], reports: Sequence[dict[str, Any]] = ()) -> list[str]:
     """The predictor goals, each met or missed by how much (numbers from ``agg`` only). When the
     seeds pick different models, "ours" is each seed's own pick (as in the headline)."""
     picks: list[str | None] = list(agg["selected"])
     if not picks or any(p is None for p in picks) or not agg["comparisons"]:
         return []
-    ours = str(picks[0]) if len(set(picks)) == 1 else "the validation pick"
+    ours = _pick_label(agg)
     rows = {m["name"]: m for m in agg["methods"]}
     lines = ["## Goals", "", "| goal | result | met |", "|---|---|---|"]
     keys = ("seen/safe", "seen/at_risk_2s", "unseen/safe", "unseen/at_risk_2s")
@@ -768,7 +774,7 @@ def format_benchmark(
     ]
     lines += _goal_lines(agg, reports)
     if agg["comparisons"]:
-        ours = agg["selected"][0] if len(set(agg["selected"])) == 1 else "the validation pick"
+        ours = _pick_label(agg)
         lines += [
             f"## Headline: {ours} minus each fixed comparator",
             "",
