@@ -21,8 +21,9 @@ from salus.jobs.ceiling import MonteCarloCeilingJob
 from salus.jobs.collect import CollectJob
 from salus.jobs.demo import DemoJob
 from salus.jobs.evaluate import EvaluateJob
+from salus.jobs.options import job_options, option_words
 from salus.jobs.report import ReportJob
-from salus.jobs.stages import SilentReporter, Stage, option_words, run_stages
+from salus.jobs.stages import SilentReporter, Stage, run_stages
 from salus.jobs.train import TrainJob
 
 STAGE_JOBS = (TrainJob, CollectJob, EvaluateJob, ReportJob, MonteCarloCeilingJob, AssistJob)
@@ -145,7 +146,9 @@ def test_each_command_option_has_its_job_fields_default(job_cls: Any) -> None:
     name = {"MonteCarloCeilingJob": "ceiling"}.get(job_cls.__name__, job_cls.__name__[:-3].lower())
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     options = {opt: p for p in command.params for opt in p.opts}
-    for field_name, flag in module._FLAGS.items():
+    flags = getattr(module, "_FLAGS", None) or {n: o.flag for n, o in job_options(job_cls).items()}
+    assert flags, f"{job_cls.__name__} declares no options"
+    for field_name, flag in flags.items():
         assert flag in options, f"salus {name} has no {flag}"
         default, want = options[flag].default, fields[field_name]
         if want is dataclasses.MISSING:
@@ -156,3 +159,30 @@ def test_each_command_option_has_its_job_fields_default(job_cls: Any) -> None:
         if got is None or got == []:  # unset: the command passes the job's own default (or None)
             continue
         assert got == want or str(got) == str(want), (name, flag, got, want)
+
+
+def test_an_option_is_declared_once_on_its_job_field(tmp_path: Path) -> None:
+    """The command's option is the job field's declaration: its help and default come from there,
+    and a library caller gets the command line's range refusal, naming the flag."""
+    import typer
+
+    from salus.cli.main import app
+    from salus.errors import InvalidInputError
+
+    opts = job_options(TrainJob)
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    epochs = next(p for p in command.params if "--epochs" in p.opts)
+    assert epochs.help == opts["epochs"].help_text() and epochs.default == 60
+    with pytest.raises(InvalidInputError, match="--epochs must be an integer >= 1, got 0"):
+        TrainJob(tmp_path / "d", tmp_path / "m", epochs=0)
+    with pytest.raises(InvalidInputError, match="--alpha"):
+        TrainJob(tmp_path / "d", tmp_path / "m", alpha=1.5)
+
+
+def test_repeated_options_split_commas_unless_a_value_holds_them(tmp_path: Path, parse: Any) -> None:
+    """``--tasks a,b`` is two tasks, ``--obs state=a,b`` one mapping (its value holds the comma)."""
+    out = str(tmp_path / "d.zarr")
+    job = parse(["collect", "--out", out, "--tasks", "push,stack", "--tasks", "pick_place"])
+    assert job.tasks == ("push", "stack", "pick_place")
+    job = parse(["collect", "--out", out, "--env", "my.mod:make", "--obs", "state=a,b", "--obs", "task=t"])
+    assert job.obs == ("state=a,b", "task=t")

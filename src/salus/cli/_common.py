@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from salus._checks import SEED_MAX, check_range
+from salus.policies.spec import POLICY_SPEC_HELP
 
 __all__ = [
     "RichReporter",
@@ -21,13 +22,6 @@ __all__ = [
     "seed_option",
     "positive_int",
 ]
-
-# The --policy help of every command that takes a policy spec (the default is salus.policies.DEFAULT_POLICY).
-POLICY_SPEC_HELP = (
-    "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), "
-    "builtin:DIR, smolvla:PATH, python:FILE.py:FUNC or python:MODULE:FUNC (a function of yours "
-    "that builds your own PyTorch policy, docs/byo-robot.md), ..."
-)
 
 
 def in_range(

@@ -8,85 +8,69 @@ from typing import Any
 
 import typer
 
-from salus.cli._common import in_range, out_dir, positive_int
+from salus.cli._common import in_range
+from salus.cli._jobs import job_command, json_option, threads_option
 
 __all__ = ["register"]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("report")
-    def report(
-        model_dir: Path = typer.Argument(
-            ...,
-            help="A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ "
-            "directories (`salus train --split-seeds`; the first seed is drawn).",
-        ),
-        data: Path = typer.Argument(..., help="The dataset the checkpoints were trained on."),
-        out: Path = typer.Option(
-            ...,
-            "--out",
-            callback=out_dir,
-            help="Directory for index.html, the PNG figures, results.json/.md and report.json.",
-        ),
-        alpha: float = typer.Option(
-            None,
-            "--alpha",
-            callback=in_range(0, 1, lo_open=True, hi_open=True),
-            help="Alarm level the figures show (default 0.1; the tables show every alpha).",
-        ),
-        primary: str = typer.Option(
-            None,
-            "--primary",
-            help="Method the figures follow (default: our predictor, as selection.json chose it).",
-        ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print one JSON object (paths and the primary method's headline numbers)."
-        ),
-        threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
-    ) -> None:
-        """An HTML page with the evaluation's tables, calibration, lead-time, score-curve, ROC and signal figures."""
-        import torch
+def _report(job: Any, as_json: bool, threads: int) -> None:
+    """An HTML page with the evaluation's tables, calibration, lead-time, score-curve, ROC and signal figures."""
+    import torch
 
-        from salus.cli._common import RichReporter
-        from salus.jobs.report import ReportJob
+    from salus.cli._common import RichReporter
 
-        torch.set_num_threads(threads)
-        job = ReportJob(model_dir, data, out, alpha=alpha, primary=primary)
-        with RichReporter() as reporter:
-            drawn = job.run(reporter)
-        console, index = reporter.console, drawn.index
-        summary = json.loads((index.parent / "report.json").read_text())
-        if as_json:
-            typer.echo(json.dumps({"index": str(index), **summary}))
-            return
-        console.print(f"[green]report written:[/green] {index}")
-        for group, h in summary["headline"].items():
-            band = h["alarms"].get("band", {})
-            fpr = band.get("fpr")
-            if band.get("finite") is False:  # an infinite band never alarms: no FPR to report
-                console.print(
-                    f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
-                    f"band at alpha {summary['alpha']:g} cannot fire (below)"
-                )
-                continue
+    torch.set_num_threads(threads)
+    with RichReporter() as reporter:
+        drawn = job.run(reporter)
+    console, index = reporter.console, drawn.index
+    summary = json.loads((index.parent / "report.json").read_text())
+    if as_json:
+        typer.echo(json.dumps({"index": str(index), **summary}))
+        return
+    console.print(f"[green]report written:[/green] {index}")
+    for group, h in summary["headline"].items():
+        band = h["alarms"].get("band", {})
+        fpr = band.get("fpr")
+        if band.get("finite") is False:  # an infinite band never alarms: no FPR to report
             console.print(
                 f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
-                f"band FPR {_num(fpr)} at alpha {summary['alpha']:g}"
+                f"band at alpha {summary['alpha']:g} cannot fire (below)"
             )
-            glance = (summary.get("at_a_glance") or {}).get("groups", {}).get(group, {})
-            if "caught" in glance:  # the page's first block, in one line
-                lead = glance["lead_s_median"]
-                console.print(
-                    f"    caught {glance['caught']}/{glance['n_event']} event failures before the event"
-                    + (f" (median lead {lead:.2f} s)" if lead is not None else "")
-                    + f", false alarms {glance['false_alarms']}/{glance['n_success']} successes"
-                )
-        from salus.predictor.tables import band_state_lines
+            continue
+        console.print(
+            f"  {group}: {summary['primary_method']} SAFE ROC-AUC {_num(h['safe_auroc'])}, "
+            f"band FPR {_num(fpr)} at alpha {summary['alpha']:g}"
+        )
+        glance = (summary.get("at_a_glance") or {}).get("groups", {}).get(group, {})
+        if "caught" in glance:  # the page's first block, in one line
+            lead = glance["lead_s_median"]
+            console.print(
+                f"    caught {glance['caught']}/{glance['n_event']} event failures before the event"
+                + (f" (median lead {lead:.2f} s)" if lead is not None else "")
+                + f", false alarms {glance['false_alarms']}/{glance['n_success']} successes"
+            )
+    from salus.predictor.tables import band_state_lines
 
-        methods = drawn.evaluation.report["methods"]
-        entry = next((m for m in methods if m["name"] == summary["primary_method"]), None)
-        for line in band_state_lines(entry) if entry else []:  # per alpha: can the threshold fire
-            console.print(f"  {line}")
+    methods = drawn.evaluation.report["methods"]
+    entry = next((m for m in methods if m["name"] == summary["primary_method"]), None)
+    for line in band_state_lines(entry) if entry else []:  # per alpha: can the threshold fire
+        console.print(f"  {line}")
+
+
+def register(app: typer.Typer) -> None:
+    from salus.jobs.report import ReportJob
+
+    job_command(
+        app,
+        "report",
+        ReportJob,
+        _report,
+        extra=[
+            json_option("Print one JSON object (paths and the primary method's headline numbers)."),
+            threads_option(),
+        ],
+    )
 
     @app.command("replay")
     def replay(

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from salus._checks import check_range
+from salus._checks import SEED_MAX, check_range
 from salus.errors import InvalidInputError
+from salus.jobs.options import REQUIRED, argument, check_options, option, option_words
 from salus.jobs.stages import coerce_fields
 
 if TYPE_CHECKING:
@@ -21,15 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["AssistJob", "CLOSED_LOOP_MD"]
 
 CLOSED_LOOP_MD = "closed_loop.md"
-_FLAGS = {
-    "models": "--models",
-    "fresh": "--fresh",
-    "out": "--out",
-    "alphas": "--alphas",
-    "sweep_rates": "--sweep-rates",
-    "workers": "--workers",
-    "seed": "--seed",
-}
 
 
 def _numbers(text: str, option: str, allowed: str, hi_open: bool) -> tuple[float, ...] | None:
@@ -49,17 +41,33 @@ class AssistJob:
     """What ``salus assist`` simulates (each field is the option of the same name; see ``salus
     assist --help``): ``alphas`` and ``sweep_rates`` are comma lists, empty for the defaults."""
 
-    data: Path
-    models: Path
-    fresh: Path
-    out: Path = Path("runs/assist")
-    alphas: str = ""
-    sweep_rates: str = ""
-    workers: int = 1
-    seed: int = 0
+    data: Path = argument("The benchmark dataset the models were trained on.")
+    models: Path = option(
+        REQUIRED, "--models", "A directory of checkpoints of one split (`salus train --model all`)."
+    )
+    fresh: Path = option(
+        REQUIRED,
+        "--fresh",
+        "Fresh episodes of the same policy and perturbation mix, collected with another --seed.",
+    )
+    out: Path = option(Path("runs/assist"), "--out", "Results folder (resumes).", out_dir=True)
+    alphas: str = option(
+        "", "--alphas", "Comma-separated alphas (default: salus.predictor.closed_loop.CLOSED_LOOP_ALPHAS)."
+    )
+    sweep_rates: str = option(
+        "",
+        "--sweep-rates",
+        "Comma-separated help rates in (0, 1] whose thresholds the equal-cost curves simulate per group "
+        "(default: salus.predictor.closed_loop.SWEEP_RATES).",
+    )
+    workers: int = option(
+        1, "--workers", "Worker processes for the counterfactual episodes.", lo=1, short="-w"
+    )
+    seed: int = option(0, "--seed", "Seeds the random help requests and the bootstrap.", lo=0, hi=SEED_MAX)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_options(self)
         self.alpha_values()
         self.rate_values()
 
@@ -71,9 +79,7 @@ class AssistJob:
 
     def argv(self) -> list[str]:
         """The ``salus assist`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["assist", str(self.data), *option_words(self, _FLAGS)]
+        return ["assist", str(self.data), *option_words(self)]
 
     def run(self, reporter: Reporter) -> dict[str, Any]:
         """Run the closed loop (resumes); writes ``closed_loop.json`` and ``closed_loop.md``."""

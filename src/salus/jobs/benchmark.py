@@ -18,10 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from salus._checks import SEED_MAX
 from salus.errors import InvalidInputError
 from salus.jobs.assist import AssistJob
 from salus.jobs.ceiling import MonteCarloCeilingJob
 from salus.jobs.collect import CollectJob
+from salus.jobs.options import check_options, option, option_words
 from salus.jobs.stages import Stage, coerce_fields, command_line, run_stages
 from salus.jobs.train import TrainJob, parse_split_seeds
 from salus.policies.spec import DEFAULT_POLICY
@@ -99,26 +101,10 @@ CEILING_K = 8  # continuations per episode and time
 EFFICIENCY_SIZES = (50, 100, 200, 400, 800, 1600)  # training episodes of the data-efficiency curve
 FRESH_SEED = 7001
 
-# BenchmarkJob field -> salus benchmark option
-_FLAGS = {
-    "policy": "--policy",
-    "out": "--out",
-    "episodes": "--episodes",
-    "samples": "--samples",
-    "seed": "--seed",
-    "workers": "--workers",
-    "holdout_task": "--holdout-task",
-    "split_seeds": "--split-seeds",
-    "epochs": "--epochs",
-    "results": "--results",
-    "skip_report": "--skip-report",
-    "data": "--data",
-    "fresh_episodes": "--fresh-episodes",
-    "fresh_seed": "--fresh-seed",
-    "ceiling_sample": "--ceiling-sample",
-    "efficiency": "--efficiency-sizes",
-    "select": "--select",
-}
+
+def _sizes(field: str) -> str:
+    """``builtin 1200, smolvla 600``: a field of every policy's benchmark size, for the help."""
+    return ", ".join(f"{name} {getattr(size, field)}" for name, size in BENCHMARK_SIZES.items())
 
 
 @dataclass(frozen=True)
@@ -129,26 +115,104 @@ class BenchmarkJob:
     ``ceiling_sample`` None: the policy's :data:`BENCHMARK_SIZES` (no ceiling and no fresh episodes
     with ``data``); ``fresh_seed`` None: :data:`FRESH_SEED`; ``results`` None: :func:`results_path`."""
 
-    out: Path = Path("runs/benchmark")
-    episodes: int | None = None
-    samples: int | None = None
-    seed: int = 2026
-    workers: int = 2
-    holdout_task: str = "rotate"
-    split_seeds: str = "0,1,2,3"
-    epochs: int = 20
-    results: Path | None = None
-    skip_report: bool = False
-    data: Path | None = None
-    fresh_episodes: int | None = None
-    fresh_seed: int | None = None
-    ceiling_sample: int | None = None
-    efficiency: str = ",".join(str(n) for n in EFFICIENCY_SIZES)
-    select: str = "auto"
-    policy: str = DEFAULT_POLICY
+    out: Path = option(
+        Path("runs/benchmark"), "--out", "Folder for data, models, evaluation, report.", out_dir=True
+    )
+    episodes: int | None = option(
+        None,
+        "--episodes",
+        lambda: f"Episodes of the fixed dataset (resumed); default: the policy's ({_sizes('episodes')}).",
+        lo=1,
+        short="-n",
+    )
+    samples: int | None = option(
+        None,
+        "--samples",
+        lambda: (
+            "K chunks sampled per computed chunk in the collections (STAC, action total variance and "
+            f"the sample signals read them); default: the policy's ({_sizes('samples')})."
+        ),
+        lo=1,
+    )
+    seed: int = option(2026, "--seed", "Collection seed of the fixed dataset.", lo=0, hi=SEED_MAX)
+    workers: int = option(
+        2,
+        "--workers",
+        "Worker processes: collection, the ceiling, the closed loop and the split seeds' evaluation.",
+        lo=1,
+        short="-w",
+    )
+    holdout_task: str = option(
+        "rotate",
+        "--holdout-task",
+        "The unseen task, or 'rotate' (the default): each split seed holds out the next of the dataset's "
+        "sorted tasks (salus train --holdout-task rotate), so with as many seeds as tasks every task is "
+        "unseen once.",
+    )
+    split_seeds: str = option(
+        "0,1,2,3",
+        "--split-seeds",
+        "Split seeds (>= 3 for the results; with 'rotate', one per task: 4 for our tasks).",
+    )
+    epochs: int = option(
+        20, "--epochs", "Maximum training epochs (early stopping after 4 without improvement).", lo=1
+    )
+    results: Path | None = option(
+        None,
+        "--results",
+        "Where the results markdown goes (JSON beside it); default docs/results.md for the default policy "
+        "(and --data), docs/results-<policy>.md for another (results-builtin.md).",
+    )
+    skip_report: bool = option(False, "--skip-report", "Do not write the HTML report.")
+    data: Path | None = option(
+        None, "--data", "Benchmark an existing dataset (e.g. your robot's) instead of collecting one."
+    )
+    fresh_episodes: int | None = option(
+        None,
+        "--fresh-episodes",
+        lambda: (
+            "Fresh episodes for the closed loop (`salus assist`; default: the policy's, "
+            f"{_sizes('fresh_episodes')}); 0: none. Not with --data: the closed loop needs our simulator."
+        ),
+        lo=0,
+    )
+    fresh_seed: int | None = option(
+        None,
+        "--fresh-seed",
+        f"Collection seed of the fresh episodes (default {FRESH_SEED}; not with --data).",
+        lo=0,
+        hi=SEED_MAX,
+    )
+    ceiling_sample: int | None = option(
+        None,
+        "--ceiling-sample",
+        lambda: (
+            "At-risk episodes per time (1, 2, 3 s) of the Monte-Carlo ceiling (`salus ceiling`; default: "
+            f"the policy's, {_sizes('ceiling_sample')}); 0: none. Not with --data: the ceiling needs our simulator."
+        ),
+        lo=0,
+    )
+    efficiency: str = option(
+        ",".join(str(n) for n in EFFICIENCY_SIZES),
+        "--efficiency-sizes",
+        "Training-episode counts of the data-efficiency curve (comma list; sizes not below the training "
+        "split are skipped; '' for none).",
+    )
+    select: str = option(
+        "auto",
+        "--select",
+        "How our model is chosen (salus train --select): auto, validation or cross-validation.",
+    )
+    policy: str = option(
+        DEFAULT_POLICY,
+        "--policy",
+        "Policy spec the dataset is collected with: smolvla (the packaged SmolVLA, the default) or builtin "
+        "(the light option); ignored with --data.",
+    )
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_options(self)
         parse_split_seeds(self.split_seeds, 0)  # a bad --split-seeds fails now, not after the collection
         self.efficiency_sizes()
         if self.data is not None and self.ceiling_sample:
@@ -202,9 +266,7 @@ class BenchmarkJob:
 
     def argv(self) -> list[str]:
         """The ``salus benchmark`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["benchmark", *option_words(self, _FLAGS)]
+        return ["benchmark", *option_words(self)]
 
     def stages(self) -> list[Stage]:
         """The stages, in order (evaluation and the report are the job's own, after them)."""

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from salus._checks import check_range
+from salus._checks import SEED_MAX, check_range
 from salus.errors import InvalidInputError
+from salus.jobs.options import argument, check_options, option, option_words
 from salus.jobs.stages import coerce_fields
 
 if TYPE_CHECKING:
@@ -20,19 +21,6 @@ if TYPE_CHECKING:
     from salus.predictor.ceiling_replay import CeilingConfig, CeilingResult
 
 __all__ = ["MonteCarloCeilingJob", "parse_times"]
-
-_FLAGS = {
-    "policy": "--policy",
-    "times": "--times",
-    "k": "--k",
-    "sample": "--sample",
-    "seed": "--seed",
-    "workers": "--workers",
-    "out": "--out",
-    "split_seed": "--split-seed",
-    "holdout_tasks": "--holdout-task",
-    "n_boot": "--n-boot",
-}
 
 
 def parse_times(text: str) -> tuple[tuple[float, ...], bool]:
@@ -59,20 +47,44 @@ class MonteCarloCeilingJob:
     """What ``salus ceiling`` measures (each field is the option of the same name; see ``salus
     ceiling --help``); ``policy`` None: the policy that collected ``data``."""
 
-    data: Path
-    out: Path = Path("runs/ceiling")
-    policy: str | None = None
-    times: str = "1,2,3"
-    k: int = 8
-    sample: int = 200
-    seed: int = 0
-    workers: int = 1
-    split_seed: int | None = None
-    holdout_tasks: tuple[str, ...] = ()
-    n_boot: int = 1000
+    data: Path = argument("A dataset collected by `salus collect` in our simulator.")
+    out: Path = option(Path("runs/ceiling"), "--out", "Results folder (resumes).", out_dir=True)
+    policy: str | None = option(
+        None,
+        "--policy",
+        "Policy spec (builtin, builtin:DIR, smolvla:PATH, ...); default: the policy that collected DATA "
+        "(the ceiling is that policy's).",
+    )
+    times: str = option(
+        "1,2,3",
+        "--times",
+        "At-risk times in seconds, comma-separated; T adds the step of the protocol's SAFE-prediction "
+        "view (T - 2, T the shortest rollout).",
+    )
+    k: int = option(8, "--k", "Continuations per episode and time.", lo=1)
+    sample: int = option(200, "--sample", "At most this many at-risk episodes per time (seeded).", lo=1)
+    seed: int = option(
+        0, "--seed", "Seeds the sample, the continuations and the bootstrap.", lo=0, hi=SEED_MAX
+    )
+    workers: int = option(1, "--workers", "Worker processes.", lo=1, short="-w")
+    split_seed: int | None = option(
+        None,
+        "--split-seed",
+        "Sample from the test part of this split (salus train's defaults) instead of every episode.",
+        lo=0,
+        hi=SEED_MAX,
+    )
+    holdout_tasks: tuple[str, ...] = option(
+        (),
+        "--holdout-task",
+        "With --split-seed: the unseen task(s) of the split (repeatable); 'rotate': the task `salus train "
+        "--holdout-task rotate` holds out for its first split seed.",
+    )
+    n_boot: int = option(1000, "--n-boot", "Bootstrap resamples of the 95% intervals.", lo=0)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_options(self)
         self.config()
 
     def config(self) -> CeilingConfig:
@@ -94,9 +106,7 @@ class MonteCarloCeilingJob:
 
     def argv(self) -> list[str]:
         """The ``salus ceiling`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["ceiling", str(self.data), *option_words(self, _FLAGS)]
+        return ["ceiling", str(self.data), *option_words(self)]
 
     def run(self, reporter: Reporter) -> CeilingResult:
         from salus.predictor.ceiling_replay import run_ceiling

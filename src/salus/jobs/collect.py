@@ -13,10 +13,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from salus._checks import SEED_MAX
 from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.errors import InvalidInputError
+from salus.jobs.options import REQUIRED, check_options, job_options, option, option_words
 from salus.jobs.stages import coerce_fields
-from salus.policies.spec import DEFAULT_POLICY
+from salus.policies.spec import DEFAULT_POLICY, POLICY_SPEC_HELP
 
 if TYPE_CHECKING:
     from salus.collect.collector import CollectResult, CollectStats
@@ -25,31 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CollectJob", "run_collect", "unfitted_warning", "failure_text"]
 
-# CollectJob field -> salus collect option (the policy is always written: it says what was collected)
-_FLAGS = {
-    "episodes": "--episodes",
-    "tasks": "--tasks",
-    "seed": "--seed",
-    "max_steps": "--max-steps",
-    "perturb": "--perturb",
-    "perturb_mix": "--perturb-mix",
-    "workers": "--workers",
-    "batch_size": "--batch-size",
-    "ray": "--ray",
-    "save_images": "--save-images",
-    "save_hidden": "--save-hidden",
-    "samples": "--samples",
-    "signal_stats": "--signal-stats",
-    "env": "--env",
-    "env_kwargs": "--env-kwargs",
-    "obs": "--obs",
-    "task_text": "--task-text",
-    "success": "--success",
-    "failure": "--failure",
-    "robot": "--robot",
-    "overwrite": "--overwrite",
-    "out": "--out",
-}
 _ENV_ONLY = ("obs", "task_text", "env_kwargs", "failure", "success", "robot")
 
 
@@ -61,32 +38,105 @@ class CollectJob:
     perturbation mix; ``env`` and the options after it run any Gymnasium environment instead of our
     tasks; ``ray``: a Ray address (``local`` for a local cluster)."""
 
-    out: Path
-    policy: str = DEFAULT_POLICY
-    episodes: int = 24
-    tasks: tuple[str, ...] = ()
-    seed: int = 0
-    max_steps: int | None = None
-    perturb: tuple[str, ...] = ()
-    perturb_mix: Path | None = None
-    workers: int = 1
-    batch_size: int = DEFAULT_BATCH_SIZE
-    ray: str | None = None
-    save_images: bool = False
-    save_hidden: bool = False
-    samples: int = 4
-    signal_stats: str | None = None
-    env: str | None = None
-    env_kwargs: str | None = None
-    obs: tuple[str, ...] = ()
-    task_text: str = ""
-    success: str = "is_success"
-    failure: str | None = None
-    robot: Path | None = None
-    overwrite: bool = False
+    out: Path = option(
+        REQUIRED,
+        "--out",
+        "Dataset to write (DATA.zarr); an existing one is resumed.",
+        short="-o",
+        out_dir=True,
+    )
+    policy: str = option(DEFAULT_POLICY, "--policy", POLICY_SPEC_HELP)
+    episodes: int = option(24, "--episodes", "Episodes the dataset should hold at the end.", lo=1, short="-n")
+    tasks: tuple[str, ...] = option(
+        (),
+        "--tasks",
+        "Tasks (repeat or comma-separate); default: all tasks, rotating. With --env: the one task name the "
+        "dataset stores (default: the environment's Gymnasium id, env.spec.id, else the factory's function name).",
+    )
+    seed: int = option(
+        0, "--seed", "Base seed: episode i's seed, task and perturbations derive from it.", lo=0, hi=SEED_MAX
+    )
+    max_steps: int | None = option(
+        None, "--max-steps", "Control steps per episode; default: the simulator's limit per task.", lo=1
+    )
+    perturb: tuple[str, ...] = option(
+        (), "--perturb", "NAME=STRENGTH applied to every episode (repeatable); replaces the default mix."
+    )
+    perturb_mix: Path | None = option(
+        None,
+        "--perturb-mix",
+        'JSON file: a list of {"weight": w, "perturb": {NAME: STRENGTH or a lo-hi pair}} (docs/dataset.md).',
+    )
+    workers: int = option(
+        1, "--workers", "Local worker processes (or Ray actors with --ray).", lo=1, short="-w"
+    )
+    batch_size: int = option(
+        DEFAULT_BATCH_SIZE,
+        "--batch-size",
+        "Environments each worker runs in lockstep (one batched policy call per step). The dataset is the "
+        "same for any value; larger is faster until memory or cores run out.",
+        lo=1,
+        short="-b",
+    )
+    ray: str | None = option(
+        None,
+        "--ray",
+        "Run workers as Ray actors: bare --ray starts a local Ray instance, --ray ADDRESS joins a cluster.",
+    )
+    save_images: bool = option(False, "--save-images", "Store camera images (uint8) per step.")
+    save_hidden: bool = option(
+        False,
+        "--save-hidden",
+        "Store the policy's hidden state (f16) per step: hidden (this position) and hidden_mean (averaged over "
+        "the chunk: SAFE's feature, which the SAFE models then read).",
+    )
+    samples: int = option(
+        4, "--samples", "K chunks sampled per computed chunk (K >= 2 for sample signals).", lo=1
+    )
+    signal_stats: str | None = option(
+        None,
+        "--signal-stats",
+        "Fitted signal statistics (PATH for PATH.json + PATH.safetensors), or 'none'; default: the "
+        "statistics beside the policy's weights if there are any.",
+    )
+    env: str | None = option(
+        None,
+        "--env",
+        "Any Gymnasium environment instead of our tasks: a registered id (gym_pusht/PushT-v0) or a factory "
+        "MODULE:FUNC / FILE.py:FUNC (docs/byo-robot.md).",
+    )
+    env_kwargs: str | None = option(
+        None, "--env-kwargs", "JSON object of keyword arguments for the --env factory or gymnasium.make."
+    )
+    obs: tuple[str, ...] = option(
+        (),
+        "--obs",
+        "--env observation -> policy input: state=KEY[,KEY], image_<camera>=KEY, task=KEY, robot_state=KEY "
+        "(repeatable; default state=state).",
+        commas=False,
+    )
+    task_text: str = option("", "--task-text", "--env: the instruction when the observation has none.")
+    success: str = option(
+        "is_success",
+        "--success",
+        "--env: info key (bool) or MODULE:FUNC(info, obs) -> bool deciding success.",
+    )
+    failure: str | None = option(
+        None,
+        "--failure",
+        "--env: MODULE:FUNC(info, obs, steps) -> (failure_step, failure_type); default: last step, 'unknown'.",
+    )
+    robot: Path | None = option(
+        None,
+        "--robot",
+        "--env: the robot description (salus.data.RobotSpec JSON, docs/byo-robot.md) of the mapped state; "
+        "stored in the dataset, and the robot-state signals read the state through it.",
+    )
+    overwrite: bool = option(False, "--overwrite", "Delete an existing dataset at --out first.")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_options(self)
         if self.perturb and self.perturb_mix is not None:
             raise InvalidInputError("use either --perturb NAME=STRENGTH or --perturb-mix FILE, not both")
         if self.env is not None and (self.perturb or self.perturb_mix is not None):
@@ -98,15 +148,12 @@ class CollectJob:
             raise InvalidInputError(
                 "--obs, --task-text, --env-kwargs, --success, --failure and --robot go with --env"
             )
-        if self.workers < 1:
-            raise InvalidInputError(f"--workers must be >= 1, got {self.workers}")
         self.config()  # every other option is checked where the configuration is built
 
     def argv(self) -> list[str]:
         """The ``salus collect`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["collect", "--policy", self.policy, *option_words(self, _FLAGS)]
+        flags = {n: o.flag for n, o in job_options(self).items() if n != "policy"}  # always written
+        return ["collect", "--policy", self.policy, *option_words(self, flags)]
 
     def config(self) -> CollectConfig:
         """The collection's configuration (the perturbation mix and the environment options read)."""

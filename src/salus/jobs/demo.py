@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from salus._checks import SEED_MAX
 from salus.collect.config import DEFAULT_BATCH_SIZE
 from salus.jobs.collect import CollectJob
 from salus.jobs.evaluate import EvaluateJob
+from salus.jobs.options import check_options, option, option_words
 from salus.jobs.report import ReportJob
 from salus.jobs.stages import Stage, coerce_fields, run_stages
 from salus.jobs.train import TrainJob
@@ -26,45 +28,44 @@ if TYPE_CHECKING:
 
 __all__ = ["DemoJob", "DemoResult", "run_demo"]
 
-_FLAGS = {
-    "out": "--out",
-    "episodes": "--episodes",
-    "workers": "--workers",
-    "seed": "--seed",
-    "holdout_task": "--holdout-task",
-    "models": "--models",
-    "epochs": "--epochs",
-    "alpha": "--alpha",
-    "max_steps": "--max-steps",
-    "policy": "--policy",
-}
-
 
 @dataclass(frozen=True)
 class DemoJob:
     """What ``salus demo`` runs (each field is the option of the same name; see ``salus demo --help``)."""
 
-    out: Path = Path("runs/demo")
-    episodes: int = 400
-    workers: int = 2
-    seed: int = 0
-    holdout_task: str = "pick_color"
-    models: str = "all"
-    epochs: int = 30
-    alpha: float = 0.1
-    max_steps: int | None = None
-    policy: str = DEFAULT_POLICY
+    out: Path = option(Path("runs/demo"), "--out", "Folder for the dataset, models and report.", out_dir=True)
+    episodes: int = option(
+        400, "--episodes", "Episodes to collect (resumed if present; >= 8).", lo=8, short="-n"
+    )
+    workers: int = option(2, "--workers", "Local collection worker processes.", lo=1, short="-w")
+    seed: int = option(0, "--seed", "Seeds collection, splits and training.", lo=0, hi=SEED_MAX)
+    holdout_task: str = option(
+        "pick_color", "--holdout-task", "Task never used in training or calibration (unseen)."
+    )
+    models: str = option("all", "--models", "Predictors to train: 'all' or a comma-separated list.")
+    epochs: int = option(30, "--epochs", "Maximum training epochs (early stopping applies).", lo=1)
+    alpha: float = option(
+        0.1, "--alpha", "Conformal alarm level for the report.", lo=0, hi=1, lo_open=True, hi_open=True
+    )
+    max_steps: int | None = option(
+        None, "--max-steps", "Control steps per episode; default: the simulator's limit per task.", lo=1
+    )
+    policy: str = option(
+        DEFAULT_POLICY,
+        "--policy",
+        "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light, LeRobot-free "
+        "option), or any spec `salus collect` takes.",
+    )
     batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        check_options(self)
         self.stages()  # every stage's options are checked now, before the collection
 
     def argv(self) -> list[str]:
         """The ``salus demo`` arguments that run this job (the batch size is not an option)."""
-        from salus.jobs.stages import option_words
-
-        return ["demo", *option_words(self, _FLAGS)]
+        return ["demo", *option_words(self)]
 
     def stages(self) -> list[Stage]:
         data, models = self.out / "data.zarr", self.out / "models"

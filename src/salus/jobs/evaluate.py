@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._json import to_json
 from salus.errors import InvalidInputError
+from salus.jobs.options import argument, option, option_words
 from salus.jobs.stages import coerce_fields
 from salus.predictor.config import DEFAULT_ALPHAS
 
@@ -45,14 +46,41 @@ class EvaluateJob:
     these episodes as ``transfer:<transfer_label>:<model>`` (the cross-policy check).
     """
 
-    model_dir: Path
-    data: Path
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    workers: int = 1
+    model_dir: Path = argument(
+        "A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ directories "
+        "(`salus train --split-seeds`)."
+    )
+    data: Path = argument("The dataset the checkpoints were trained on.")
+    alphas: tuple[float, ...] = option(
+        DEFAULT_ALPHAS,
+        "--alpha",
+        f"Conformal alpha; repeatable (default {' '.join(map(str, DEFAULT_ALPHAS))}).",
+        lo=0,
+        hi=1,
+        lo_open=True,
+        hi_open=True,
+    )
+    workers: int = option(
+        1,
+        "--workers",
+        "Processes for the split seeds (forked; the same numbers as one process).",
+        lo=1,
+        short="-w",
+    )
     first_seed_only: bool = False
-    transfer_from: Path | None = None
-    transfer_label: str = "transfer"
-    out: Path | None = None
+    transfer_from: Path | None = option(
+        None,
+        "--transfer-from",
+        "Models trained on another policy's episodes (the same --split-seeds layout): their signal models "
+        "are scored on DATA as comparators transfer:LABEL:MODEL (is the monitor specific to the policy it "
+        "watched?).",
+    )
+    transfer_label: str = option(
+        "transfer", "--transfer-label", "LABEL of the --transfer-from rows (e.g. the other policy's name)."
+    )
+    out: Path | None = option(
+        None, "--out", "Also write results.json and results.md into this directory.", out_dir=True
+    )
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -70,9 +98,7 @@ class EvaluateJob:
 
     def argv(self) -> list[str]:
         """The ``salus evaluate`` arguments that run this job (``first_seed_only`` has none)."""
-        from salus.jobs.stages import option_words
-
-        return ["evaluate", str(self.model_dir), str(self.data), *option_words(self, _FLAGS)]
+        return ["evaluate", str(self.model_dir), str(self.data), *option_words(self)]
 
     def run(self, reporter: Reporter) -> EvaluateResult:
         """Evaluate; with ``out``, write the results there (headed by this job's command line)."""
@@ -82,16 +108,6 @@ class EvaluateJob:
         if self.out is not None:
             result.write(self.out, [command_line(self)])
         return result
-
-
-# EvaluateJob field -> salus evaluate option (the checkpoints and the data are the arguments)
-_FLAGS = {
-    "alphas": "--alpha",
-    "out": "--out",
-    "workers": "--workers",
-    "transfer_from": "--transfer-from",
-    "transfer_label": "--transfer-label",
-}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from salus.jobs.options import REQUIRED, argument, option, option_words
 from salus.jobs.stages import coerce_fields
 from salus.predictor.config import DEFAULT_ALPHAS
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReportJob", "ReportResult"]
 
-_FLAGS = {"out": "--out", "alpha": "--alpha", "primary": "--primary"}
-
 
 @dataclass(frozen=True)
 class ReportJob:
@@ -30,11 +29,29 @@ class ReportJob:
     --help``): ``alpha`` the alarm level the figures show (None: 0.1; the tables show every alpha),
     ``primary`` the method they follow (None: the validation pick)."""
 
-    model_dir: Path
-    data: Path
-    out: Path
-    alpha: float | None = None
-    primary: str | None = None
+    model_dir: Path = argument(
+        "A checkpoint, a directory of checkpoints (`salus train --model all`), or of seed<S>/ directories "
+        "(`salus train --split-seeds`; the first seed is drawn)."
+    )
+    data: Path = argument("The dataset the checkpoints were trained on.")
+    out: Path = option(
+        REQUIRED,
+        "--out",
+        "Directory for index.html, the PNG figures, results.json/.md and report.json.",
+        out_dir=True,
+    )
+    alpha: float | None = option(
+        None,
+        "--alpha",
+        "Alarm level the figures show (default 0.1; the tables show every alpha).",
+        lo=0,
+        hi=1,
+        lo_open=True,
+        hi_open=True,
+    )
+    primary: str | None = option(
+        None, "--primary", "Method the figures follow (default: our predictor, as selection.json chose it)."
+    )
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -48,9 +65,7 @@ class ReportJob:
 
     def argv(self) -> list[str]:
         """The ``salus report`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["report", str(self.model_dir), str(self.data), *option_words(self, _FLAGS)]
+        return ["report", str(self.model_dir), str(self.data), *option_words(self)]
 
     def run(self, reporter: Reporter) -> ReportResult:
         """Evaluate the first seed and draw the page."""

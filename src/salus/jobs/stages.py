@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +25,6 @@ __all__ = [
     "StageInterrupted",
     "run_stages",
     "command_line",
-    "option_words",
     "coerce_fields",
 ]
 
@@ -104,26 +103,6 @@ def run_stages(
         timings[stage.name] = time.perf_counter() - t0
         reporter.say(f"{stage.name} took {timings[stage.name]:.0f} s")
     return timings
-
-
-def option_words(job: Any, flags: Mapping[str, str]) -> list[str]:
-    """The options of ``job`` (a dataclass) that differ from the field defaults, as command-line
-    words: ``flags`` maps field name -> option; True -> the bare flag, a tuple -> the flag once per
-    item, None / False / the default -> nothing."""
-    defaults = {f.name: f.default for f in dataclasses.fields(job)}
-    words: list[str] = []
-    for name, flag in flags.items():
-        value = getattr(job, name)
-        if value is None or value is False or value == defaults.get(name) or value == ():
-            continue
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, tuple):
-            for v in value:
-                words += [flag, str(v)]
-        else:
-            words += [flag, str(value)]
-    return words
 
 
 def coerce_fields(job: Any) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from salus._checks import SEED_MAX, check_range
 from salus.errors import DatasetError, InvalidInputError
+from salus.jobs.options import REQUIRED, argument, check_options, option, option_words
 from salus.jobs.stages import coerce_fields
 from salus.predictor.config import SCORE_RAMP_S
 
@@ -30,6 +31,20 @@ DEFAULT_HORIZONS_TEXT = "6,10,13,16"
 #: ``progress(key, epochs done, epochs total, info)`` per model and split seed (key "name (seed s)");
 #: ``info`` None: keep the last text
 Progress = Callable[[str, int, int, str | None], None]
+
+
+def _model_help() -> str:
+    """The ``--model`` help, from the model registry (one list of names)."""
+    from salus.predictor.registry import get_model_spec, model_names
+
+    trained = [n for n in model_names() if not get_model_spec(n).training_free]
+    free = [n for n in model_names() if get_model_spec(n).training_free]
+    return (
+        f"A registered model ({', '.join(trained)}; the training-free baselines {', '.join(free)}, "
+        "fitted on the training episodes, which run live like the others), a comma list, or 'all' "
+        "(the trained models, one sub-directory each, without the baselines, which evaluation scores "
+        "anyway; oracle-risk only when the data has `privileged`)."
+    )
 
 
 def parse_split_seeds(spec: str | None, default: int) -> list[int]:
@@ -57,36 +72,116 @@ class TrainJob:
     ``salus train`` line of :meth:`argv`).
     """
 
-    data: Path
-    out: Path
-    models: str = "salus-tcn"
-    holdout_tasks: tuple[str, ...] = ()
-    epochs: int = 60
-    patience: int = 8
-    batch_episodes: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    alpha: float = 0.1
-    max_train: int = 0
-    val_fraction: float = 0.1
-    calib_fraction: float = 0.2
-    test_fraction: float = 0.25
-    horizons: str | None = None
-    horizons_s: str | None = None
-    score_horizon: int = -1
-    split_seeds: str | None = None
-    feature_groups: str | None = None
-    objective: str | None = None
-    score_ramp: float = SCORE_RAMP_S
-    label: str | None = None
-    resume: bool = False
-    select: str = "auto"
+    data: Path = argument("A salus zarr dataset (from `salus collect`).")
+    out: Path = option(REQUIRED, "--out", "Checkpoint directory.", out_dir=True)
+    models: str = option("salus-tcn", "--model", lambda: _model_help())
+    holdout_tasks: tuple[str, ...] = option(
+        (),
+        "--holdout-task",
+        "Task never used for training/calibration ('unseen' test); repeatable. 'rotate': leave one task "
+        "out per split seed, the j-th seed given holding out the j-th of the dataset's sorted tasks "
+        "(modulo their number), so seeds as many as tasks hold out each once.",
+    )
+    epochs: int = option(60, "--epochs", "Maximum epochs (early stopping on validation loss).", lo=1)
+    patience: int = option(8, "--patience", "Epochs without validation improvement before stopping.", lo=1)
+    batch_episodes: int = option(32, "--batch-episodes", "Episodes per gradient step.", lo=1)
+    lr: float = option(1e-3, "--lr", "AdamW learning rate.", lo=0, lo_open=True)
+    seed: int = option(0, "--seed", "Seeds the split, initialisation and shuffling.", lo=0, hi=SEED_MAX)
+    alpha: float = option(
+        0.1,
+        "--alpha",
+        "Default alarm alpha stored in the checkpoint.",
+        lo=0,
+        hi=1,
+        lo_open=True,
+        hi_open=True,
+    )
+    max_train: int = option(
+        0,
+        "--max-train-episodes",
+        "Keep at most this many training episodes (0: all); validation, calibration and test are "
+        "unchanged (the data-efficiency curve of `salus benchmark`).",
+        lo=0,
+    )
+    val_fraction: float = option(
+        0.1, "--val-fraction", "Seen episodes for early stopping.", lo=0, hi=1, lo_open=True, hi_open=True
+    )
+    calib_fraction: float = option(
+        0.2,
+        "--calib-fraction",
+        "Seen episodes whose successes calibrate the conformal bands.",
+        lo=0,
+        hi=1,
+        lo_open=True,
+        hi_open=True,
+    )
+    test_fraction: float = option(
+        0.25,
+        "--test-fraction",
+        "Seen episodes kept for the 'seen' test.",
+        lo=0,
+        hi=1,
+        lo_open=True,
+        hi_open=True,
+    )
+    horizons: str | None = option(
+        None,
+        "--horizons",
+        "Prediction horizons in control steps of the dataset's control rate, comma list, increasing "
+        f"(default {DEFAULT_HORIZONS_TEXT}: 0.3-0.8 s at our Panda's 20 Hz, 0.6-1.6 s at 10 Hz).",
+    )
+    horizons_s: str | None = option(
+        None,
+        "--horizons-s",
+        "Prediction horizons in seconds, comma list, increasing: converted to control steps with the "
+        "dataset's control rate (each must be a whole number of steps). Not with --horizons.",
+    )
+    score_horizon: int = option(
+        -1, "--score-horizon", "Index of the horizon whose probability is the alarm score (-1: longest)."
+    )
+    split_seeds: str | None = option(
+        None,
+        "--split-seeds",
+        "Comma list of split seeds: every model is trained once per seed into OUT/seed<S>/<model> "
+        "(`salus evaluate OUT DATA` then reports mean and spread over seeds).",
+    )
+    feature_groups: str | None = option(
+        None,
+        "--feature-groups",
+        "For salus-risk / oracle-risk: comma list of feature groups (ablations); default: the model's own.",
+    )
+    objective: str | None = option(
+        None,
+        "--objective",
+        "For salus-risk / oracle-risk: 'horizons' trains the seed's horizon target instead of the "
+        "model's own (an ablation).",
+    )
+    score_ramp: float = option(
+        SCORE_RAMP_S,
+        "--score-ramp",
+        "What our models add to their per-step score per second elapsed, so that the running max "
+        "follows the current estimate (docs/predictor.md); 0: none. Published baselines keep their own score.",
+        lo=0.0,
+    )
+    label: str | None = option(
+        None, "--label", "Name of the trained model in results (default: the model name)."
+    )
+    resume: bool = option(
+        False, "--resume", "Keep checkpoints that already exist under --out instead of retraining."
+    )
+    select: str = option(
+        "auto",
+        "--select",
+        "How our model is chosen among the salus models: auto (validation with >= 60 validation "
+        "episodes, else 5-fold cross-validation over training + validation), validation or cross-validation.",
+    )
     command: str = ""
 
     def __post_init__(self) -> None:
         from salus.predictor.selection import selection_rule
 
         coerce_fields(self)
+        check_options(self)
         self.model_names()  # an unknown model fails now, naming the registered ones
         seeds = self.seeds()
         selection_rule(self.select, 0)  # an unknown rule fails now, naming the rules
@@ -98,9 +193,7 @@ class TrainJob:
 
     def argv(self) -> list[str]:
         """The ``salus train`` arguments that run this job."""
-        from salus.jobs.stages import option_words
-
-        return ["train", str(self.data), *option_words(self, _FLAGS)]
+        return ["train", str(self.data), *option_words(self)]
 
     def run(self, reporter: Reporter) -> TrainResult:
         return run_train(self, progress=reporter.progress)
@@ -131,34 +224,6 @@ class TrainJob:
             )
 
         return {n: config_for(n) for n in self.model_names()}
-
-
-# TrainJob field -> salus train option (the data is the argument)
-_FLAGS = {
-    "models": "--model",
-    "out": "--out",
-    "holdout_tasks": "--holdout-task",
-    "epochs": "--epochs",
-    "patience": "--patience",
-    "batch_episodes": "--batch-episodes",
-    "lr": "--lr",
-    "seed": "--seed",
-    "alpha": "--alpha",
-    "max_train": "--max-train-episodes",
-    "val_fraction": "--val-fraction",
-    "calib_fraction": "--calib-fraction",
-    "test_fraction": "--test-fraction",
-    "horizons": "--horizons",
-    "horizons_s": "--horizons-s",
-    "score_horizon": "--score-horizon",
-    "split_seeds": "--split-seeds",
-    "feature_groups": "--feature-groups",
-    "objective": "--objective",
-    "score_ramp": "--score-ramp",
-    "label": "--label",
-    "resume": "--resume",
-    "select": "--select",
-}
 
 
 @dataclass

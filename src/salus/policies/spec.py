@@ -21,6 +21,7 @@ from salus.policies.base import PolicyAdapter
 
 __all__ = [
     "PolicySpec",
+    "POLICY_SPEC_HELP",
     "POLICY_LOADERS",
     "PACKAGED_POLICIES",
     "DEFAULT_POLICY",
@@ -44,6 +45,13 @@ PACKAGED_POLICIES: dict[str, str] = {
     "smolvla": "salus.policies.smolvla",
 }
 DEFAULT_POLICY = "smolvla"
+
+# The --policy help of every command that takes a policy spec (the default is DEFAULT_POLICY).
+POLICY_SPEC_HELP = (
+    "Policy spec: smolvla (the packaged SmolVLA, the default), builtin (the light option), "
+    "builtin:DIR, smolvla:PATH, python:FILE.py:FUNC or python:MODULE:FUNC (a function of yours "
+    "that builds your own PyTorch policy, docs/byo-robot.md), ..."
+)
 
 #: Specs whose PATH lists other specs (``ensemble:SPEC,SPEC``): their members carry their own options.
 COMPOSITE_POLICIES = frozenset({"ensemble"})
