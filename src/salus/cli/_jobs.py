@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
 
 from salus.cli._common import in_range, out_dir, positive_int, split_values
+from salus.jobs.options import Opt
 
 __all__ = ["job_command", "cli_option", "json_option", "threads_option"]
 
@@ -31,7 +32,7 @@ def _cli_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _callback(opt: Any) -> Callable[[Any], Any] | None:
+def _callback(opt: Opt) -> Callable[[Any], Any] | None:
     if opt.out_dir:
         return out_dir
     if opt.lo is None and opt.hi is None:
@@ -60,13 +61,12 @@ def threads_option() -> inspect.Parameter:
     return cli_option("threads", int, 1, "--threads", callback=positive_int, help="torch CPU threads (>= 1).")
 
 
-def _parameters(cls: Any) -> tuple[list[inspect.Parameter], set[str], set[str]]:
-    """The typer parameters of ``cls``'s declared fields, and the names of its repeatable ones
-    (split at commas, and kept whole)."""
+def _parameters(cls: Any) -> tuple[list[inspect.Parameter], dict[str, bool]]:
+    """The typer parameters of ``cls``'s declared fields, and its repeatable ones: name -> whether
+    each value is also split at commas."""
     hints = typing.get_type_hints(cls)
     params: list[inspect.Parameter] = []
-    repeated: set[str] = set()
-    whole: set[str] = set()
+    repeatable: dict[str, bool] = {}
     for f in dataclasses.fields(cls):
         if "argument" in f.metadata:
             params.append(
@@ -80,10 +80,8 @@ def _parameters(cls: Any) -> tuple[list[inspect.Parameter], set[str], set[str]]:
         elif "option" in f.metadata:
             opt = f.metadata["option"]
             annotation, many = _cli_type(hints[f.name])
-            if many and opt.commas:
-                repeated.add(f.name)
-            elif many:
-                whole.add(f.name)
+            if many:
+                repeatable[f.name] = opt.commas
             default = None if many else f.default
             if default is dataclasses.MISSING:
                 default = ...
@@ -92,7 +90,7 @@ def _parameters(cls: Any) -> tuple[list[inspect.Parameter], set[str], set[str]]:
             params.append(
                 inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
             )
-    return params, repeated, whole
+    return params, repeatable
 
 
 def job_command(
@@ -102,25 +100,23 @@ def job_command(
     run: Callable[..., None],
     *,
     extra: Sequence[inspect.Parameter] = (),
-    fixed: Mapping[str, Any] | None = None,
 ) -> Callable[..., None]:
     """Register ``salus NAME``: the arguments and options of job class ``cls`` (its declared fields,
     in field order), then the command-only options ``extra``. The command builds the job (a
-    repeatable option not given keeps the field's default) and calls ``run(job, **extras)``.
-    ``fixed``: field values the command always passes (not options). The help is ``run``'s
-    docstring."""
-    params, repeated, whole = _parameters(cls)
+    repeatable option not given keeps the field's default) and calls ``run(job, **extras)``. The
+    help is ``run``'s docstring."""
+    params, repeatable = _parameters(cls)
     params += list(extra)
     fields = {f.name for f in dataclasses.fields(cls)}
 
     def command(**kwargs: Any) -> None:
         values = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        for k in repeated | whole:
+        for k, commas in repeatable.items():
             if not values.get(k):
                 values.pop(k, None)  # not given: the job's default
-            elif k in repeated and all(isinstance(v, str) for v in values[k]):
+            elif commas and all(isinstance(v, str) for v in values[k]):
                 values[k] = split_values(values[k])  # "a,b" and a repeated flag alike
-        run(cls(**values, **(fixed or {})), **kwargs)
+        run(cls(**values), **kwargs)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
