@@ -17,15 +17,15 @@ def test_spec_is_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(
         InvalidInputError, match=r"\['--dataset', '--hidden-size'\] apply to --arch smolvla only"
     ):
-        PolicyTrainJob(tmp_path, dataset=tmp_path, recipe={"hidden_size": 64})
-    with pytest.raises(InvalidInputError, match="unknown recipe fields"):
-        PolicyTrainJob(tmp_path, arch="smolvla", recipe={"epochs": 3})
+        PolicyTrainJob(tmp_path, dataset=tmp_path, hidden_size=64)
     with pytest.raises(InvalidNameError, match="task"):
         PolicyTrainJob(tmp_path, tasks=("fly",))
     with pytest.raises(InvalidInputError, match="demo noise"):
         PolicyTrainJob(tmp_path, demo_noise=2.0)
-    with pytest.raises(InvalidInputError, match="demos_per_task"):
+    with pytest.raises(InvalidInputError, match="--demos must be an integer >= 1, got 0"):
         PolicyTrainJob(tmp_path, tasks=("push",), demos=0)
+    with pytest.raises(InvalidInputError, match="demos_per_task"):
+        PolicyTrainJob(tmp_path, tasks=("push",), demos={"push": 0})
     job = PolicyTrainJob(tmp_path, tasks=("push", "stack"), demos={"push": 3, "stack": 1})
     assert job.recording()["recording"]["demos_per_task"] == {"push": 3, "stack": 1}
     job = PolicyTrainJob(tmp_path, tasks=("push", "stack"), demos=2, task_demos=("push=5",))
@@ -36,7 +36,7 @@ def test_spec_is_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(InvalidNameError, match="policy architecture"):
         PolicyTrainJob(tmp_path, arch="bogus", tasks=("fly",))
     with pytest.raises(InvalidInputError, match=r"\['--checkpoint-every', '--init-from'\]"):
-        PolicyTrainJob(tmp_path, init_from=tmp_path, recipe={"checkpoint_every": 5}, tasks=("fly",))
+        PolicyTrainJob(tmp_path, init_from=tmp_path, checkpoint_every=5, tasks=("fly",))
 
 
 def test_a_new_architecture_is_one_registry_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,13 +79,13 @@ def _parameters(cls: Any) -> tuple[list[inspect.Parameter], dict[str, bool]]:
             )
         elif "option" in f.metadata:
             opt = f.metadata["option"]
-            annotation, many = _cli_type(hints[f.name])
+            annotation, many = _cli_type(opt.cli_type or hints[f.name])
             if many:
                 repeatable[f.name] = opt.commas
             default = None if many else f.default
             if default is dataclasses.MISSING:
                 default = ...
-            flags = (opt.flag,) if opt.short is None else (opt.flag, opt.short)
+            flags = (opt.flag, *opt.aliases)
             info = typer.Option(default, *flags, help=opt.help_text(), callback=_callback(opt))
             params.append(
                 inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)

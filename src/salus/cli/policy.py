@@ -17,6 +17,8 @@ from salus.cli._common import (
     seed_option,
     split_values,
 )
+from salus.cli._jobs import job_command, json_option, threads_option
+from salus.jobs.policy_train import STATE_FEATURES_HELP, TASK_DEMOS_HELP
 from salus.policies import DEFAULT_POLICY
 
 __all__ = ["register"]
@@ -47,18 +49,6 @@ def _parse_condition(spec: str) -> list[tuple[str, float]]:
     return out
 
 
-_TASK_DEMOS_HELP = (
-    "Per-task counts replacing --demos for the named tasks: TASK=N (repeat or comma-separate), "
-    "e.g. push=300,pick_color=400."
-)
-
-
-_STATE_FEATURES_HELP = (
-    "Salus state groups in observation.state (comma-separated: joint_pos, joint_vel, gripper_opening, "
-    "ee_pos, ee_quat, or all); default: all but joint_vel, as the built-in policy."
-)
-
-
 @policy_app.command("demos")
 def demos_command(
     out: Path = typer.Option(
@@ -73,7 +63,7 @@ def demos_command(
     demos: int = typer.Option(
         100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
     ),
-    task_demos: list[str] = typer.Option(None, "--task-demos", help=_TASK_DEMOS_HELP),
+    task_demos: list[str] = typer.Option(None, "--task-demos", help=TASK_DEMOS_HELP),
     seed: int = typer.Option(0, "--seed", callback=seed_option, help="Seeds the demonstrations."),
     demo_noise: float = typer.Option(
         0.0, "--demo-noise", callback=in_range(0, 1), help="DART noise std on executed actions, as for train."
@@ -81,7 +71,7 @@ def demos_command(
     image_size: int = typer.Option(
         96, "--image-size", callback=in_range(8), help="Camera image size in pixels."
     ),
-    state_features: str = typer.Option(None, "--state-features", help=_STATE_FEATURES_HELP),
+    state_features: str = typer.Option(None, "--state-features", help=STATE_FEATURES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset at --out."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -100,11 +90,11 @@ def demos_command(
         raise InvalidInputError(f"{out} already exists; pass --overwrite to replace it")
     job = PolicyTrainJob(
         out,
-        "smolvla",
-        tuple(split_values(tasks)),
-        demos,
-        seed,
-        demo_noise,
+        arch="smolvla",
+        tasks=tuple(split_values(tasks)),
+        demos=demos,
+        seed=seed,
+        demo_noise=demo_noise,
         task_demos=tuple(split_values(task_demos)),
     )
     with progress_bar() as bar:
@@ -128,120 +118,22 @@ def demos_command(
         )
 
 
-_SMOLVLA_SIZE_HELP = "SmolVLA only (default: the SmolVLATrainConfig field)."
-
-
-@policy_app.command("train")
-def train(
-    tasks: list[str] = typer.Option(
-        None, "--tasks", "--task", help="Training tasks (repeat or comma-separate); default all."
-    ),
-    demos: int = typer.Option(
-        100, "--demos", callback=positive_int, help="Successful expert demonstrations per task."
-    ),
-    task_demos: list[str] = typer.Option(None, "--task-demos", help=_TASK_DEMOS_HELP),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        callback=out_dir,
-        help="Folder to write the policy to (builtin: config.json, model.safetensors, "
-        "stats.safetensors; smolvla: a LeRobot checkpoint folder).",
-    ),
-    arch: str = typer.Option(
-        "builtin", "--arch", help="builtin (LeRobot-free) or smolvla (LeRobot's SmolVLAPolicy)."
-    ),
-    steps: int = typer.Option(
-        None, "--steps", callback=positive_int, help="Gradient steps (default: builtin 4000, smolvla 7000)."
-    ),
-    batch_size: int = typer.Option(
-        None, "--batch-size", callback=positive_int, help="Default: builtin 64, smolvla 32."
-    ),
-    lr: float = typer.Option(
-        None,
-        "--lr",
-        callback=in_range(0, lo_open=True),
-        help="Peak AdamW learning rate, > 0 (default: builtin 5e-4, smolvla 3e-4).",
-    ),
-    image_shift: int = typer.Option(
-        2, "--image-shift", callback=in_range(0), help="Random-shift augmentation in pixels."
-    ),
-    seed: int = typer.Option(
-        0, "--seed", callback=seed_option, help="Seeds the demonstrations and the training."
-    ),
-    demo_noise: float = typer.Option(
-        0.0,
-        "--demo-noise",
-        callback=in_range(0, 1),
-        help="DART noise: every demonstration executes the expert action plus Gaussian noise of this std "
-        "(normalised units, xyz only; labels stay clean). 0 keeps the original recipe. In [0, 1].",
-    ),
-    dataset: Path = typer.Option(
-        None,
-        "--dataset",
-        help="smolvla: train on this LeRobot dataset (salus policy demos) instead of "
-        "recording into OUT/demos (then --tasks, --demos, --task-demos, --demo-noise are not used).",
-    ),
-    state_features: str = typer.Option(None, "--state-features", help="smolvla: " + _STATE_FEATURES_HELP),
-    init_from: Path = typer.Option(
-        None,
-        "--init-from",
-        help="smolvla: start from this finished smolvla folder's weights (same size, tasks and "
-        "dataset), with a fresh optimiser and schedule: train longer without starting over.",
-    ),
-    checkpoint_every: int = typer.Option(
-        None, "--checkpoint-every", callback=positive_int, help="smolvla: steps between checkpoints (500)."
-    ),
-    hidden_size: int = typer.Option(
-        None, "--hidden-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " VLM width (128)."
-    ),
-    text_layers: int = typer.Option(
-        None, "--text-layers", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (4)."
-    ),
-    vision_layers: int = typer.Option(
-        None, "--vision-layers", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (2)."
-    ),
-    image_size: int = typer.Option(
-        None, "--image-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Pixels (96)."
-    ),
-    patch_size: int = typer.Option(
-        None, "--patch-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Pixels (12)."
-    ),
-    chunk_size: int = typer.Option(
-        None, "--chunk-size", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (16)."
-    ),
-    n_action_steps: int = typer.Option(
-        None, "--n-action-steps", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " (4)."
-    ),
-    num_steps: int = typer.Option(
-        None, "--num-steps", callback=positive_int, help=_SMOLVLA_SIZE_HELP + " Denoising steps (10)."
-    ),
-    threads: int = typer.Option(1, "--threads", callback=positive_int, help="torch CPU threads (>= 1)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the training log."),
-) -> None:
+def _train(job: Any, threads: int, as_json: bool) -> None:
     """Record scripted-expert demonstrations and train a policy by behaviour cloning.
 
     smolvla: rerun the same command after a kill to resume from the last checkpoint.
     """
     import torch
 
-    from salus.jobs.policy_train import PolicyTrainJob, run_policy_train
+    from salus.jobs.policy_train import run_policy_train
 
-    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden_size": hidden_size,
-              "text_layers": text_layers, "vision_layers": vision_layers, "image_size": image_size,
-              "patch_size": patch_size, "chunk_size": chunk_size, "n_action_steps": n_action_steps,
-              "num_steps": num_steps, "checkpoint_every": checkpoint_every}  # fmt: skip
-    job = PolicyTrainJob(
-        out, arch, tuple(split_values(tasks)), demos, seed, demo_noise, image_shift,
-        {k: v for k, v in recipe.items() if v is not None}, dataset,
-        tuple(split_values([state_features])) if state_features else None, init_from,
-        task_demos=tuple(split_values(task_demos)),
-    )  # fmt: skip
     torch.set_num_threads(threads)
     with progress_bar() as bar:
         log = run_policy_train(job, bar=bar)
+    out = job.out
     if as_json:
         typer.echo(json.dumps({"out": str(out), **{k: v for k, v in log.items() if k != "losses_every_100"}}))
-    elif arch == "smolvla":
+    elif job.arch == "smolvla":
         typer.echo(
             f"wrote {out} ({log['frames']} frames, {log['parameters']:,} parameters, loss "
             f"{log['loss_first']:.4f} -> {log['loss_last']:.4f}); run it with --policy smolvla:{out}"
@@ -250,6 +142,21 @@ def train(
         typer.echo(
             f"wrote {out} ({log['frames']} frames, loss {log['loss_first']:.4f} -> {log['loss_last']:.4f})"
         )
+
+
+def _register_train() -> None:
+    from salus.jobs.policy_train import PolicyTrainJob
+
+    job_command(
+        policy_app,
+        "train",
+        PolicyTrainJob,
+        _train,
+        extra=[threads_option(), json_option("Print one JSON object with the training log.")],
+    )
+
+
+_register_train()
 
 
 @policy_app.command("package")

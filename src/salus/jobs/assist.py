@@ -61,7 +61,7 @@ class AssistJob:
         "(default: salus.predictor.closed_loop.SWEEP_RATES).",
     )
     workers: int = option(
-        1, "--workers", "Worker processes for the counterfactual episodes.", lo=1, short="-w"
+        1, "--workers", "Worker processes for the counterfactual episodes.", lo=1, aliases=("-w",)
     )
     seed: int = option(0, "--seed", "Seeds the random help requests and the bootstrap.", lo=0, hi=SEED_MAX)
 

@@ -123,7 +123,7 @@ class BenchmarkJob:
         "--episodes",
         lambda: f"Episodes of the fixed dataset (resumed); default: the policy's ({_sizes('episodes')}).",
         lo=1,
-        short="-n",
+        aliases=("-n",),
     )
     samples: int | None = option(
         None,
@@ -140,7 +140,7 @@ class BenchmarkJob:
         "--workers",
         "Worker processes: collection, the ceiling, the closed loop and the split seeds' evaluation.",
         lo=1,
-        short="-w",
+        aliases=("-w",),
     )
     holdout_task: str = option(
         "rotate",

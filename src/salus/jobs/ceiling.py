@@ -66,7 +66,7 @@ class MonteCarloCeilingJob:
     seed: int = option(
         0, "--seed", "Seeds the sample, the continuations and the bootstrap.", lo=0, hi=SEED_MAX
     )
-    workers: int = option(1, "--workers", "Worker processes.", lo=1, short="-w")
+    workers: int = option(1, "--workers", "Worker processes.", lo=1, aliases=("-w",))
     split_seed: int | None = option(
         None,
         "--split-seed",

@@ -42,11 +42,13 @@ class CollectJob:
         REQUIRED,
         "--out",
         "Dataset to write (DATA.zarr); an existing one is resumed.",
-        short="-o",
+        aliases=("-o",),
         out_dir=True,
     )
     policy: str = option(DEFAULT_POLICY, "--policy", POLICY_SPEC_HELP)
-    episodes: int = option(24, "--episodes", "Episodes the dataset should hold at the end.", lo=1, short="-n")
+    episodes: int = option(
+        24, "--episodes", "Episodes the dataset should hold at the end.", lo=1, aliases=("-n",)
+    )
     tasks: tuple[str, ...] = option(
         (),
         "--tasks",
@@ -68,7 +70,7 @@ class CollectJob:
         'JSON file: a list of {"weight": w, "perturb": {NAME: STRENGTH or a lo-hi pair}} (docs/dataset.md).',
     )
     workers: int = option(
-        1, "--workers", "Local worker processes (or Ray actors with --ray).", lo=1, short="-w"
+        1, "--workers", "Local worker processes (or Ray actors with --ray).", lo=1, aliases=("-w",)
     )
     batch_size: int = option(
         DEFAULT_BATCH_SIZE,
@@ -76,7 +78,7 @@ class CollectJob:
         "Environments each worker runs in lockstep (one batched policy call per step). The dataset is the "
         "same for any value; larger is faster until memory or cores run out.",
         lo=1,
-        short="-b",
+        aliases=("-b",),
     )
     ray: str | None = option(
         None,

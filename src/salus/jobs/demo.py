@@ -35,9 +35,9 @@ class DemoJob:
 
     out: Path = option(Path("runs/demo"), "--out", "Folder for the dataset, models and report.", out_dir=True)
     episodes: int = option(
-        400, "--episodes", "Episodes to collect (resumed if present; >= 8).", lo=8, short="-n"
+        400, "--episodes", "Episodes to collect (resumed if present; >= 8).", lo=8, aliases=("-n",)
     )
-    workers: int = option(2, "--workers", "Local collection worker processes.", lo=1, short="-w")
+    workers: int = option(2, "--workers", "Local collection worker processes.", lo=1, aliases=("-w",))
     seed: int = option(0, "--seed", "Seeds collection, splits and training.", lo=0, hi=SEED_MAX)
     holdout_task: str = option(
         "pick_color", "--holdout-task", "Task never used in training or calibration (unseen)."

@@ -65,7 +65,7 @@ class EvaluateJob:
         "--workers",
         "Processes for the split seeds (forked; the same numbers as one process).",
         lo=1,
-        short="-w",
+        aliases=("-w",),
     )
     first_seed_only: bool = False
     transfer_from: Path | None = option(

@@ -37,9 +37,10 @@ REQUIRED: Any = dataclasses.MISSING
 class Opt:
     """One option of a job field: ``flag`` (``--epochs``), ``help`` (a string, or a function
     returning it, for help read from a registry), the allowed range (``lo`` / ``hi``, open or
-    closed; every item of a tuple field), ``short`` (``-w``), ``out_dir`` (a folder the job writes:
+    closed; every item of a tuple field), ``aliases`` (other names: ``("-w",)``), ``out_dir`` (a folder the job writes:
     the command refuses an existing file there), ``commas`` (a tuple of strings: the command also
-    splits each value at commas, ``--tasks a,b``; False where a value holds commas itself)."""
+    splits each value at commas, ``--tasks a,b``; False where a value holds commas itself),
+    ``cli_type`` (the command's type where the field's is wider, e.g. ``int`` for ``int | Mapping``)."""
 
     flag: str
     help: str | Callable[[], str]
@@ -47,9 +48,10 @@ class Opt:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
-    short: str | None = None
+    aliases: tuple[str, ...] = ()
     out_dir: bool = False
     commas: bool = True
+    cli_type: Any = None
 
     def help_text(self) -> str:
         return self.help if isinstance(self.help, str) else self.help()
@@ -82,10 +84,12 @@ def job_arguments(cls: Any) -> dict[str, str]:
     return {f.name: f.metadata["argument"] for f in dataclasses.fields(cls) if "argument" in f.metadata}
 
 
-def check_options(job: Any) -> None:
-    """Every option of ``job`` in its range (``InvalidInputError`` naming the flag otherwise)."""
+def check_options(job: Any, skip: tuple[str, ...] = ()) -> None:
+    """Every option of ``job`` but ``skip`` in its range (``InvalidInputError`` naming the flag
+    otherwise)."""
     for name, opt in job_options(job).items():
-        opt.check(getattr(job, name))
+        if name not in skip:
+            opt.check(getattr(job, name))
 
 
 def option_words(job: Any, flags: dict[str, str] | None = None) -> list[str]:

@@ -13,11 +13,13 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from salus._checks import SEED_MAX
 from salus.errors import InvalidInputError, InvalidNameError
+from salus.jobs.options import REQUIRED, check_options, option
 from salus.jobs.stages import coerce_fields
 
 __all__ = ["PolicyTrainJob", "run_policy_train", "POLICY_TRAINERS", "ProgressBar", "plain_log"]
@@ -52,28 +54,89 @@ def plain_log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+#: Help texts ``salus policy demos`` shares with ``salus policy train``.
+TASK_DEMOS_HELP = (
+    "Per-task counts replacing --demos for the named tasks: TASK=N (repeat or comma-separate), "
+    "e.g. push=300,pick_color=400."
+)
+STATE_FEATURES_HELP = (
+    "Salus state groups in observation.state (comma-separated: joint_pos, joint_vel, gripper_opening, "
+    "ee_pos, ee_quat, or all); default: all but joint_vel, as the built-in policy."
+)
+_SIZE = "smolvla only (default: the SmolVLATrainConfig field)."
+
+
 @dataclass(frozen=True)
 class PolicyTrainJob:
-    """A policy to train into ``out`` (see ``salus policy train --help`` for each option).
+    """A policy to train into ``out``; each field is the ``salus policy train`` option of its name.
 
     ``tasks``: empty for every task; ``demos``: one count per task or ``{task: count}``, overridden per
-    task by ``task_demos`` (``TASK=N`` items); ``recipe``: ``steps``, ``batch_size``, ``lr`` and, for
-    ``smolvla``, the model size and ``checkpoint_every`` (absent: the trainer's default). Checked in
-    the order the command's options were: architecture, SmolVLA-only options, noise, tasks, counts.
+    task by ``task_demos`` (``TASK=N`` items); the recipe (``steps``, ``batch_size``, ``lr`` and, for
+    ``smolvla``, the model size and ``checkpoint_every``; :meth:`recipe`) None: the trainer's
+    default. Checked in the order of the command's options: architecture, SmolVLA-only options,
+    noise, tasks, counts.
     """
 
-    out: Path
-    arch: str = "builtin"
-    tasks: tuple[str, ...] = ()
-    demos: int | Mapping[str, int] = 100
-    seed: int = 0
-    demo_noise: float = 0.0
-    image_shift: int = 2
-    recipe: Mapping[str, Any] = field(default_factory=dict)
-    dataset: Path | None = None
-    state_features: tuple[str, ...] | None = None
-    init_from: Path | None = None
-    task_demos: tuple[str, ...] = ()
+    out: Path = option(
+        REQUIRED,
+        "--out",
+        "Folder to write the policy to (builtin: config.json, model.safetensors, stats.safetensors; "
+        "smolvla: a LeRobot checkpoint folder).",
+        out_dir=True,
+    )
+    arch: str = option("builtin", "--arch", "builtin (LeRobot-free) or smolvla (LeRobot's SmolVLAPolicy).")
+    tasks: tuple[str, ...] = option(
+        (), "--tasks", "Training tasks (repeat or comma-separate); default all.", aliases=("--task",)
+    )
+    demos: int | Mapping[str, int] = option(
+        100, "--demos", "Successful expert demonstrations per task.", lo=1, cli_type=int
+    )
+    task_demos: tuple[str, ...] = option((), "--task-demos", TASK_DEMOS_HELP)
+    seed: int = option(0, "--seed", "Seeds the demonstrations and the training.", lo=0, hi=SEED_MAX)
+    demo_noise: float = option(
+        0.0,
+        "--demo-noise",
+        "DART noise: every demonstration executes the expert action plus Gaussian noise of this std "
+        "(normalised units, xyz only; labels stay clean). 0 keeps the original recipe. In [0, 1].",
+        lo=0,
+        hi=1,
+    )
+    image_shift: int = option(2, "--image-shift", "Random-shift augmentation in pixels.", lo=0)
+    steps: int | None = option(None, "--steps", "Gradient steps (default: builtin 4000, smolvla 7000).", lo=1)
+    batch_size: int | None = option(None, "--batch-size", "Default: builtin 64, smolvla 32.", lo=1)
+    lr: float | None = option(
+        None,
+        "--lr",
+        "Peak AdamW learning rate, > 0 (default: builtin 5e-4, smolvla 3e-4).",
+        lo=0,
+        lo_open=True,
+    )
+    dataset: Path | None = option(
+        None,
+        "--dataset",
+        "smolvla: train on this LeRobot dataset (salus policy demos) instead of recording into OUT/demos "
+        "(then --tasks, --demos, --task-demos, --demo-noise are not used).",
+    )
+    state_features: tuple[str, ...] | None = option(
+        None, "--state-features", "smolvla: " + STATE_FEATURES_HELP
+    )
+    init_from: Path | None = option(
+        None,
+        "--init-from",
+        "smolvla: start from this finished smolvla folder's weights (same size, tasks and dataset), with a "
+        "fresh optimiser and schedule: train longer without starting over.",
+    )
+    checkpoint_every: int | None = option(
+        None, "--checkpoint-every", "smolvla: steps between checkpoints (500).", lo=1
+    )
+    hidden_size: int | None = option(None, "--hidden-size", _SIZE + " VLM width (128).", lo=1)
+    text_layers: int | None = option(None, "--text-layers", _SIZE + " (4).", lo=1)
+    vision_layers: int | None = option(None, "--vision-layers", _SIZE + " (2).", lo=1)
+    image_size: int | None = option(None, "--image-size", _SIZE + " Pixels (96).", lo=1)
+    patch_size: int | None = option(None, "--patch-size", _SIZE + " Pixels (12).", lo=1)
+    chunk_size: int | None = option(None, "--chunk-size", _SIZE + " (16).", lo=1)
+    n_action_steps: int | None = option(None, "--n-action-steps", _SIZE + " (4).", lo=1)
+    num_steps: int | None = option(None, "--num-steps", _SIZE + " Denoising steps (10).", lo=1)
 
     def __post_init__(self) -> None:
         from salus.policies.demonstrations import check_demo_noise, resolve_demo_counts, task_demo_counts
@@ -83,16 +146,15 @@ class PolicyTrainJob:
         if self.arch not in POLICY_TRAINERS:
             raise InvalidNameError("policy architecture", self.arch, tuple(POLICY_TRAINERS))
         if self.arch != "smolvla":
-            given = [k for k in SMOLVLA_ONLY if getattr(self, k, None) is not None or k in self.recipe]
+            given = [k for k in SMOLVLA_ONLY if getattr(self, k) is not None]
             if given:
                 flags = ["--" + k.replace("_", "-") for k in given]
                 raise InvalidInputError(f"{flags} apply to --arch smolvla only")
-        known = (*RECIPE, *SMOLVLA_RECIPE) if self.arch == "smolvla" else RECIPE
-        unknown = sorted(set(self.recipe) - set(known))
-        if unknown:
-            raise InvalidInputError(f"unknown recipe fields {unknown}; allowed: {list(known)}")
         coerce_fields(self)
         object.__setattr__(self, "demo_noise", check_demo_noise(self.demo_noise))
+        check_options(
+            self, skip=() if isinstance(self.demos, int) else ("demos",)
+        )  # a mapping: checked below
         object.__setattr__(self, "tasks", tuple(check_tasks(list(self.tasks) or list(TASKS))))
         if self.task_demos:
             if not isinstance(self.demos, int):
@@ -100,6 +162,11 @@ class PolicyTrainJob:
             object.__setattr__(self, "demos", task_demo_counts(self.tasks, self.demos, self.task_demos))
             object.__setattr__(self, "task_demos", ())
         resolve_demo_counts(self.tasks, self.demos)
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe fields given (the trainer's config takes its defaults for the rest)."""
+        names = (*RECIPE, *SMOLVLA_RECIPE) if self.arch == "smolvla" else RECIPE
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     def recording(self) -> dict[str, Any]:
         """What the demonstrations were recorded with (stored with a LeRobot export)."""
@@ -171,7 +238,7 @@ def train_builtin(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str], No
     from salus.policies.builtin.training import TrainConfig, train_policy
 
     t0 = time.perf_counter()
-    train_cfg = TrainConfig(image_shift=job.image_shift, seed=job.seed, **dict(job.recipe))
+    train_cfg = TrainConfig(image_shift=job.image_shift, seed=job.seed, **job.recipe())
     model_cfg = BuiltinConfig()
     data, record_s = record(bar, job, model_cfg.image_size, tuple(model_cfg.cameras), log)
     model, stats, out_log = train_policy(
@@ -197,7 +264,7 @@ def train_smolvla_job(job: PolicyTrainJob, bar: ProgressBar, log: Callable[[str]
     from salus.policies.smolvla.training import SmolVLATrainConfig, train_smolvla
 
     t0 = time.perf_counter()
-    cfg = SmolVLATrainConfig(seed=job.seed, image_shift=job.image_shift, **dict(job.recipe))
+    cfg = SmolVLATrainConfig(seed=job.seed, image_shift=job.image_shift, **job.recipe())
     features = list(job.state_features) if job.state_features else list(DEFAULT_STATE_FEATURES)
     state_layout(features)
     recording = job.recording()
