@@ -80,16 +80,25 @@ def test_configs_validate():
 
 
 def test_a_model_takes_only_its_own_architecture_options():
-    """Each model reads its registry entry's fields: another one is refused with the model's own
-    list; a checkpoint records only its own; a checkpoint of every field (before) still loads."""
-    from dataclasses import asdict
+    """Each model has its own config class (its registry entry's): another model's option is
+    refused with the model's own list; a checkpoint records only its own; a checkpoint of every
+    field (before) still loads."""
+    from dataclasses import asdict, replace
+
+    from salus.predictor.config import SalusMLPConfig, SalusTreesConfig, config_class
 
     with pytest.raises(InvalidInputError, match=r"'salus-mlp' does not read \['trees'\].*mlp_hidden"):
         ModelConfig(name="salus-mlp", trees=10)
     with pytest.raises(InvalidInputError, match="safe-lstm.*lstm_hidden"):
         ModelConfig(name="safe-lstm", dropout=0.3)
     cfg = ModelConfig.of("salus-trees", **SMALL, trees=7)
-    assert cfg.trees == 7 and cfg.gru_hidden == ModelConfig().gru_hidden  # SMALL's gru_hidden left out
+    assert isinstance(cfg, SalusTreesConfig) and cfg.trees == 7 and not hasattr(cfg, "gru_hidden")
+    assert type(replace(cfg, feature_groups=("signals",))) is SalusTreesConfig
+    assert isinstance(ModelConfig(), SalusMLPConfig) and config_class("oracle-risk") is config_class(
+        "salus-risk"
+    )
+    with pytest.raises(InvalidInputError, match="SalusTreesConfig, not SalusMLPConfig"):
+        SalusMLPConfig(name="salus-trees")
     saved = cfg.to_dict()
     assert "trees" in saved and "mlp_hidden" not in saved and "gru_hidden" not in saved
     assert ModelConfig.from_dict(saved) == cfg

@@ -24,6 +24,16 @@ __all__ = [
     "DEFAULT_FAILURE_TYPES",
     "DEFAULT_ALPHAS",
     "ModelConfig",
+    "SalusMLPConfig",
+    "SalusTCNConfig",
+    "SafeMLPConfig",
+    "SafeLSTMConfig",
+    "FeaturesConfig",
+    "SalusRiskConfig",
+    "SalusTreesConfig",
+    "BaselineConfig",
+    "CONFIG_CLASSES",
+    "config_class",
     "TrainConfig",
     "SplitConfig",
     "ConformalConfig",
@@ -108,83 +118,61 @@ def _from_dict(cls: Any, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def _own_fields(own: Sequence[str], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` without the architecture fields (``ARCH_FIELDS``) that are not in ``own``."""
+_COMMON = ("name", "feature_groups", "objective")  # the fields of every model's config
+
+
+def _own_fields(cls: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the architecture fields (``ARCH_FIELDS``) that config class ``cls`` lacks."""
+    own = {f.name for f in fields(cls)}
     return {k: v for k, v in values.items() if k not in ARCH_FIELDS or k in own}
+
+
+def _positive_ints(name: str, value: tuple[int, ...]) -> None:
+    if not value or any(int(v) < 1 for v in value):
+        raise InvalidInputError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
+
+
+def _dropout(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise InvalidInputError(f"dropout must be in [0, 1), got {value}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of one predictor. Each model reads its own architecture fields (its registry
-    entry's ``params``); setting another one is an error (:meth:`of` leaves them out for a sweep).
+    """One predictor's configuration: the model name, the feature groups and objective of a
+    ``features`` model, and the architecture fields of that model alone.
 
-    ``salus-mlp``: per-step MLP ``mlp_hidden`` over (normalised signals, valid flags) (24,) with
-    ``len(horizons) x (1 + n_types)`` sigmoid outputs (any failure, then one per failure type).
-    ``salus-tcn``: causal dilated temporal convolution over the past ``1 + (tcn_kernel - 1) x
-    sum(tcn_dilations)`` steps,
-    same outputs. ``safe-mlp``: per-step score MLP ``safe_hidden`` on the observation embedding,
-    accumulated by running mean (or sum). ``safe-lstm``: one LSTM layer (``lstm_hidden``) on the
-    embedding sequence, one sigmoid score per step. ``salus-trees``: at most ``trees`` boosting
-    iterations of trees with ``tree_leaves`` leaves (learning rate ``tree_lr``, at least
-    ``tree_min_leaf`` training steps per leaf, L2 ``tree_l2``) on one step's features.
+    Each registered model has its own config class (its registry entry's ``config``, a subclass
+    defined below: LeRobot's configs registered by name), holding only the architecture options
+    its network reads. ``ModelConfig(name=N, **options)`` builds N's class, so
+    ``ModelConfig(name="salus-trees", trees=40)`` is a :class:`SalusTreesConfig`; an option the
+    model does not read is an error naming the ones it does (:meth:`of` leaves them out, for a
+    sweep over several models).
     """
 
     name: str = "salus-mlp"
-    mlp_hidden: tuple[int, ...] = (128, 256, 128)
-    tcn_channels: int = 64
-    tcn_kernel: int = 3
-    tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
-    safe_hidden: tuple[int, ...] = (256, 256)
-    safe_accumulate: str = "mean"
-    safe_threshold: float = 0.5
-    lstm_hidden: int = 256
-    dropout: float = 0.1
-    gru_hidden: int = 64
     feature_groups: tuple[str, ...] = ()  # input kind "features": () = the model's default groups
-    pca: int = 16
     objective: str = ""  # input kind "features": "" = the model's own; "horizons" = the seed's target
-    trees: int = 100  # salus-trees: most boosting iterations (validation loss picks how many are kept)
-    tree_leaves: int = 15
-    tree_lr: float = 0.1
-    tree_min_leaf: int = 50  # training steps per leaf at least
-    tree_l2: float = 1.0
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ModelConfig:
+        if cls is not ModelConfig:  # a model's own class, built directly (or by ``replace``)
+            return super().__new__(cls)
+        name = kwargs.get("name", args[0] if args else cls.name)
+        own = config_class(name)
+        valid = {f.name for f in fields(own)}
+        stray = sorted(set(kwargs) - valid)
+        if stray:
+            raise InvalidInputError(
+                f"model {name!r} does not read {stray}; its architecture options: "
+                f"{list(own.arch_fields()) or 'none'}"
+            )
+        return super().__new__(own)
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
-        own = get_model_spec(self.name).params
-        defaults = {f.name: f.default for f in fields(self)}
-        stray = [f for f in ARCH_FIELDS if f not in own and getattr(self, f) != defaults[f]]
-        if stray:
+        if type(self) is not config_class(self.name):
             raise InvalidInputError(
-                f"model {self.name!r} does not read {stray}; its architecture options: {list(own) or 'none'}"
-            )
-        for name in ("mlp_hidden", "safe_hidden", "tcn_dilations"):
-            value = getattr(self, name)
-            if not value or any(int(v) < 1 for v in value):
-                raise InvalidInputError(f"{name} must be a non-empty tuple of positive ints, got {value!r}")
-        if self.tcn_channels < 1 or self.tcn_kernel < 2 or self.lstm_hidden < 1:
-            raise InvalidInputError("tcn_channels and lstm_hidden must be >= 1 and tcn_kernel >= 2")
-        if self.safe_accumulate not in ("mean", "sum"):
-            raise InvalidNameError("safe_accumulate", self.safe_accumulate, ("mean", "sum"))
-        if not self.safe_threshold > 0.0:
-            raise InvalidInputError(f"safe_threshold must be > 0, got {self.safe_threshold}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.gru_hidden < 1 or self.pca < 1:
-            raise InvalidInputError("gru_hidden and pca must be >= 1")
-        if self.trees < 1 or self.tree_leaves < 2 or self.tree_min_leaf < 1:
-            raise InvalidInputError(
-                f"trees must be >= 1, tree_leaves >= 2 and tree_min_leaf >= 1; got {self.trees}, "
-                f"{self.tree_leaves}, {self.tree_min_leaf}"
-            )
-        if not (
-            math.isfinite(self.tree_lr)
-            and self.tree_lr > 0
-            and math.isfinite(self.tree_l2)
-            and self.tree_l2 >= 0
-        ):
-            raise InvalidInputError(
-                f"tree_lr must be a finite number > 0 and tree_l2 finite and >= 0; got {self.tree_lr}, {self.tree_l2}"
+                f"model {self.name!r} is configured by {config_class(self.name).__name__}, not {type(self).__name__}"
             )
         if self.objective and (
             self.objective != "horizons"
@@ -200,10 +188,15 @@ class ModelConfig:
                 raise InvalidNameError("feature group", bad[0], FEATURE_GROUPS)
 
     @classmethod
+    def arch_fields(cls) -> tuple[str, ...]:
+        """The architecture options of this config class (its fields but the common ones)."""
+        return tuple(f.name for f in fields(cls) if f.name not in _COMMON)
+
+    @classmethod
     def of(cls, name: str, **shared: Any) -> ModelConfig:
         """``name``'s config from options shared by several models (one dict of sizes for a sweep):
         the architecture options ``name`` does not read are left out; any other option is kept."""
-        return cls(name=name, **_own_fields(get_model_spec(name).params, shared))
+        return ModelConfig(name=name, **_own_fields(config_class(name), shared))
 
     @property
     def input_kind(self) -> str:
@@ -221,21 +214,177 @@ class ModelConfig:
         return self.feature_groups or get_model_spec(self.name).feature_groups
 
     def to_dict(self) -> dict[str, Any]:
-        """The name, the feature groups, the objective and the architecture fields this model reads."""
-        return _own_fields(get_model_spec(self.name).params, asdict(self))
+        """The name, the feature groups, the objective and this model's architecture fields."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """From :meth:`to_dict`, or from a checkpoint written before it kept only the model's own
-        fields (every field: those the model does not read are dropped, as it never read them)."""
-        name = data.get("name", cls.name)
-        own = get_model_spec(name).params if isinstance(name, str) and name in model_names() else ARCH_FIELDS
-        return _from_dict(cls, _own_fields(own, data))  # type: ignore[no-any-return]
+        """From :meth:`to_dict`, or from a checkpoint written before each model had its own class
+        (every model's fields: those the model does not read are dropped, as it never read them)."""
+        name = data.get("name", ModelConfig.name)
+        if not isinstance(name, str) or name not in model_names():
+            check_model_name(str(name))
+        return _from_dict(config_class(name), _own_fields(config_class(name), data))  # type: ignore[no-any-return]
 
 
-_NOT_ARCH = {"name", "feature_groups", "objective"}
-if set(ARCH_FIELDS) != {f.name for f in fields(ModelConfig)} - _NOT_ARCH:  # the registry names them
-    raise AssertionError("registry.ARCH_FIELDS must list ModelConfig's architecture fields")
+@dataclass(frozen=True)
+class SalusMLPConfig(ModelConfig):
+    """``salus-mlp``: per-step MLP ``mlp_hidden`` over (normalised signals, valid flags) (24,) with
+    ``len(horizons) x (1 + n_types)`` sigmoid outputs (any failure, then one per failure type)."""
+
+    name: str = "salus-mlp"
+    mlp_hidden: tuple[int, ...] = (128, 256, 128)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_ints("mlp_hidden", self.mlp_hidden)
+        _dropout(self.dropout)
+
+
+@dataclass(frozen=True)
+class SalusTCNConfig(ModelConfig):
+    """``salus-tcn``: causal dilated temporal convolution (``tcn_channels`` channels, kernel
+    ``tcn_kernel``) over the past ``1 + (tcn_kernel - 1) x sum(tcn_dilations)`` steps, the outputs
+    of ``salus-mlp``."""
+
+    name: str = "salus-tcn"
+    tcn_channels: int = 64
+    tcn_kernel: int = 3
+    tcn_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_ints("tcn_dilations", self.tcn_dilations)
+        if self.tcn_channels < 1 or self.tcn_kernel < 2:
+            raise InvalidInputError(
+                f"tcn_channels must be >= 1 and tcn_kernel >= 2, got {self.tcn_channels} and {self.tcn_kernel}"
+            )
+        _dropout(self.dropout)
+
+
+@dataclass(frozen=True)
+class SafeMLPConfig(ModelConfig):
+    """``safe-mlp``: per-step score MLP ``safe_hidden`` on the observation embedding, accumulated
+    by running mean (or sum), trained to stay below 0 on successes and above ``safe_threshold`` on
+    failures."""
+
+    name: str = "safe-mlp"
+    safe_hidden: tuple[int, ...] = (256, 256)
+    safe_accumulate: str = "mean"
+    safe_threshold: float = 0.5
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_ints("safe_hidden", self.safe_hidden)
+        if self.safe_accumulate not in ("mean", "sum"):
+            raise InvalidNameError("safe_accumulate", self.safe_accumulate, ("mean", "sum"))
+        if not self.safe_threshold > 0.0:
+            raise InvalidInputError(f"safe_threshold must be > 0, got {self.safe_threshold}")
+        _dropout(self.dropout)
+
+
+@dataclass(frozen=True)
+class SafeLSTMConfig(ModelConfig):
+    """``safe-lstm``: one LSTM layer (``lstm_hidden``) on the embedding sequence, one sigmoid score
+    per step."""
+
+    name: str = "safe-lstm"
+    lstm_hidden: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lstm_hidden < 1:
+            raise InvalidInputError(f"lstm_hidden must be >= 1, got {self.lstm_hidden}")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(ModelConfig):
+    """The options of every ``features`` model: the embedding and the hidden state enter the
+    feature space (``salus.predictor.features``) on their first ``pca`` principal components."""
+
+    pca: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pca < 1:
+            raise InvalidInputError(f"pca must be >= 1, got {self.pca}")
+
+
+@dataclass(frozen=True)
+class SalusRiskConfig(FeaturesConfig):
+    """``salus-risk`` (and ``oracle-risk``): a GRU of ``gru_hidden`` units over the feature space."""
+
+    name: str = "salus-risk"
+    gru_hidden: int = 64
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gru_hidden < 1:
+            raise InvalidInputError(f"gru_hidden must be >= 1, got {self.gru_hidden}")
+        _dropout(self.dropout)
+
+
+@dataclass(frozen=True)
+class SalusTreesConfig(FeaturesConfig):
+    """``salus-trees``: at most ``trees`` boosting iterations (validation loss picks how many are
+    kept) of trees with ``tree_leaves`` leaves (learning rate ``tree_lr``, at least
+    ``tree_min_leaf`` training steps per leaf, L2 ``tree_l2``) on one step's features."""
+
+    name: str = "salus-trees"
+    trees: int = 100
+    tree_leaves: int = 15
+    tree_lr: float = 0.1
+    tree_min_leaf: int = 50
+    tree_l2: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trees < 1 or self.tree_leaves < 2 or self.tree_min_leaf < 1:
+            raise InvalidInputError(
+                f"trees must be >= 1, tree_leaves >= 2 and tree_min_leaf >= 1; got {self.trees}, "
+                f"{self.tree_leaves}, {self.tree_min_leaf}"
+            )
+        if not (
+            math.isfinite(self.tree_lr)
+            and self.tree_lr > 0
+            and math.isfinite(self.tree_l2)
+            and self.tree_l2 >= 0
+        ):
+            raise InvalidInputError(
+                f"tree_lr must be a finite number > 0 and tree_l2 finite and >= 0; got {self.tree_lr}, {self.tree_l2}"
+            )
+
+
+@dataclass(frozen=True)
+class BaselineConfig(ModelConfig):
+    """The training-free baselines: no architecture options (fitted as the evaluation fits them)."""
+
+    name: str = "knn-cosine"
+
+
+def config_class(name: str) -> type[ModelConfig]:
+    """The config class of model ``name`` (its registry entry's ``config``); ``InvalidNameError``
+    lists the registered models."""
+    return CONFIG_CLASSES[get_model_spec(name).config]
+
+
+#: The config classes by the name a registry entry gives (``ModelSpec.config``).
+CONFIG_CLASSES: dict[str, type[ModelConfig]] = {
+    c.__name__: c
+    for c in (SalusMLPConfig, SalusTCNConfig, SafeMLPConfig, SafeLSTMConfig, SalusRiskConfig, SalusTreesConfig,
+              BaselineConfig)
+}  # fmt: skip
+if set(ARCH_FIELDS) != {f for c in CONFIG_CLASSES.values() for f in c.arch_fields()}:
+    raise AssertionError("registry.ARCH_FIELDS must list the architecture fields of the config classes")
+for _name in model_names():  # every entry names a config class and reads its fields
+    if get_model_spec(_name).config not in CONFIG_CLASSES:
+        raise AssertionError(
+            f"model {_name!r} names an unknown config class {get_model_spec(_name).config!r}"
+        )
 
 
 @dataclass(frozen=True)

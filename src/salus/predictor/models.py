@@ -14,7 +14,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .config import ModelConfig
+from .config import (
+    ModelConfig,
+    SafeLSTMConfig,
+    SafeMLPConfig,
+    SalusMLPConfig,
+    SalusRiskConfig,
+    SalusTCNConfig,
+    SalusTreesConfig,
+)
 
 __all__ = [
     "PredictorNet",
@@ -77,7 +85,7 @@ def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
 class SalusMLP(PredictorNet):
     """Per-step MLP (the seed's design): (B,T,D) -> logits (B,T,H,1+K)."""
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int):
+    def __init__(self, cfg: SalusMLPConfig, in_dim: int, n_horizons: int, n_types: int):
         super().__init__()
         self.n_h, self.n_out = n_horizons, 1 + n_types
         self.n_probs = n_horizons
@@ -106,7 +114,7 @@ class SalusTCN(PredictorNet):
     activations its dilated kernel still needs, initialised to the response to the zero padding.
     """
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int):
+    def __init__(self, cfg: SalusTCNConfig, in_dim: int, n_horizons: int, n_types: int):
         super().__init__()
         self.n_h, self.n_out = n_horizons, 1 + n_types
         self.n_probs = n_horizons
@@ -183,7 +191,7 @@ class SafeMLP(PredictorNet):
     """SAFE-MLP: per-step score ``sigmoid(MLP(e_t))`` accumulated over time (running mean or
     cumulative sum); the accumulated score is the failure score. Output raw = per-step logits (B,T)."""
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
+    def __init__(self, cfg: SafeMLPConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1
         self.accumulate = cfg.safe_accumulate
@@ -216,7 +224,7 @@ class SafeMLP(PredictorNet):
 class SafeLSTM(PredictorNet):
     """SAFE-LSTM: one LSTM layer over the embedding sequence, a sigmoid failure score per step."""
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
+    def __init__(self, cfg: SafeLSTMConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1
         self.hidden = cfg.lstm_hidden
@@ -249,7 +257,7 @@ class SalusRisk(PredictorNet):
     ``probs`` ``(B, T, 1 + H)`` are the any-failure columns; column 0 is the protocol's score.
     """
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int, n_types: int):
+    def __init__(self, cfg: SalusRiskConfig, in_dim: int, n_horizons: int, n_types: int):
         super().__init__()
         C = int(cfg.gru_hidden)
         from .objectives import get_objective
@@ -307,7 +315,7 @@ class SalusTrees(PredictorNet):
     bias: Tensor  # () float64 baseline log-odds
     depth: Tensor  # () int64 deepest leaf
 
-    def __init__(self, cfg: ModelConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
+    def __init__(self, cfg: SalusTreesConfig, in_dim: int, n_horizons: int = 1, n_types: int = 0):
         super().__init__()
         self.n_probs = 1
         n_trees, n_nodes = int(cfg.trees), 2 * int(cfg.tree_leaves) - 1

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from salus.errors import InvalidNameError
+from salus.errors import InvalidInputError, InvalidNameError
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, SafeMLPConfig, TrainConfig
 from .episodes import Episode, horizon_labels
 from .registry import OBJECTIVES
 
@@ -126,12 +126,16 @@ def _safe_mlp(
     import torch
     from torch.nn import functional as F
 
+    if not isinstance(cfg, SafeMLPConfig):
+        raise InvalidInputError(
+            f"the safe-mlp objective needs a SafeMLPConfig, {cfg.name} has {type(cfg).__name__}"
+        )
     w_pos, w_neg = class_weights(label)
-    thr = cfg.safe_threshold
+    thr, accumulate = cfg.safe_threshold, cfg.safe_accumulate
 
     def safe_mlp(raw: Any, y: Any, mask: Any, lab: Any) -> Any:
         s = torch.cumsum(torch.sigmoid(raw), dim=-1)
-        if cfg.safe_accumulate == "mean":
+        if accumulate == "mean":
             s = s / torch.arange(1, raw.shape[-1] + 1, dtype=s.dtype)
         e = lab[:, None]
         per = e * F.relu(thr - s) + (1 - e) * F.relu(s)

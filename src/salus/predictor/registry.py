@@ -3,7 +3,8 @@
 A model is one :class:`ModelSpec`: its input kind (which features it reads), its family (how the
 evaluation groups it), its objective (which targets and loss training uses), the network class
 (``module:Class``, imported lazily so this module stays cheap) and its default feature groups.
-Adding a model is one network class in ``models.py`` and one :func:`register_model` call here.
+Adding a model is one network class in ``models.py``, its config class in ``config.py`` (or an
+existing one) and one :func:`register_model` call here.
 
 The training-free baselines (objective ``"baseline"``, ``salus.predictor.baseline_models``) are
 models too, so ``salus train --model knn-cosine`` writes an ordinary checkpoint the monitor runs
@@ -35,14 +36,13 @@ FAMILIES = ("salus", "safe", "oracle", "baseline", "embedding")
 # The training-free families: the evaluation's method families of the same scores
 # (``salus.predictor.evaluate``: ``baseline:*`` online baselines, ``embedding:*`` embedding baselines).
 BASELINE_FAMILIES = {"baseline": "baselines", "embedding": "embedding"}  # family -> input kind
-# The architecture fields of ``salus.predictor.config.ModelConfig``; each model reads some of them.
+# Every architecture field of the models' config classes (``salus.predictor.config.CONFIG_CLASSES``,
+# checked there): a checkpoint written before each model had its own class holds all of them.
 ARCH_FIELDS = (
     "mlp_hidden", "tcn_channels", "tcn_kernel", "tcn_dilations", "safe_hidden", "safe_accumulate",
     "safe_threshold", "lstm_hidden", "dropout", "gru_hidden", "pca", "trees", "tree_leaves", "tree_lr",
     "tree_min_leaf", "tree_l2",
 )  # fmt: skip
-_RISK = ("gru_hidden", "dropout", "pca")
-_TREES = ("trees", "tree_leaves", "tree_lr", "tree_min_leaf", "tree_l2", "pca")
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,11 @@ class ModelSpec:
     note: str
     feature_groups: tuple[str, ...] = ()  # default FeatureSpace groups for input_kind "features"
     method: str = ""  # training-free baselines: the evaluation method whose score this is
-    # The ``ModelConfig`` architecture fields this model reads (``ARCH_FIELDS``); setting another
-    # is an error, and a checkpoint records only these.
-    params: tuple[str, ...] = ()
+    # The model's config class in ``salus.predictor.config`` (``CONFIG_CLASSES``): its fields are the
+    # architecture options this model reads (setting another is an error; a checkpoint records these)
+    config: str = "BaselineConfig"
 
     def __post_init__(self) -> None:
-        bad = [p for p in self.params if p not in ARCH_FIELDS]
-        if bad:
-            raise InvalidNameError("architecture field", bad[0], ARCH_FIELDS)
         if self.input_kind not in INPUT_KINDS:
             raise InvalidNameError("input kind", self.input_kind, INPUT_KINDS)
         if self.objective not in OBJECTIVES:
@@ -137,7 +134,7 @@ register_model(
         "models:SalusRisk",
         "P(episode fails), GRU over every policy internal + kNN distances",
         _RICH,
-        params=_RISK,
+        config="SalusRiskConfig",
     )
 )
 register_model(
@@ -149,7 +146,7 @@ register_model(
         "models:SalusTrees",
         "P(episode fails), gradient-boosted trees on one step's policy internals + kNN distances",
         _RICH,
-        params=_TREES,
+        config="SalusTreesConfig",
     )
 )
 register_model(
@@ -160,7 +157,7 @@ register_model(
         "horizons",
         "models:SalusMLP",
         "P(failure within horizon), seed MLP",
-        params=("mlp_hidden", "dropout"),
+        config="SalusMLPConfig",
     )
 )
 register_model(
@@ -171,7 +168,7 @@ register_model(
         "horizons",
         "models:SalusTCN",
         "P(failure within horizon), TCN",
-        params=("tcn_channels", "tcn_kernel", "tcn_dilations", "dropout"),
+        config="SalusTCNConfig",
     )
 )
 register_model(
@@ -182,7 +179,7 @@ register_model(
         "safe-mlp",
         "models:SafeMLP",
         "trajectory score",
-        params=("safe_hidden", "safe_accumulate", "safe_threshold", "dropout"),
+        config="SafeMLPConfig",
     )
 )
 register_model(
@@ -193,7 +190,7 @@ register_model(
         "safe-lstm",
         "models:SafeLSTM",
         "trajectory score",
-        params=("lstm_hidden",),
+        config="SafeLSTMConfig",
     )
 )
 register_model(
@@ -205,7 +202,7 @@ register_model(
         "models:SalusRisk",
         "NOT DEPLOYABLE: salus-risk + privileged simulator state",
         (*_RICH, "privileged"),
-        params=_RISK,
+        config="SalusRiskConfig",
     )
 )
 

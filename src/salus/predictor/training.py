@@ -32,7 +32,7 @@ from .checkpoint import (
     episode_vector,
     signal_features,
 )
-from .config import DEFAULT_FAILURE_TYPES, ModelConfig, TrainConfig
+from .config import DEFAULT_FAILURE_TYPES, FeaturesConfig, ModelConfig, SalusTreesConfig, TrainConfig
 from .conformal import fit_functional_bands
 from .episodes import Episode, EpisodeSet, EpisodeSplit, split_episodes, split_statistics
 from .objectives import Objective, get_objective, pre_event_mask
@@ -288,6 +288,10 @@ def _fit_trees(
     x, y = pre_event_steps(train_eps, featurize)
     xv, yv = pre_event_steps(val_eps, featurize)
     cfg = model_config
+    if not isinstance(cfg, SalusTreesConfig):
+        raise InvalidInputError(
+            f"the boosted-trees objective needs a SalusTreesConfig, {cfg.name} has {type(cfg).__name__}"
+        )
     clf = HistGradientBoostingClassifier(
         max_iter=cfg.trees,
         learning_rate=cfg.tree_lr,
@@ -366,6 +370,10 @@ def train_model(
         if kind == "features":
             from .features import FeatureSpace
 
+            if not isinstance(model_config, FeaturesConfig):
+                raise InvalidInputError(
+                    f"{name} reads features but is configured by {type(model_config).__name__}, not a FeaturesConfig"
+                )
             feature_space = FeatureSpace(model_config.groups, pca=model_config.pca, seed=tcfg.seed).fit(
                 train_eps
             )
