@@ -57,14 +57,19 @@ def _ema_features(x: Array) -> Array:
 
 
 def _trees(x: Array, y: Array, xv: Array, yv: Array, seed: int) -> Callable[[Array], Array]:
+    """salus-trees' learner at its default configuration (``SalusTreesConfig``), the iterations
+    chosen by the log-loss on ``(xv, yv)``; returns per-step log-odds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    from salus.predictor.config import SalusTreesConfig
+
+    cfg = SalusTreesConfig()
     clf = HistGradientBoostingClassifier(
-        max_iter=100,
-        learning_rate=0.1,
-        max_leaf_nodes=15,
-        min_samples_leaf=50,
-        l2_regularization=1.0,
+        max_iter=cfg.trees,
+        learning_rate=cfg.tree_lr,
+        max_leaf_nodes=cfg.tree_leaves,
+        min_samples_leaf=cfg.tree_min_leaf,
+        l2_regularization=cfg.tree_l2,
         early_stopping=False,
         random_state=seed,
     ).fit(x, y)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from learner_cv import _trees  # the same learner (scripts/ is on the path when run)
 
 
 def _draw(episodes: Any, pool: Sequence[int], n: int, rng: np.random.Generator) -> list[int]:
@@ -58,7 +59,6 @@ def fit_and_score(
     episodes: Any, train: list[int], evaluate: list[int], seed: int
 ) -> dict[str, tuple[float, float]]:
     """``{learner: (ROC-AUC at T, at-risk 2 s)}`` on ``evaluate`` of learners fitted on ``train``."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -80,26 +80,8 @@ def fit_and_score(
     space = FeatureSpace(get_model_spec("salus-trees").feature_groups, seed=seed).fit(fit)
     (x, y), (xv, yv) = _steps(fit, space.transform), _steps(stop, space.transform)
     out = {}
-    trees = HistGradientBoostingClassifier(
-        max_iter=100,
-        learning_rate=0.1,
-        max_leaf_nodes=15,
-        min_samples_leaf=50,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    ).fit(x, y)
-    losses = []
-    for p in trees.staged_predict_proba(xv):
-        q = np.clip(p[:, 1], 1e-7, 1 - 1e-7)
-        losses.append(float(-np.mean(np.where(yv, np.log(q), np.log(1 - q)))))
-    best = int(np.argmin(losses))
-    scores = []
-    for e in ev:
-        for i, p in enumerate(trees.staged_predict_proba(space.transform(e))):
-            if i == best:
-                scores.append(p[:, 1])
-                break
+    trees = _trees(x, y, xv, yv, seed)  # log-odds: the same ranking as the probabilities
+    scores = [trees(space.transform(e)) for e in ev]
     out["boosted trees (salus-trees' learner)"] = _metrics(ev, scores, times)
     logreg = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=3000)).fit(
         np.concatenate([x, xv]), np.concatenate([y, yv])
